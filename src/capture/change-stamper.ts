@@ -1,0 +1,128 @@
+import type { Database } from '../sqlite/database.ts';
+import type { Hlc } from '../clock/hlc.ts';
+import type { ShardRouter } from '../shard/shard-router.ts';
+import { ValueWriter, type SqlValue } from '../codec/value-codec.ts';
+import { batchVersion, encodeBatch, type WireChange, type WireTable } from '../codec/batch-codec.ts';
+import { logKeyColumnsMax } from '../sqlite/internal-schema.ts';
+import { assert } from '../util/assert.ts';
+import type { Capture, CapturedTable } from './capture.ts';
+
+export interface StamperLimits {
+  /** Most log rows read in one pass (one transaction). */
+  readonly ingestChangesMax: number;
+  /** Most changes in one batch (message). */
+  readonly batchChangesMax: number;
+  /** Most bytes (approximate, row images + keys) in one batch. */
+  readonly batchBytesMax: number;
+}
+
+export interface StampResult {
+  /** Log rows consumed. */
+  readonly logRows: number;
+  /** Distinct row changes stamped (several writes to one row between passes coalesce). */
+  readonly changes: number;
+  /** Outbox batches written. */
+  readonly batches: number;
+}
+
+interface PendingBatch {
+  readonly shard: number;
+  readonly tables: WireTable[];
+  readonly tableIndex: Map<number, number>;
+  readonly changes: WireChange[];
+  bytes: number;
+}
+
+/**
+ * Stamp-before-apply: turns captured keys into stamped, encoded, sharded batches in the outbox.
+ * For each changed key it reads the row as it is now (absent → delete), assigns a fresh HLC,
+ * records it in the per-row clock table and appends the change to its shard's batch. Must run
+ * inside the node's write transaction — the apply transaction calls it first, so the row clock
+ * always equals the clock of the data in the row.
+ */
+export class ChangeStamper {
+  private readonly keyWriter = new ValueWriter(256);
+  private readonly rowWriter = new ValueWriter(4096);
+
+  constructor(
+    private readonly db: Database,
+    private readonly capture: Capture,
+    private readonly hlc: Hlc,
+    private readonly router: ShardRouter,
+    private readonly nodeId: string,
+    private readonly clusterName: string,
+    private readonly limits: StamperLimits,
+  ) {}
+
+  /** Stamp up to ingestChangesMax log rows. Caller holds the write transaction. */
+  stampPending(): StampResult {
+    assert(this.db.conn.inTransaction, 'stampPending outside a write transaction');
+    const rows = this.db.prepare(
+      `SELECT seq, tid, ${Array.from({ length: logKeyColumnsMax }, (_, i) => `k${i}`).join(', ')} FROM __burrow_log ORDER BY seq LIMIT ?`,
+    ).raw(true).all(this.limits.ingestChangesMax) as SqlValue[][];
+    if (rows.length === 0) return { logRows: 0, changes: 0, batches: 0 };
+
+    // Coalesce: one change per (table, key), at the position of its last write.
+    const latest = new Map<string, { table: CapturedTable; key: SqlValue[]; keyBytes: Buffer }>();
+    let maxSeq = 0n;
+    for (const r of rows) {
+      maxSeq = r[0] as bigint;
+      const tid = Number(r[1] as bigint);
+      const table = this.capture.byTid(tid);
+      if (!table) continue; // table dropped since the write: nothing left to replicate
+      const key = r.slice(2, 2 + table.schema.keyColumns.length);
+      const keyBytes = this.keyWriter.reset().writeAll(key).bytes();
+      const id = `${tid}:${keyBytes.toString('latin1')}`;
+      latest.delete(id);
+      latest.set(id, { table, key, keyBytes });
+    }
+
+    const batches = new Map<number, PendingBatch>();
+    const out: PendingBatch[] = [];
+    const upsertClock = this.db.prepare(
+      'INSERT INTO __burrow_clock(tid, pk, hlc, node, deleted) VALUES (?, ?, ?, ?, ?) '
+      + 'ON CONFLICT(tid, pk) DO UPDATE SET hlc = excluded.hlc, node = excluded.node, deleted = excluded.deleted',
+    );
+    for (const { table, key, keyBytes } of latest.values()) {
+      const row = table.selectRow.get(...key) as SqlValue[] | undefined;
+      const hlc = this.hlc.now();
+      upsertClock.run(table.tid, keyBytes, hlc, this.nodeId, row ? 0n : 1n);
+      const shard = this.router.shardOf(table.schema.name, keyBytes);
+      let b = batches.get(shard);
+      const rowBytes = row ? this.rowWriter.reset().writeAll(row).bytes() : undefined;
+      const size = keyBytes.length + (rowBytes?.length ?? 0) + 16;
+      if (b && (b.changes.length >= this.limits.batchChangesMax || b.bytes + size > this.limits.batchBytesMax)) {
+        out.push(b);
+        b = undefined;
+      }
+      if (!b) {
+        b = { shard, tables: [], tableIndex: new Map(), changes: [], bytes: 64 };
+        batches.set(shard, b);
+      }
+      let ti = b.tableIndex.get(table.tid);
+      if (ti === undefined) {
+        ti = b.tables.length;
+        b.tables.push({ n: table.schema.name, k: table.schema.keyColumns, c: table.schema.columns });
+        b.tableIndex.set(table.tid, ti);
+        b.bytes += table.schema.columns.reduce((a, c) => a + c.length + 2, table.schema.name.length);
+      }
+      b.changes.push(rowBytes ? { t: ti, h: hlc, d: 0, k: keyBytes, r: rowBytes } : { t: ti, h: hlc, d: 1, k: keyBytes });
+      b.bytes += size;
+    }
+    out.push(...batches.values());
+
+    const insertOutbox = this.db.prepare('INSERT INTO __burrow_outbox(shard, msg_id, changes, payload) VALUES (?, ?, ?, ?)');
+    for (const b of out) {
+      const first = b.changes[0];
+      assert(first, 'empty batch');
+      const payload = encodeBatch({ v: batchVersion, o: this.nodeId, s: b.shard, tables: b.tables, changes: b.changes });
+      // HLC timestamps of one node are unique, so the first change's stamp names the batch for ever.
+      insertOutbox.run(b.shard, `${this.clusterName}.${this.nodeId}.${first.h}`, b.changes.length, payload);
+    }
+    this.db.prepare('DELETE FROM __burrow_log WHERE seq <= ?').run(maxSeq);
+    this.db.prepare("INSERT INTO __burrow_meta(key, value) VALUES ('hlc', ?) ON CONFLICT(key) DO UPDATE SET value = excluded.value")
+      .run(this.hlc.peek());
+    return { logRows: rows.length, changes: latest.size, batches: out.length };
+  }
+}
+

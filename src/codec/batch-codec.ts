@@ -1,0 +1,86 @@
+import { Packr } from 'msgpackr';
+
+/**
+ * One NATS message = one batch of changes of one shard from one node (msgpack).
+ * Row images and keys are canonical value bytes (value-codec.ts), so values stay exact
+ * whatever msgpack does with numbers; the HLC is an int64 (bigint on both ends).
+ */
+export const batchVersion = 1;
+
+export interface WireTable {
+  /** Table name. */
+  readonly n: string;
+  /** Primary-key column names ("rowid" for tables without a declared primary key). */
+  readonly k: readonly string[];
+  /** Column names of the row images, in order (includes the key columns). */
+  readonly c: readonly string[];
+}
+
+export interface WireChange {
+  /** Index into `tables`. */
+  readonly t: number;
+  /** HLC of the change. */
+  readonly h: bigint;
+  /** 1 = delete (tombstone), 0 = upsert. */
+  readonly d: 0 | 1;
+  /** Canonical key bytes. */
+  readonly k: Uint8Array;
+  /** Canonical row image (values for table.c), absent for deletes. */
+  readonly r?: Uint8Array;
+}
+
+export interface WireBatch {
+  readonly v: number;
+  /** Origin node id. */
+  readonly o: string;
+  readonly s: number;
+  readonly tables: readonly WireTable[];
+  readonly changes: readonly WireChange[];
+}
+
+export class MalformedBatchError extends Error {
+  override name = 'MalformedBatchError';
+}
+
+const packr = new Packr({ useRecords: false, mapsAsObjects: true, int64AsType: 'bigint' } as ConstructorParameters<typeof Packr>[0]);
+
+export function encodeBatch(b: WireBatch): Buffer {
+  return packr.pack(b);
+}
+
+const isStr = (x: unknown): x is string => typeof x === 'string' && x.length > 0;
+const isBytes = (x: unknown): x is Uint8Array => x instanceof Uint8Array;
+
+/** Decode and validate; anything off → MalformedBatchError naming the problem. */
+export function decodeBatch(data: Uint8Array): WireBatch {
+  let b: unknown;
+  try {
+    b = packr.unpack(data);
+  } catch (err) {
+    throw new MalformedBatchError(`not msgpack: ${(err as Error).message}`);
+  }
+  if (typeof b !== 'object' || b === null) throw new MalformedBatchError('not a batch object');
+  const o = b as Record<string, unknown>;
+  if (o.v !== batchVersion) throw new MalformedBatchError(`unsupported batch version ${String(o.v)} (this node speaks ${batchVersion})`);
+  if (!isStr(o.o)) throw new MalformedBatchError('missing origin node id');
+  if (typeof o.s !== 'number' || !Number.isInteger(o.s) || o.s < 0) throw new MalformedBatchError('missing shard');
+  if (!Array.isArray(o.tables)) throw new MalformedBatchError('missing tables');
+  if (!Array.isArray(o.changes)) throw new MalformedBatchError('missing changes');
+  for (const [i, t] of (o.tables as unknown[]).entries()) {
+    const tt = t as Record<string, unknown>;
+    if (typeof t !== 'object' || t === null || !isStr(tt.n) || !Array.isArray(tt.k) || !Array.isArray(tt.c)
+      || !(tt.k as unknown[]).every(isStr) || !(tt.c as unknown[]).every(isStr) || tt.k.length === 0) {
+      throw new MalformedBatchError(`tables[${i}] is malformed`);
+    }
+  }
+  const nt = o.tables.length;
+  for (const [i, c] of (o.changes as unknown[]).entries()) {
+    const cc = c as Record<string, unknown>;
+    if (typeof c !== 'object' || c === null || typeof cc.t !== 'number' || cc.t < 0 || cc.t >= nt
+      || typeof cc.h !== 'bigint' || cc.h < 0n || (cc.d !== 0 && cc.d !== 1) || !isBytes(cc.k)
+      || (cc.d === 0 && !isBytes(cc.r))) {
+      throw new MalformedBatchError(`changes[${i}] is malformed`);
+    }
+  }
+  return o as unknown as WireBatch;
+}

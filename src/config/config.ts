@@ -1,0 +1,269 @@
+import { readFileSync } from 'node:fs';
+import path from 'node:path';
+import { parse as parseToml } from 'smol-toml';
+import { ConfigError } from '../util/errors.ts';
+
+/**
+ * cluster.toml → a validated, frozen Config. Every node of the cluster reads the same file.
+ * Errors name the file, the key and the problem on one line (ConfigError, exit code 2).
+ */
+
+export interface HostPort {
+  readonly host: string;
+  readonly port: number;
+}
+
+export interface NodeConfig {
+  readonly id: string;
+  /** Absolute path of the SQLite replica applications use. */
+  readonly db: string;
+  /** Absolute folder for the node's own files: nats-server store, pid file, logs. */
+  readonly dataDir: string;
+  /** Embedded nats-server client address (null when [nats] urls points to an external cluster). */
+  readonly client: HostPort | null;
+  /** Embedded nats-server cluster route address (null with external NATS). */
+  readonly route: HostPort | null;
+  /** HTTP status endpoint. */
+  readonly http: HostPort;
+}
+
+export type Synchronous = 'OFF' | 'NORMAL' | 'FULL';
+
+export interface Config {
+  /** Absolute path of the file this came from. */
+  readonly file: string;
+  readonly cluster: {
+    readonly name: string;
+    readonly shards: number;
+    /** Replicas per stream as configured. */
+    readonly replicasConfigured: number;
+    /** Effective replicas per stream: min(configured, node count). */
+    readonly replicas: number;
+    /** A remote entry whose physical clock is further ahead than this is held, not applied. */
+    readonly hlcSkewMsMax: number;
+    /** Per-shard stream size bound; publishes past it are refused (and retried), never dropped. */
+    readonly streamBytesMax: number;
+  };
+  readonly sqlite: {
+    readonly synchronous: Synchronous;
+    readonly busyTimeoutMs: number;
+  };
+  readonly replication: {
+    /** Most local changes stamped in one ingest transaction. */
+    readonly ingestChangesMax: number;
+    /** Most changes in one published message (one shard). */
+    readonly batchChangesMax: number;
+    /** Most bytes in one published message. */
+    readonly batchBytesMax: number;
+    /** Most publishes awaiting their ack, over all shards. */
+    readonly publishInFlightMax: number;
+    readonly publishTimeoutMs: number;
+    /** How often the node checks PRAGMA data_version for local commits. */
+    readonly pollIntervalMs: number;
+    /** Most messages applied in one SQLite transaction. */
+    readonly applyMessagesMax: number;
+  };
+  readonly nats: {
+    /** External NATS cluster; null → each node runs its embedded nats-server. */
+    readonly urls: readonly string[] | null;
+    /** nats-server binary (name on PATH or path). */
+    readonly binary: string;
+  };
+  readonly nodes: readonly NodeConfig[];
+}
+
+const idPattern = /^[A-Za-z0-9_-]{1,32}$/;
+
+type Table = Record<string, unknown>;
+
+class Reader {
+  constructor(readonly file: string) {}
+
+  fail(key: string, problem: string): never {
+    throw new ConfigError(`${this.file}: ${key}: ${problem}`);
+  }
+
+  table(obj: Table, key: string, prefix: string, required: boolean): Table | undefined {
+    const v = obj[key];
+    if (v === undefined) {
+      if (required) this.fail(prefix + key, 'missing (required section)');
+      return undefined;
+    }
+    if (typeof v !== 'object' || v === null || Array.isArray(v)) this.fail(prefix + key, 'must be a table');
+    return v as Table;
+  }
+
+  onlyKeys(obj: Table, allowed: readonly string[], prefix: string): void {
+    for (const k of Object.keys(obj)) {
+      if (!allowed.includes(k)) {
+        this.fail(prefix + k, `unknown key (allowed here: ${allowed.join(', ')})`);
+      }
+    }
+  }
+
+  string(obj: Table, key: string, prefix: string, dflt?: string): string {
+    const v = obj[key];
+    if (v === undefined) {
+      if (dflt !== undefined) return dflt;
+      this.fail(prefix + key, 'missing (required)');
+    }
+    if (typeof v !== 'string' || v.length === 0) this.fail(prefix + key, `must be a non-empty string, got ${show(v)}`);
+    return v;
+  }
+
+  int(obj: Table, key: string, prefix: string, dflt: number, min: number, max: number): number {
+    const v = obj[key];
+    if (v === undefined) return dflt;
+    const n = typeof v === 'bigint' ? Number(v) : v;
+    if (typeof n !== 'number' || !Number.isInteger(n)) this.fail(prefix + key, `must be an integer, got ${show(v)}`);
+    if (n < min || n > max) this.fail(prefix + key, `must be between ${min} and ${max}, got ${n}`);
+    return n;
+  }
+
+  hostPort(obj: Table, key: string, prefix: string): HostPort {
+    const raw = this.string(obj, key, prefix);
+    const m = /^([A-Za-z0-9.-]+|\[[0-9a-fA-F:]+\]):(\d{1,5})$/.exec(raw);
+    if (!m) this.fail(prefix + key, `"${raw}" is not a host:port address (e.g. "127.0.0.1:4222")`);
+    const port = Number(m[2]);
+    if (port < 1 || port > 65535) this.fail(prefix + key, `"${raw}": port must be 1-65535`);
+    return Object.freeze({ host: m[1]!, port });
+  }
+}
+
+function show(v: unknown): string {
+  try {
+    return typeof v === 'bigint' ? v.toString() : JSON.stringify(v) ?? String(v);
+  } catch {
+    return String(v);
+  }
+}
+
+export function loadConfig(file: string): Config {
+  const abs = path.resolve(file);
+  let text: string;
+  try {
+    text = readFileSync(abs, 'utf8');
+  } catch (err) {
+    const code = (err as NodeJS.ErrnoException).code;
+    throw new ConfigError(`${file}: cannot read config file (${code ?? String(err)})`);
+  }
+  return parseConfig(text, abs);
+}
+
+export function parseConfig(text: string, file: string): Config {
+  const r = new Reader(file);
+  let doc: Table;
+  try {
+    doc = parseToml(text) as Table;
+  } catch (err) {
+    const msg = (err as Error).message.split('\n')[0];
+    throw new ConfigError(`${file}: not valid TOML: ${msg}`);
+  }
+  const baseDir = path.dirname(file);
+  r.onlyKeys(doc, ['cluster', 'sqlite', 'replication', 'nats', 'nodes'], '');
+
+  const c = r.table(doc, 'cluster', '', true)!;
+  r.onlyKeys(c, ['name', 'shards', 'replicas', 'hlc_skew_ms_max', 'stream_bytes_max'], 'cluster.');
+  const name = r.string(c, 'name', 'cluster.');
+  if (!idPattern.test(name)) r.fail('cluster.name', `"${name}" must be 1-32 characters of A-Z a-z 0-9 _ -`);
+  const shards = r.int(c, 'shards', 'cluster.', 16, 1, 1024);
+  const replicasConfigured = r.int(c, 'replicas', 'cluster.', 3, 1, 5);
+  const hlcSkewMsMax = r.int(c, 'hlc_skew_ms_max', 'cluster.', 60_000, 10, 86_400_000);
+  const streamBytesMax = r.int(c, 'stream_bytes_max', 'cluster.', 1024 * 1024 * 1024, 1024 * 1024, Number.MAX_SAFE_INTEGER);
+
+  const s = r.table(doc, 'sqlite', '', false) ?? {};
+  r.onlyKeys(s, ['synchronous', 'busy_timeout_ms'], 'sqlite.');
+  const sync = r.string(s, 'synchronous', 'sqlite.', 'NORMAL').toUpperCase();
+  if (sync !== 'OFF' && sync !== 'NORMAL' && sync !== 'FULL') {
+    r.fail('sqlite.synchronous', `must be "NORMAL" or "FULL" (or "OFF"), got "${sync}"`);
+  }
+  const busyTimeoutMs = r.int(s, 'busy_timeout_ms', 'sqlite.', 5000, 0, 600_000);
+
+  const rp = r.table(doc, 'replication', '', false) ?? {};
+  const rpKeys = ['ingest_changes_max', 'batch_changes_max', 'batch_bytes_max', 'publish_in_flight_max',
+    'publish_timeout_ms', 'poll_interval_ms', 'apply_messages_max'];
+  r.onlyKeys(rp, rpKeys, 'replication.');
+  const replication = Object.freeze({
+    ingestChangesMax: r.int(rp, 'ingest_changes_max', 'replication.', 20_000, 1, 1_000_000),
+    batchChangesMax: r.int(rp, 'batch_changes_max', 'replication.', 2000, 1, 100_000),
+    batchBytesMax: r.int(rp, 'batch_bytes_max', 'replication.', 512 * 1024, 1024, 8 * 1024 * 1024),
+    publishInFlightMax: r.int(rp, 'publish_in_flight_max', 'replication.', 64, 1, 4096),
+    publishTimeoutMs: r.int(rp, 'publish_timeout_ms', 'replication.', 5000, 100, 120_000),
+    pollIntervalMs: r.int(rp, 'poll_interval_ms', 'replication.', 2, 1, 10_000),
+    applyMessagesMax: r.int(rp, 'apply_messages_max', 'replication.', 256, 1, 100_000),
+  });
+
+  const n = r.table(doc, 'nats', '', false) ?? {};
+  r.onlyKeys(n, ['urls', 'binary'], 'nats.');
+  let urls: string[] | null = null;
+  if (n.urls !== undefined) {
+    if (!Array.isArray(n.urls) || n.urls.length === 0 || n.urls.some((u) => typeof u !== 'string' || u === '')) {
+      r.fail('nats.urls', 'must be a non-empty list of NATS URLs, e.g. ["nats://10.0.0.1:4222"]');
+    }
+    urls = (n.urls as string[]).slice();
+    for (const [i, u] of urls.entries()) {
+      if (!/^(nats|tls):\/\/[^\s/]+:\d{1,5}$/.test(u) && !/^[^\s/:]+:\d{1,5}$/.test(u)) {
+        r.fail(`nats.urls[${i}]`, `"${u}" is not a NATS URL (e.g. "nats://10.0.0.1:4222")`);
+      }
+    }
+  }
+  const binary = r.string(n, 'binary', 'nats.', 'nats-server');
+
+  const rawNodes = doc.nodes;
+  if (rawNodes === undefined) r.fail('nodes', 'missing: add at least one [[nodes]] table');
+  if (!Array.isArray(rawNodes) || rawNodes.length === 0) r.fail('nodes', 'must be one or more [[nodes]] tables');
+  const nodes: NodeConfig[] = [];
+  const ids = new Map<string, number>();
+  const addrs = new Map<string, string>();
+  const paths = new Map<string, string>();
+  for (const [i, raw] of (rawNodes as unknown[]).entries()) {
+    const p = `nodes[${i}].`;
+    if (typeof raw !== 'object' || raw === null || Array.isArray(raw)) r.fail(`nodes[${i}]`, 'must be a table');
+    const t = raw as Table;
+    r.onlyKeys(t, ['id', 'db', 'data', 'client', 'route', 'http'], p);
+    const id = r.string(t, 'id', p);
+    if (!idPattern.test(id)) r.fail(p + 'id', `"${id}" must be 1-32 characters of A-Z a-z 0-9 _ -`);
+    if (ids.has(id)) r.fail(p + 'id', `duplicate node id "${id}" (also nodes[${ids.get(id)}].id)`);
+    ids.set(id, i);
+    const db = path.resolve(baseDir, r.string(t, 'db', p));
+    const dataDir = path.resolve(baseDir, r.string(t, 'data', p, path.relative(baseDir, path.dirname(db)) || '.'));
+    let client: HostPort | null = null;
+    let route: HostPort | null = null;
+    if (urls === null || t.client !== undefined) client = r.hostPort(t, 'client', p);
+    if (urls === null || t.route !== undefined) route = r.hostPort(t, 'route', p);
+    const http = r.hostPort(t, 'http', p);
+    for (const [key, hp] of [['client', client], ['route', route], ['http', http]] as const) {
+      if (hp === null) continue;
+      const addr = `${hp.host}:${hp.port}`;
+      const other = addrs.get(addr) ?? addrs.get(`*:${hp.port}`);
+      if (other !== undefined) r.fail(p + key, `address ${addr} is already used by ${other}`);
+      addrs.set(addr, `${p}${key}`);
+    }
+    for (const [key, v] of [['db', db], ['data', dataDir]] as const) {
+      const other = paths.get(`${key}:${v}`);
+      if (other !== undefined) r.fail(p + key, `path ${v} is already used by ${other}`);
+      paths.set(`${key}:${v}`, `${p}${key}`);
+    }
+    nodes.push(Object.freeze({ id, db, dataDir, client, route, http }));
+  }
+
+  return Object.freeze({
+    file,
+    cluster: Object.freeze({
+      name, shards, replicasConfigured, replicas: Math.min(replicasConfigured, nodes.length),
+      hlcSkewMsMax, streamBytesMax,
+    }),
+    sqlite: Object.freeze({ synchronous: sync as Synchronous, busyTimeoutMs }),
+    replication,
+    nats: Object.freeze({ urls: urls ? Object.freeze(urls) : null, binary }),
+    nodes: Object.freeze(nodes),
+  });
+}
+
+export function nodeById(config: Config, id: string): NodeConfig {
+  const node = config.nodes.find((n) => n.id === id);
+  if (!node) {
+    throw new ConfigError(`${config.file}: no node "${id}" in [[nodes]] (known: ${config.nodes.map((n) => n.id).join(', ')})`);
+  }
+  return node;
+}

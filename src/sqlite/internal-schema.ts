@@ -1,0 +1,76 @@
+/**
+ * burrow's own tables, all prefixed `__burrow`. Created idempotently when the node opens the
+ * database. Nothing here is captured or replicated.
+ *
+ * __burrow_state   one row; `applying` is 1 only inside the node's apply transactions, so the
+ *                  capture triggers (WHEN applying = 0) skip the node's own writes (echo
+ *                  suppression). Other connections never see 1 (it is reset before COMMIT).
+ * __burrow_log     the capture outbox written by triggers in the writer's own transaction:
+ *                  which key of which table changed (up to 8 key columns, no type affinity so
+ *                  values stay exact). The node stamps and drains it.
+ * __burrow_tables  captured tables: local table id (tid), name, key columns.
+ * __burrow_clock   per-row clock: (tid, key) → HLC and node of the data in the row; tombstones
+ *                  (deleted = 1) keep deleted rows from being resurrected by older upserts.
+ * __burrow_outbox  stamped, encoded batches waiting for their publish ack (one row = one
+ *                  message, msg_id is the JetStream dedup id).
+ * __burrow_applied per shard: highest stream sequence applied (status).
+ * __burrow_dead    changes that could not be applied, with the reason (never silently lost).
+ * __burrow_meta    key/value facts: node id, cluster name, shard count, HLC high-water mark.
+ */
+export const logKeyColumnsMax = 8;
+
+const logKeyCols = Array.from({ length: logKeyColumnsMax }, (_, i) => `k${i}`).join(', ');
+
+export const internalSchemaSql = `
+CREATE TABLE IF NOT EXISTS __burrow_state(
+  id INTEGER PRIMARY KEY CHECK (id = 1),
+  applying INTEGER NOT NULL DEFAULT 0
+);
+INSERT OR IGNORE INTO __burrow_state(id, applying) VALUES (1, 0);
+UPDATE __burrow_state SET applying = 0 WHERE applying <> 0;
+CREATE TABLE IF NOT EXISTS __burrow_log(
+  seq INTEGER PRIMARY KEY,
+  tid INTEGER NOT NULL,
+  ${logKeyCols}
+);
+CREATE TABLE IF NOT EXISTS __burrow_tables(
+  tid INTEGER PRIMARY KEY,
+  name TEXT NOT NULL UNIQUE,
+  key_columns TEXT NOT NULL
+);
+CREATE TABLE IF NOT EXISTS __burrow_clock(
+  tid INTEGER NOT NULL,
+  pk BLOB NOT NULL,
+  hlc INTEGER NOT NULL,
+  node TEXT NOT NULL,
+  deleted INTEGER NOT NULL,
+  PRIMARY KEY (tid, pk)
+) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS __burrow_outbox(
+  id INTEGER PRIMARY KEY,
+  shard INTEGER NOT NULL,
+  msg_id TEXT NOT NULL UNIQUE,
+  changes INTEGER NOT NULL,
+  payload BLOB NOT NULL
+);
+CREATE TABLE IF NOT EXISTS __burrow_applied(
+  shard INTEGER PRIMARY KEY,
+  stream_seq INTEGER NOT NULL,
+  at_ms INTEGER NOT NULL
+);
+CREATE TABLE IF NOT EXISTS __burrow_dead(
+  id INTEGER PRIMARY KEY,
+  at_ms INTEGER NOT NULL,
+  shard INTEGER,
+  stream_seq INTEGER,
+  origin TEXT,
+  tbl TEXT,
+  hlc INTEGER,
+  reason TEXT NOT NULL,
+  change BLOB
+);
+CREATE TABLE IF NOT EXISTS __burrow_meta(
+  key TEXT PRIMARY KEY,
+  value
+);
+`;
