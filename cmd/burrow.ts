@@ -1,0 +1,74 @@
+import { parseArgs } from 'node:util';
+import { BurrowError, errorMessage } from '../src/util/errors.ts';
+import { runStart } from './start.ts';
+import { runUp } from './up.ts';
+import { runStatus } from './status.ts';
+import { runChecksum } from './checksum.ts';
+
+const help = `burrow — a multi-node SQLite cluster (every node a full local replica)
+
+Usage:
+  burrow start    --config FILE --node ID   run one node in the foreground
+  burrow up       --config FILE             run every node of FILE, with a live status line per node
+  burrow status   --config FILE [--json]    ask every node for its status (exit 1 if one is down)
+  burrow checksum --config FILE [--json]    compare per-table digests of all replicas (exit 1 if they differ)
+  burrow --help
+
+Options:
+  -c, --config FILE   cluster.toml shared by all nodes (default: ./cluster.toml)
+  -n, --node ID       node id from the config (start only)
+      --json          machine-readable output (status, checksum)
+
+Environment:
+  BURROW_LOG_LEVEL          debug | info | warn | error (default info)
+`;
+
+async function main(argv: string[]): Promise<number> {
+  const { values, positionals } = parseArgs({
+    args: argv,
+    allowPositionals: true,
+    strict: true,
+    options: {
+      config: { type: 'string', short: 'c', default: 'cluster.toml' },
+      node: { type: 'string', short: 'n' },
+      json: { type: 'boolean', default: false },
+      help: { type: 'boolean', short: 'h', default: false },
+    },
+  });
+  const cmd = positionals[0];
+  if (values.help || cmd === undefined || cmd === 'help') {
+    process.stdout.write(help);
+    return cmd === undefined && !values.help ? 2 : 0;
+  }
+  switch (cmd) {
+    case 'start':
+      if (!values.node) throw new BurrowError('burrow start needs --node ID (one of the [[nodes]] ids in the config)', { exitCode: 2 });
+      return runStart(values.config, values.node);
+    case 'up':
+      return runUp(values.config);
+    case 'status':
+      return runStatus(values.config, values.json);
+    case 'checksum':
+      return runChecksum(values.config, values.json);
+    default:
+      throw new BurrowError(`unknown command "${cmd}" (try burrow --help)`, { exitCode: 2 });
+  }
+}
+
+main(process.argv.slice(2)).then(
+  (code) => {
+    process.exitCode = code;
+  },
+  (err: unknown) => {
+    if (err instanceof BurrowError) {
+      process.stderr.write(`burrow: ${err.message}\n`);
+      process.exitCode = err.exitCode;
+    } else if ((err as { code?: string }).code?.startsWith('ERR_PARSE_ARGS')) {
+      process.stderr.write(`burrow: ${errorMessage(err)} (try burrow --help)\n`);
+      process.exitCode = 2;
+    } else {
+      process.stderr.write(`burrow: internal error: ${err instanceof Error ? err.stack : String(err)}\n`);
+      process.exitCode = 1;
+    }
+  },
+);

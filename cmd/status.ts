@@ -1,0 +1,31 @@
+import { loadConfig } from '../src/config/config.ts';
+import { getJson } from './node-client.ts';
+
+/** `burrow status`: per node id, ready, pending changes, per-shard applied position, HLC. */
+export async function runStatus(configFile: string, json: boolean): Promise<number> {
+  const config = loadConfig(configFile);
+  const results = await Promise.all(config.nodes.map(async (n) => {
+    const r = await getJson(n, '/status');
+    return r.ok ? { id: n.id, up: true, ...r.body } : { id: n.id, up: false, error: `down (${n.http.host}:${n.http.port}: ${r.error})` };
+  }));
+  if (json) {
+    process.stdout.write(JSON.stringify(results, null, 2) + '\n');
+  } else {
+    for (const s of results) process.stdout.write(formatStatusLine(s) + '\n');
+  }
+  return results.every((r) => r.up) ? 0 : 1;
+}
+
+export function formatStatusLine(s: any): string {
+  if (!s.up) return `${s.id.padEnd(6)} DOWN   ${s.error}`;
+  const pending = s.pending.logRows + s.pending.outboxChanges;
+  const applied = (s.shards as { appliedSeq: number }[]).reduce((a, p) => a + p.appliedSeq, 0);
+  const state = s.ready ? 'ready' : s.phase;
+  const extra = [
+    s.deadLetters > 0 ? `dead-letters ${s.deadLetters}` : '',
+    s.holds?.length > 0 ? `held from ${s.holds.map((h: any) => h.origin).join(',')}` : '',
+    !s.ready && s.lastError ? `last error: ${s.lastError.message}` : '',
+  ].filter(Boolean).join('  ');
+  return `${s.id.padEnd(6)} ${state.padEnd(10)} pid ${String(s.pid).padEnd(7)} pending ${String(pending).padEnd(7)} `
+    + `applied ${String(applied).padEnd(8)} hlc ${s.hlc.time}${extra ? '  ' + extra : ''}`;
+}

@@ -1,0 +1,113 @@
+import { spawn, type ChildProcess } from 'node:child_process';
+import { mkdirSync, openSync, closeSync, readFileSync } from 'node:fs';
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { loadConfig, type NodeConfig } from '../src/config/config.ts';
+import { getJson } from './node-client.ts';
+import { formatStatusLine } from './status.ts';
+
+const binPath = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..', 'bin', 'burrow.js');
+const stopTimeoutMs = 30_000;
+
+interface Child {
+  readonly node: NodeConfig;
+  readonly proc: ChildProcess;
+  readonly logFile: string;
+  exit: string | null;
+  line: string;
+}
+
+/** `burrow up`: every node of the config as a child process, a live status line per node; Ctrl-C stops all. */
+export async function runUp(configFile: string): Promise<number> {
+  const config = loadConfig(configFile);
+  const startedAt = Date.now();
+  const children: Child[] = config.nodes.map((node) => {
+    mkdirSync(node.dataDir, { recursive: true });
+    const logFile = path.join(node.dataDir, 'burrow.log');
+    const fd = openSync(logFile, 'a');
+    const proc = spawn(process.execPath, [binPath, 'start', '--config', config.file, '--node', node.id], {
+      stdio: ['ignore', fd, fd],
+      detached: true, // own process group: Ctrl-C reaches `up`, which stops the nodes in order
+    });
+    closeSync(fd);
+    const c: Child = { node, proc, logFile, exit: null, line: `${node.id.padEnd(6)} starting` };
+    proc.on('exit', (code, sig) => {
+      c.exit = sig ? `signal ${sig}` : `exit code ${code}`;
+    });
+    return c;
+  });
+  const tty = process.stdout.isTTY === true;
+  process.stdout.write(`burrow up: ${children.length} nodes from ${config.file} (logs: ${children.map((c) => path.relative(process.cwd(), c.logFile)).join(', ')})\n`);
+  let drawn = 0;
+  let allReadyReported = false;
+  let lastPrinted = '';
+  const refresh = async () => {
+    await Promise.all(children.map(async (c) => {
+      if (c.exit !== null) {
+        c.line = `${c.node.id.padEnd(6)} EXITED (${c.exit}) — last log: ${lastLogLine(c.logFile)}`;
+        return;
+      }
+      const r = await getJson(c.node, '/status', 1000);
+      c.line = r.ok ? formatStatusLine({ up: true, ...r.body }) : `${c.node.id.padEnd(6)} starting   pid ${c.proc.pid}`;
+      (c as { ready?: boolean }).ready = r.ok && r.body.ready === true;
+    }));
+    const lines = children.map((c) => c.line);
+    if (tty) {
+      if (drawn > 0) process.stdout.write(`\x1b[${drawn}A`);
+      for (const l of lines) process.stdout.write(`\x1b[2K${l.slice(0, (process.stdout.columns ?? 200) - 1)}\n`);
+      drawn = lines.length;
+    } else {
+      const summary = lines.map((l) => l.replace(/hlc \S+/, '').replace(/pid \d+/, '')).join('\n');
+      if (summary !== lastPrinted) {
+        lastPrinted = summary;
+        process.stdout.write(lines.join('\n') + '\n');
+      }
+    }
+    if (!allReadyReported && children.every((c) => (c as { ready?: boolean }).ready)) {
+      allReadyReported = true;
+      const msg = `all ${children.length} nodes ready in ${((Date.now() - startedAt) / 1000).toFixed(1)} s — write to any replica, e.g. sqlite3 ${path.relative(process.cwd(), children[0]!.node.db)}; Ctrl-C stops the cluster`;
+      process.stdout.write(msg + '\n');
+      drawn = 0;
+    }
+  };
+  const timer = setInterval(() => void refresh(), 500);
+  await refresh();
+
+  return new Promise<number>((resolve) => {
+    let stopping = false;
+    const stop = async (why: string) => {
+      if (stopping) return;
+      stopping = true;
+      clearInterval(timer);
+      process.stdout.write(`\nburrow up: ${why}; stopping ${children.length} nodes…\n`);
+      for (const c of children) if (c.exit === null) c.proc.kill('SIGTERM');
+      const deadline = Date.now() + stopTimeoutMs;
+      while (children.some((c) => c.exit === null) && Date.now() < deadline) await new Promise((r) => setTimeout(r, 50));
+      for (const c of children) {
+        if (c.exit === null) {
+          process.stdout.write(`${c.node.id}: did not stop within ${stopTimeoutMs} ms; killing\n`);
+          c.proc.kill('SIGKILL');
+        }
+      }
+      for (const c of children) process.stdout.write(`${c.node.id}: stopped (${c.exit ?? 'killed'})\n`);
+      resolve(0);
+    };
+    process.on('SIGINT', () => void stop('interrupted'));
+    process.on('SIGTERM', () => void stop('terminated'));
+    const watch = setInterval(() => {
+      if (children.every((c) => c.exit !== null)) {
+        clearInterval(watch);
+        void stop('every node exited');
+      }
+    }, 500);
+  });
+}
+
+function lastLogLine(file: string): string {
+  try {
+    const lines = readFileSync(file, 'utf8').trim().split('\n');
+    return (lines[lines.length - 1] ?? '').slice(0, 200);
+  } catch {
+    return '(no log)';
+  }
+}

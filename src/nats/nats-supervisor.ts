@@ -1,0 +1,221 @@
+import { spawn } from 'node:child_process';
+import { existsSync, mkdirSync, readFileSync, writeFileSync, accessSync, constants, openSync, closeSync } from 'node:fs';
+import net from 'node:net';
+import path from 'node:path';
+import type { Config, NodeConfig } from '../config/config.ts';
+import { StartupError } from '../util/errors.ts';
+import type { Logger } from '../util/log.ts';
+
+export interface NatsProcess {
+  readonly pid: number;
+  readonly adopted: boolean;
+  readonly url: string;
+}
+
+const startTimeoutMs = 15_000;
+const stopTimeoutMs = 15_000;
+
+/**
+ * The node's embedded nats-server: writes its config under the node's data folder, starts it in
+ * its own process group (so Ctrl-C reaches the node first and the node stops it after flushing),
+ * and adopts one left running by a node that was SIGKILLed (pid file + same config).
+ */
+export class NatsSupervisor {
+  readonly confFile: string;
+  readonly pidFile: string;
+  readonly logFile: string;
+  readonly storeDir: string;
+  private proc: NatsProcess | null = null;
+
+  constructor(private readonly config: Config, private readonly node: NodeConfig, private readonly log: Logger) {
+    this.confFile = path.join(node.dataDir, 'nats.conf');
+    this.pidFile = path.join(node.dataDir, 'nats.pid');
+    this.logFile = path.join(node.dataDir, 'nats.log');
+    this.storeDir = path.join(node.dataDir, 'nats');
+  }
+
+  renderConfig(): string {
+    const n = this.node;
+    if (!n.client || !n.route) throw new StartupError(`${this.config.file}: node ${n.id} needs client and route addresses for its embedded nats-server`);
+    const lines = [
+      '# Written by burrow for this node; changes are overwritten at start.',
+      `server_name: ${JSON.stringify(n.id)}`,
+      `listen: ${JSON.stringify(`${n.client.host}:${n.client.port}`)}`,
+      `pid_file: ${JSON.stringify(this.pidFile)}`,
+      `log_file: ${JSON.stringify(this.logFile)}`,
+      'logfile_size_limit: 10MB',
+      'max_payload: 8MB',
+      'jetstream {',
+      `  store_dir: ${JSON.stringify(this.storeDir)}`,
+      '  max_memory_store: 256MB',
+      '  max_file_store: 256GB',
+      '}',
+    ];
+    const peers = this.config.nodes.filter((o) => o.id !== n.id);
+    if (this.config.nodes.length > 1) {
+      lines.push(
+        'cluster {',
+        `  name: ${JSON.stringify(this.config.cluster.name)}`,
+        `  listen: ${JSON.stringify(`${n.route.host}:${n.route.port}`)}`,
+        `  routes: [${peers.map((p) => JSON.stringify(`nats-route://${p.route!.host}:${p.route!.port}`)).join(', ')}]`,
+        '}',
+      );
+    }
+    return lines.join('\n') + '\n';
+  }
+
+  clientUrl(): string {
+    return `nats://${this.node.client!.host}:${this.node.client!.port}`;
+  }
+
+  current(): NatsProcess | null {
+    return this.proc;
+  }
+
+  async start(): Promise<NatsProcess> {
+    const binary = resolveBinary(this.config.nats.binary);
+    if (!binary) {
+      throw new StartupError(`nats-server binary "${this.config.nats.binary}" not found on PATH: install it `
+        + '(apt-get install -y nats-server) or set [nats] binary in ' + this.config.file);
+    }
+    mkdirSync(this.storeDir, { recursive: true });
+    const conf = this.renderConfig();
+    const oldPid = readPid(this.pidFile);
+    if (oldPid !== null && isNatsServer(oldPid)) {
+      const sameConf = existsSync(this.confFile) && readFileSync(this.confFile, 'utf8') === conf;
+      if (sameConf && (await canConnect(this.node.client!.host, this.node.client!.port, 1000))) {
+        this.log.info('adopting nats-server left running by an earlier run', { pid: oldPid });
+        this.proc = { pid: oldPid, adopted: true, url: this.clientUrl() };
+        return this.proc;
+      }
+      this.log.warn('stopping nats-server left running with another config', { pid: oldPid });
+      await stopPid(oldPid, stopTimeoutMs);
+    }
+    for (const [key, hp] of [['client', this.node.client!], ['route', this.node.route!]] as const) {
+      if (this.config.nodes.length === 1 && key === 'route') continue;
+      if (!(await portFree(hp.host, hp.port))) {
+        throw new StartupError(`${hp.host}:${hp.port} (node ${this.node.id} ${key} in ${this.config.file}) is in use by another process: `
+          + 'stop it or choose another port');
+      }
+    }
+    writeFileSync(this.confFile, conf);
+    const out = openSync(path.join(this.node.dataDir, 'nats.stdout.log'), 'a');
+    const child = spawn(binary, ['-c', this.confFile], { detached: true, stdio: ['ignore', out, out] });
+    closeSync(out);
+    let exited: string | null = null;
+    child.on('exit', (code, sig) => {
+      exited = `exit code ${code ?? ''}${sig ?? ''}`;
+    });
+    child.on('error', (err) => {
+      exited = err.message;
+    });
+    const deadline = Date.now() + startTimeoutMs;
+    while (!(await canConnect(this.node.client!.host, this.node.client!.port, 500))) {
+      if (exited !== null) {
+        throw new StartupError(`nats-server for node ${this.node.id} stopped at start (${exited}); see ${this.logFile}: ${tail(this.logFile)}`);
+      }
+      if (Date.now() > deadline) throw new StartupError(`nats-server for node ${this.node.id} did not listen within ${startTimeoutMs} ms; see ${this.logFile}`);
+      await new Promise((r) => setTimeout(r, 50));
+    }
+    child.unref();
+    this.proc = { pid: child.pid!, adopted: false, url: this.clientUrl() };
+    this.log.info('nats-server started', { pid: child.pid, client: this.clientUrl() });
+    return this.proc;
+  }
+
+  async stop(): Promise<void> {
+    if (!this.proc) return;
+    const pid = this.proc.pid;
+    this.proc = null;
+    await stopPid(pid, stopTimeoutMs);
+    this.log.info('nats-server stopped', { pid });
+  }
+}
+
+function resolveBinary(bin: string): string | null {
+  if (bin.includes('/')) return existsSync(bin) ? bin : null;
+  for (const dir of (process.env.PATH ?? '').split(':')) {
+    const p = path.join(dir, bin);
+    try {
+      accessSync(p, constants.X_OK);
+      return p;
+    } catch { /* next */ }
+  }
+  return null;
+}
+
+function readPid(file: string): number | null {
+  try {
+    const pid = Number(readFileSync(file, 'utf8').trim());
+    return Number.isInteger(pid) && pid > 0 ? pid : null;
+  } catch {
+    return null;
+  }
+}
+
+export function pidAlive(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch {
+    return false;
+  }
+}
+
+function isNatsServer(pid: number): boolean {
+  if (!pidAlive(pid)) return false;
+  try {
+    const cmd = readFileSync(`/proc/${pid}/cmdline`, 'utf8');
+    if (/\(zombie\)|^$/.test(cmd)) return false;
+    const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
+    if (/\) Z /.test(stat)) return false;
+    return cmd.includes('nats-server');
+  } catch {
+    return false;
+  }
+}
+
+async function stopPid(pid: number, timeoutMs: number): Promise<void> {
+  try {
+    process.kill(pid, 'SIGTERM');
+  } catch {
+    return;
+  }
+  const deadline = Date.now() + timeoutMs;
+  while (isNatsServer(pid) && Date.now() < deadline) await new Promise((r) => setTimeout(r, 50));
+  if (isNatsServer(pid)) {
+    try {
+      process.kill(pid, 'SIGKILL');
+    } catch { /* gone */ }
+  }
+}
+
+function canConnect(host: string, port: number, timeoutMs: number): Promise<boolean> {
+  return new Promise((resolve) => {
+    const s = net.connect({ host, port });
+    const done = (ok: boolean) => {
+      s.destroy();
+      resolve(ok);
+    };
+    s.setTimeout(timeoutMs, () => done(false));
+    s.once('connect', () => done(true));
+    s.once('error', () => done(false));
+  });
+}
+
+function portFree(host: string, port: number): Promise<boolean> {
+  return new Promise((resolve) => {
+    const srv = net.createServer();
+    srv.once('error', () => resolve(false));
+    srv.listen({ host, port, exclusive: true }, () => srv.close(() => resolve(true)));
+  });
+}
+
+function tail(file: string): string {
+  try {
+    const lines = readFileSync(file, 'utf8').trim().split('\n');
+    return lines.slice(-3).join(' | ');
+  } catch {
+    return '(no log)';
+  }
+}

@@ -1,0 +1,347 @@
+import type http from 'node:http';
+import { mkdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import path from 'node:path';
+import { startHttp } from '../api/http-server.ts';
+import { Applier } from '../apply/applier.ts';
+import { Capture } from '../capture/capture.ts';
+import { ChangeStamper } from '../capture/change-stamper.ts';
+import { checksumTables, type TableChecksum } from '../capture/checksum.ts';
+import { SqliteOutbox } from '../capture/outbox.ts';
+import { SystemClock, type Clock } from '../clock/clock.ts';
+import { Hlc, hlcFormat } from '../clock/hlc.ts';
+import { nodeById, type Config, type NodeConfig } from '../config/config.ts';
+import { NatsSupervisor, pidAlive } from '../nats/nats-supervisor.ts';
+import { Inbound } from '../replication/inbound.ts';
+import { NatsLink, sleep } from '../replication/nats-link.ts';
+import { Publisher } from '../replication/publisher.ts';
+import { ShardRouter, shardSubject } from '../shard/shard-router.ts';
+import { Database } from '../sqlite/database.ts';
+import { errorMessage, StartupError } from '../util/errors.ts';
+import { createLogger, type Logger } from '../util/log.ts';
+
+export interface NodeOptions {
+  readonly config: Config;
+  readonly nodeId: string;
+  readonly clock?: Clock;
+  readonly log?: Logger;
+}
+
+export type Phase = 'starting' | 'connecting' | 'running' | 'stopping' | 'stopped';
+
+/**
+ * Composition root of one burrow node: opens the database, installs capture, starts (or adopts)
+ * the embedded nats-server, creates streams and consumers, and runs three loops — the tailer
+ * (local commits → stamped outbox batches), the publisher (outbox → JetStream) and the inbound
+ * consumers (JetStream → one apply transaction per group of messages).
+ */
+export class BurrowNode {
+  private phase: Phase = 'starting';
+  private readonly startedAtMs = Date.now();
+  private readonly log: Logger;
+  private readonly node: NodeConfig;
+  private db!: Database;
+  private hlc!: Hlc;
+  private capture!: Capture;
+  private stamper!: ChangeStamper;
+  private applier!: Applier;
+  private outbox!: SqliteOutbox;
+  private router!: ShardRouter;
+  private httpServer: http.Server | null = null;
+  private supervisor: NatsSupervisor | null = null;
+  private link: NatsLink | null = null;
+  private publisher: Publisher | null = null;
+  private inbound: Inbound | null = null;
+  private tailTimer: NodeJS.Timeout | null = null;
+  private connectTask: Promise<void> | null = null;
+  private logBacklog = true;
+  private lastError: { message: string; atMs: number } | null = null;
+  private localStats = { stampPasses: 0, changesStamped: 0, logRowsStamped: 0, schemaRefreshes: 0 };
+  private readonly lockFile: string;
+
+  private constructor(private readonly config: Config, nodeId: string, clock: Clock, log: Logger | undefined) {
+    this.node = nodeById(config, nodeId);
+    this.log = log ?? createLogger(this.node.id);
+    this.hlc = new Hlc(clock, config.cluster.hlcSkewMsMax);
+    this.lockFile = path.join(this.node.dataDir, 'node.pid');
+  }
+
+  static async start(opts: NodeOptions): Promise<BurrowNode> {
+    const offset = Number(process.env.BURROW_CLOCK_OFFSET_MS ?? 0);
+    const n = new BurrowNode(opts.config, opts.nodeId, opts.clock ?? new SystemClock(Number.isFinite(offset) ? offset : 0), opts.log);
+    try {
+      await n.open();
+    } catch (err) {
+      await n.stop().catch(() => {});
+      throw err;
+    }
+    return n;
+  }
+
+  private async open(): Promise<void> {
+    const { config, node } = this;
+    mkdirSync(node.dataDir, { recursive: true });
+    this.takeLock();
+    this.db = Database.open(node.db, config.sqlite);
+    this.checkMeta();
+    const seed = this.db.conn.prepare("SELECT value FROM __burrow_meta WHERE key = 'hlc'").pluck().get() as bigint | undefined;
+    const maxOwn = this.db.conn.prepare('SELECT max(hlc) FROM __burrow_clock WHERE node = ?').pluck().get(node.id) as bigint | null;
+    this.hlc.observe(seed ?? 0n);
+    this.hlc.observe(maxOwn ?? 0n);
+    this.router = await ShardRouter.create(config.cluster.shards);
+    this.capture = new Capture(this.db, this.log);
+    const r = this.capture.refresh();
+    this.log.info('capture installed', { tables: this.capture.tables().length, added: r.added.join(',') || undefined, backfilled: r.backfilled || undefined });
+    this.stamper = new ChangeStamper(this.db, this.capture, this.hlc, this.router, node.id, config.cluster.name, config.replication);
+    this.applier = new Applier(this.db, this.capture, this.stamper, this.hlc, node.id, this.log);
+    this.outbox = new SqliteOutbox(this.db);
+    this.httpServer = await startHttp(node.http, {
+      status: () => this.status(),
+      ready: () => this.ready(),
+      checksum: async () => ({ node: node.id, tables: await this.checksum() }),
+    }).catch((err: NodeJS.ErrnoException) => {
+      throw new StartupError(`cannot listen on ${node.http.host}:${node.http.port} (node ${node.id} http in ${config.file}): ${err.code ?? err.message}`);
+    });
+    this.scheduleTail(0);
+    if (config.nats.urls === null) {
+      this.supervisor = new NatsSupervisor(config, node, this.log);
+      await this.supervisor.start();
+    }
+    this.phase = 'connecting';
+    this.connectTask = this.connectLoop();
+  }
+
+  /** One live process per node id and data folder. */
+  private takeLock(): void {
+    try {
+      const pid = Number(readFileSync(this.lockFile, 'utf8').trim());
+      if (pid > 0 && pid !== process.pid && pidAlive(pid)) {
+        const cmd = (() => {
+          try {
+            return readFileSync(`/proc/${pid}/cmdline`, 'utf8');
+          } catch {
+            return '';
+          }
+        })();
+        if (cmd.includes('burrow') || cmd.includes('node')) {
+          throw new StartupError(`node ${this.node.id} is already running (pid ${pid}, lock ${this.lockFile}): stop it first`);
+        }
+      }
+    } catch (err) {
+      if (err instanceof StartupError) throw err;
+    }
+    writeFileSync(this.lockFile, `${process.pid}\n`);
+  }
+
+  private checkMeta(): void {
+    const get = (k: string) => this.db.conn.prepare('SELECT value FROM __burrow_meta WHERE key = ?').pluck().get(k) as unknown;
+    const set = (k: string, v: unknown) => this.db.conn.prepare(
+      'INSERT INTO __burrow_meta(key, value) VALUES (?, ?) ON CONFLICT(key) DO UPDATE SET value = excluded.value').run(k, v);
+    const facts: [string, unknown][] = [['node_id', this.node.id], ['cluster', this.config.cluster.name], ['shards', BigInt(this.config.cluster.shards)]];
+    for (const [k, want] of facts) {
+      const have = get(k);
+      if (have === undefined) continue;
+      if (have !== want) {
+        throw new StartupError(`${this.node.db} belongs to ${k} ${String(have)}, but ${this.config.file} says ${String(want)} for node ${this.node.id}: `
+          + 'use the database of this node, or a new empty one');
+      }
+    }
+    for (const [k, v] of facts) set(k, v);
+  }
+
+  /** Connect to NATS, create streams and consumers, start publishing and applying; retried until it works. */
+  private async connectLoop(): Promise<void> {
+    const servers = this.config.nats.urls ?? [this.supervisor!.clientUrl()];
+    let delay = 250;
+    while (this.phase === 'connecting') {
+      try {
+        if (!this.link) this.link = await NatsLink.connect(servers, `burrow-${this.config.cluster.name}-${this.node.id}`, this.log);
+        await this.link.waitForJetStream(Date.now() + 10_000, () => this.phase !== 'connecting');
+        await this.link.ensureStreamsAndConsumers({
+          cluster: this.config.cluster.name, shards: this.config.cluster.shards, replicas: this.config.cluster.replicas,
+          streamBytesMax: this.config.cluster.streamBytesMax, nodeIds: this.config.nodes.map((n) => n.id),
+        });
+        if (this.phase !== 'connecting') return;
+        const applied = new Map<number, number>();
+        for (const [s, q] of this.db.conn.prepare('SELECT shard, stream_seq FROM __burrow_applied').raw(true).all() as [bigint, bigint][]) {
+          applied.set(Number(s), Number(q));
+        }
+        this.inbound = new Inbound(this.link.js, this.config.cluster.name, this.node.id, this.config.cluster.shards, {
+          apply: (msgs) => this.applyMessages(msgs),
+        }, {
+          applyMessagesMax: this.config.replication.applyMessagesMax, pullMessagesMax: 256, retryDelayMs: 1000,
+        }, this.log, applied);
+        await this.inbound.start();
+        this.publisher = new Publisher(this.link.js, this.outbox, (s) => shardSubject(this.config.cluster.name, s), {
+          inFlightMax: this.config.replication.publishInFlightMax, timeoutMs: this.config.replication.publishTimeoutMs,
+          retryDelayMsMin: 100, retryDelayMsMax: 5000,
+        }, this.log);
+        this.publisher.start();
+        this.phase = 'running';
+        this.log.info('replicating', { shards: this.config.cluster.shards, replicas: this.config.cluster.replicas });
+        return;
+      } catch (err) {
+        this.noteError(`connecting to JetStream: ${errorMessage(err)}`);
+        if (this.inbound) {
+          await this.inbound.stop().catch(() => {});
+          this.inbound = null;
+        }
+        this.log.warn('JetStream not ready; retrying', { error: errorMessage(err), retryInMs: delay });
+        await sleep(delay);
+        delay = Math.min(delay * 2, 5000);
+      }
+    }
+  }
+
+  private applyMessages(msgs: Parameters<Applier['applyMessages']>[0]) {
+    this.refreshSchemaIfChanged();
+    try {
+      return this.applier.applyMessages(msgs);
+    } catch (err) {
+      this.noteError(`apply: ${errorMessage(err)}`);
+      throw err;
+    }
+  }
+
+  private refreshSchemaIfChanged(): void {
+    if (!this.db.schemaChanged()) return;
+    const r = this.capture.refresh();
+    this.db.schemaChanged(); // our own trigger DDL bumped it
+    this.applier.resetStatements();
+    this.localStats.schemaRefreshes++;
+    if (r.added.length || r.retriggered.length || r.removed.length) {
+      this.log.info('schema changed', {
+        added: r.added.join(',') || undefined, retriggered: r.retriggered.join(',') || undefined,
+        removed: r.removed.join(',') || undefined, backfilled: r.backfilled || undefined,
+      });
+    }
+    if (r.backfilled > 0) this.logBacklog = true;
+  }
+
+  private scheduleTail(ms: number): void {
+    if (this.phase === 'stopping' || this.phase === 'stopped') return;
+    this.tailTimer = setTimeout(() => this.tail(), ms);
+  }
+
+  /** Poll for local commits; stamp captured changes into the outbox; kick the publisher. */
+  private tail(): void {
+    this.tailTimer = null;
+    let again = false;
+    try {
+      this.refreshSchemaIfChanged();
+      if (this.db.dataChanged() || this.logBacklog) {
+        const r = this.db.writeTx(() => this.stamper.stampPending());
+        this.logBacklog = r.logRows >= this.config.replication.ingestChangesMax;
+        again = this.logBacklog;
+        if (r.logRows > 0) {
+          this.localStats.stampPasses++;
+          this.localStats.changesStamped += r.changes;
+          this.localStats.logRowsStamped += r.logRows;
+          this.publisher?.kick();
+        }
+      }
+    } catch (err) {
+      this.logBacklog = true;
+      this.noteError(`capture: ${errorMessage(err)}`);
+      this.log.warn('stamping local changes failed; retrying', { error: errorMessage(err) });
+      this.scheduleTail(Math.max(50, this.config.replication.pollIntervalMs));
+      return;
+    }
+    this.scheduleTail(again ? 0 : this.config.replication.pollIntervalMs);
+  }
+
+  private noteError(message: string): void {
+    this.lastError = { message, atMs: Date.now() };
+  }
+
+  ready(): boolean {
+    return this.phase === 'running' && (this.inbound?.ready() ?? false);
+  }
+
+  status(): Record<string, unknown> {
+    const counts = this.db.conn.open ? this.outbox.counts() : { batches: 0, changes: 0 };
+    const hlc = this.hlc.peek();
+    const dead = this.db.conn.open ? Number(this.db.conn.prepare('SELECT count(*) FROM __burrow_dead').pluck().get() as bigint) : 0;
+    return {
+      id: this.node.id,
+      cluster: this.config.cluster.name,
+      pid: process.pid,
+      phase: this.phase,
+      ready: this.ready(),
+      uptimeMs: Date.now() - this.startedAtMs,
+      pending: {
+        logRows: this.db.conn.open ? this.outbox.logRows() : 0,
+        outboxBatches: counts.batches,
+        outboxChanges: counts.changes,
+        publishInFlight: this.publisher?.inFlightCount() ?? 0,
+        inboundQueued: this.inbound?.queued() ?? 0,
+      },
+      shards: (this.inbound?.positions ?? []).map((p, shard) => ({ shard, appliedSeq: p.appliedSeq, startSeq: p.targetSeq, caughtUp: p.caughtUp })),
+      hlc: { value: hlc.toString(), time: hlcFormat(hlc) },
+      nats: {
+        embedded: this.supervisor !== null,
+        pid: this.supervisor?.current()?.pid ?? null,
+        adopted: this.supervisor?.current()?.adopted ?? null,
+        connected: this.link !== null && !this.link.nc.isClosed(),
+        server: this.link?.nc.getServer() ?? null,
+      },
+      capture: {
+        tables: this.capture.tables().map((t) => t.schema.name).sort(),
+        skipped: this.capture.skipped(),
+        ...this.localStats,
+      },
+      publish: this.publisher?.stats ?? null,
+      apply: { ...this.applier.stats, inbound: this.inbound?.stats ?? null },
+      holds: [...this.applier.holds.entries()].map(([origin, h]) => ({ origin, aheadMs: h.aheadMs, atMs: h.atMs })),
+      deadLetters: dead,
+      lastError: this.lastError,
+    };
+  }
+
+  async checksum(): Promise<TableChecksum[]> {
+    const reader = this.db.openReader();
+    try {
+      return await checksumTables(reader, this.capture.tables().map((t) => t.schema));
+    } finally {
+      reader.close();
+    }
+  }
+
+  /** Stop cleanly: stop consuming, stamp what is left, flush the outbox (bounded), stop NATS, close. */
+  async stop(flushMs = 10_000): Promise<void> {
+    if (this.phase === 'stopped' || this.phase === 'stopping') return;
+    const wasRunning = this.phase === 'running';
+    this.phase = 'stopping';
+    if (this.tailTimer) clearTimeout(this.tailTimer);
+    await this.connectTask?.catch(() => {});
+    await this.inbound?.stop().catch(() => {});
+    if (this.db?.conn.open) {
+      try {
+        while (this.db.writeTx(() => this.stamper.stampPending()).logRows > 0) { /* drain the log */ }
+      } catch (err) {
+        this.log.warn('could not stamp remaining changes before stop (they stay in the log)', { error: errorMessage(err) });
+      }
+    }
+    if (this.publisher && wasRunning) {
+      const deadline = Date.now() + flushMs;
+      while (Date.now() < deadline) {
+        this.publisher.kick();
+        if (this.outbox.counts().batches === 0) break;
+        await this.publisher.waitIdle(Math.max(1, deadline - Date.now()));
+        await sleep(5);
+      }
+      const left = this.outbox.counts();
+      if (left.batches > 0) this.log.warn('stopping with unpublished batches (kept; published at next start)', left);
+    }
+    this.publisher?.stop();
+    await this.link?.close().catch(() => {});
+    await this.supervisor?.stop().catch(() => {});
+    await new Promise<void>((r) => (this.httpServer ? this.httpServer.close(() => r()) : r()));
+    this.httpServer?.closeAllConnections?.();
+    this.db?.close();
+    try {
+      if (readFileSync(this.lockFile, 'utf8').trim() === String(process.pid)) rmSync(this.lockFile);
+    } catch { /* gone */ }
+    this.phase = 'stopped';
+    this.log.info('stopped');
+  }
+}

@@ -1,0 +1,140 @@
+import type { Consumer, ConsumerMessages, JetStreamClient, JsMsg } from '@nats-io/jetstream';
+import { consumerName, streamName } from '../shard/shard-router.ts';
+import { errorMessage } from '../util/errors.ts';
+import type { Logger } from '../util/log.ts';
+
+export interface InboundMessage {
+  readonly shard: number;
+  readonly seq: number;
+  readonly data: Uint8Array;
+}
+
+export type InboundOutcome = { readonly kind: 'applied' } | { readonly kind: 'held' };
+
+/** What the consumers need from the apply side: apply synchronously, one outcome per message. */
+export interface MessageSink {
+  apply(messages: readonly InboundMessage[]): readonly InboundOutcome[];
+}
+
+export interface InboundLimits {
+  /** Most messages handed to one apply call (one SQLite transaction). */
+  readonly applyMessagesMax: number;
+  /** Messages each shard's pull keeps buffered. */
+  readonly pullMessagesMax: number;
+  /** Redelivery delay for held messages and failed transactions. */
+  readonly retryDelayMs: number;
+}
+
+export interface ShardPosition {
+  /** Highest stream sequence applied in this process or earlier (seeded from the database). */
+  appliedSeq: number;
+  /** The stream's last sequence when the node started: ready once appliedSeq reaches it. */
+  targetSeq: number;
+  caughtUp: boolean;
+}
+
+/**
+ * One durable pull consumer per shard for this node. Messages from all shards go into one queue;
+ * a drain step hands up to applyMessagesMax of them to the sink in one call (one transaction),
+ * then acks (or naks held ones / all of a failed call with a delay). Memory is bounded by the
+ * consumers' max_ack_pending.
+ */
+export class Inbound {
+  private queue: { shard: number; m: JsMsg }[] = [];
+  private scheduled = false;
+  private readonly iters: ConsumerMessages[] = [];
+  private running = false;
+  readonly positions: ShardPosition[];
+  readonly stats = { received: 0, acked: 0, naked: 0, failedApplies: 0, lastError: null as string | null };
+
+  constructor(
+    private readonly js: JetStreamClient,
+    private readonly cluster: string,
+    private readonly nodeId: string,
+    private readonly shards: number,
+    private readonly sink: MessageSink,
+    private readonly limits: InboundLimits,
+    private readonly log: Logger,
+    initialApplied: ReadonlyMap<number, number>,
+  ) {
+    this.positions = Array.from({ length: shards }, (_, s) => ({ appliedSeq: initialApplied.get(s) ?? 0, targetSeq: 0, caughtUp: false }));
+  }
+
+  async start(): Promise<void> {
+    this.running = true;
+    const jsm = await this.js.jetstreamManager();
+    await Promise.all(Array.from({ length: this.shards }, async (_, shard) => {
+      const stream = streamName(this.cluster, shard);
+      const info = await jsm.streams.info(stream);
+      const pos = this.positions[shard]!;
+      pos.targetSeq = info.state.last_seq;
+      const cinfo = await jsm.consumers.info(stream, consumerName(this.nodeId));
+      // Messages this consumer already acknowledged (before a restart) count as applied.
+      if (cinfo.ack_floor.stream_seq > pos.appliedSeq) pos.appliedSeq = cinfo.ack_floor.stream_seq;
+      if (pos.appliedSeq >= pos.targetSeq || (cinfo.num_pending === 0 && cinfo.num_ack_pending === 0)) pos.caughtUp = true;
+      const consumer: Consumer = await this.js.consumers.get(stream, consumerName(this.nodeId));
+      const iter = await consumer.consume({
+        max_messages: this.limits.pullMessagesMax,
+        expires: 5000,
+        callback: (m) => this.enqueue(shard, m),
+      });
+      this.iters.push(iter);
+    }));
+  }
+
+  ready(): boolean {
+    return this.running && this.positions.every((p) => p.caughtUp);
+  }
+
+  queued(): number {
+    return this.queue.length;
+  }
+
+  private enqueue(shard: number, m: JsMsg): void {
+    this.stats.received++;
+    this.queue.push({ shard, m });
+    if (!this.scheduled) {
+      this.scheduled = true;
+      setImmediate(() => this.drain());
+    }
+  }
+
+  private drain(): void {
+    this.scheduled = false;
+    if (!this.running || this.queue.length === 0) return;
+    const take = this.queue.splice(0, this.limits.applyMessagesMax);
+    const msgs = take.map(({ shard, m }) => ({ shard, seq: m.seq, data: m.data }));
+    let outcomes: readonly InboundOutcome[] | null = null;
+    try {
+      outcomes = this.sink.apply(msgs);
+    } catch (err) {
+      this.stats.failedApplies++;
+      this.stats.lastError = errorMessage(err);
+      this.log.error('apply transaction failed; messages will be redelivered', { messages: msgs.length, error: this.stats.lastError });
+    }
+    for (const [i, { shard, m }] of take.entries()) {
+      const o = outcomes?.[i];
+      if (o && o.kind === 'applied') {
+        m.ack();
+        this.stats.acked++;
+        const pos = this.positions[shard]!;
+        if (m.seq > pos.appliedSeq) pos.appliedSeq = m.seq;
+        if (!pos.caughtUp && (pos.appliedSeq >= pos.targetSeq || m.info.pending === 0)) pos.caughtUp = true;
+      } else {
+        m.nak(this.limits.retryDelayMs);
+        this.stats.naked++;
+      }
+    }
+    if (this.queue.length > 0 && !this.scheduled) {
+      this.scheduled = true;
+      setImmediate(() => this.drain());
+    }
+  }
+
+  async stop(): Promise<void> {
+    this.running = false;
+    await Promise.all(this.iters.map((it) => it.close().catch(() => {})));
+    // Unapplied queued messages are simply not acked: JetStream redelivers them after a restart.
+    this.queue = [];
+  }
+}

@@ -1,0 +1,171 @@
+import type { JetStreamClient } from '@nats-io/jetstream';
+import { errorMessage } from '../util/errors.ts';
+import type { Logger } from '../util/log.ts';
+import { assert } from '../util/assert.ts';
+
+/** A stamped batch waiting in the node's outbox (one message). */
+export interface OutboxBatch {
+  readonly id: number;
+  readonly shard: number;
+  readonly msgId: string;
+  readonly changes: number;
+  readonly payload: Uint8Array;
+}
+
+/** What the publisher needs from the outbox (implemented over SQLite by the node). */
+export interface OutboxSource {
+  /** Oldest batches, skipping ids in `exclude` (already in flight), at most `limit`. */
+  pending(limit: number, exclude: ReadonlySet<number>): OutboxBatch[];
+  /** Delete batches whose publish was acknowledged. */
+  remove(ids: readonly number[]): void;
+}
+
+export interface PublisherLimits {
+  readonly inFlightMax: number;
+  readonly timeoutMs: number;
+  readonly retryDelayMsMin: number;
+  readonly retryDelayMsMax: number;
+}
+
+export interface PublisherStats {
+  published: number;
+  changesPublished: number;
+  duplicates: number;
+  retries: number;
+  inFlight: number;
+  lastError: string | null;
+  lastErrorAtMs: number | null;
+}
+
+/**
+ * At-least-once, deduplicated publishing from the outbox: a bounded window of publishes in
+ * flight; each batch carries its persisted msgID, so a retry (timeout, no responders during a
+ * leader election, a crash and restart) is deduplicated by JetStream. A batch leaves the outbox
+ * only after its ack; on any error it stays and is retried with backoff — never dropped.
+ */
+export class Publisher {
+  readonly stats: PublisherStats = { published: 0, changesPublished: 0, duplicates: 0, retries: 0, inFlight: 0, lastError: null, lastErrorAtMs: null };
+  private readonly inFlight = new Set<number>();
+  private acked: number[] = [];
+  private running = false;
+  private pumping = false;
+  private flushScheduled = false;
+  private idleWaiters: (() => void)[] = [];
+
+  constructor(
+    private readonly js: JetStreamClient,
+    private readonly source: OutboxSource,
+    private readonly subjectOf: (shard: number) => string,
+    private readonly limits: PublisherLimits,
+    private readonly log: Logger,
+  ) {}
+
+  start(): void {
+    this.running = true;
+    this.kick();
+  }
+
+  /** New batches may be in the outbox. */
+  kick(): void {
+    if (!this.running || this.pumping) return;
+    this.pumping = true;
+    try {
+      while (this.inFlight.size < this.limits.inFlightMax) {
+        const batches = this.source.pending(this.limits.inFlightMax - this.inFlight.size, this.inFlight);
+        if (batches.length === 0) break;
+        for (const b of batches) {
+          assert(!this.inFlight.has(b.id), 'outbox returned a batch already in flight');
+          this.inFlight.add(b.id);
+          void this.send(b, 0);
+        }
+      }
+    } finally {
+      this.pumping = false;
+      this.stats.inFlight = this.inFlight.size;
+    }
+    this.notifyIdle();
+  }
+
+  private async send(b: OutboxBatch, attempt: number): Promise<void> {
+    for (;;) {
+      try {
+        const ack = await this.js.publish(this.subjectOf(b.shard), b.payload, { msgID: b.msgId, timeout: this.limits.timeoutMs });
+        this.stats.published++;
+        this.stats.changesPublished += b.changes;
+        if (ack.duplicate) this.stats.duplicates++;
+        if (attempt > 0) this.log.info('publish succeeded after retries', { shard: b.shard, msgId: b.msgId, attempts: attempt + 1 });
+        this.acked.push(b.id);
+        this.scheduleFlush();
+        return;
+      } catch (err) {
+        attempt++;
+        this.stats.retries++;
+        this.stats.lastError = `${(err as Error).name ?? 'Error'}: ${errorMessage(err)}`;
+        this.stats.lastErrorAtMs = Date.now();
+        if (attempt === 1 || attempt % 20 === 0) {
+          this.log.warn('publish failed; will retry with the same msgID', { shard: b.shard, msgId: b.msgId, attempt, error: this.stats.lastError });
+        }
+        if (!this.running) {
+          this.inFlight.delete(b.id); // stays in the outbox; published after restart
+          this.stats.inFlight = this.inFlight.size;
+          this.notifyIdle();
+          return;
+        }
+        const delay = Math.min(this.limits.retryDelayMsMax, this.limits.retryDelayMsMin * 2 ** Math.min(attempt - 1, 10));
+        await new Promise((r) => setTimeout(r, delay * (0.75 + Math.random() * 0.5)));
+      }
+    }
+  }
+
+  private scheduleFlush(): void {
+    if (this.flushScheduled) return;
+    this.flushScheduled = true;
+    setImmediate(() => {
+      this.flushScheduled = false;
+      this.flushAcked();
+    });
+  }
+
+  private flushAcked(): void {
+    if (this.acked.length === 0) return;
+    const ids = this.acked;
+    this.acked = [];
+    try {
+      this.source.remove(ids);
+    } catch (err) {
+      // Not removed: they will be published again (deduplicated or harmless duplicates).
+      this.log.error('could not remove published batches from the outbox', { error: errorMessage(err) });
+    }
+    for (const id of ids) this.inFlight.delete(id);
+    this.stats.inFlight = this.inFlight.size;
+    this.kick();
+  }
+
+  inFlightCount(): number {
+    return this.inFlight.size;
+  }
+
+  private notifyIdle(): void {
+    if (this.inFlight.size > 0) return;
+    const w = this.idleWaiters;
+    this.idleWaiters = [];
+    for (const f of w) f();
+  }
+
+  /** Resolve when nothing is in flight (or after timeoutMs). */
+  async waitIdle(timeoutMs: number): Promise<boolean> {
+    if (this.inFlight.size === 0) return true;
+    return new Promise((resolve) => {
+      const t = setTimeout(() => resolve(false), timeoutMs);
+      this.idleWaiters.push(() => {
+        clearTimeout(t);
+        resolve(true);
+      });
+    });
+  }
+
+  stop(): void {
+    this.running = false;
+    this.flushAcked();
+  }
+}
