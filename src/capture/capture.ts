@@ -148,7 +148,7 @@ export class Capture {
       `INSERT INTO __burrow_log(tid, ${Array.from({ length: n }, (_, i) => `k${i}`).join(', ')}) VALUES (?${', ?'.repeat(n)})`,
     );
     let count = 0;
-    for (const key of keys.iterate() as IterableIterator<SqlValue[]>) {
+    for (const key of keys.all() as SqlValue[][]) {
       if (hasClock.get(tid, encodeValues(key)) !== undefined) continue;
       insert.run(tid, ...key);
       count++;

@@ -48,6 +48,7 @@ export function encodeBatch(b: WireBatch): Buffer {
   return packr.pack(b);
 }
 
+const hlcMax = (1n << 63n) - 1n;
 const isStr = (x: unknown): x is string => typeof x === 'string' && x.length > 0;
 const isBytes = (x: unknown): x is Uint8Array => x instanceof Uint8Array;
 
@@ -76,8 +77,8 @@ export function decodeBatch(data: Uint8Array): WireBatch {
   const nt = o.tables.length;
   for (const [i, c] of (o.changes as unknown[]).entries()) {
     const cc = c as Record<string, unknown>;
-    if (typeof c !== 'object' || c === null || typeof cc.t !== 'number' || cc.t < 0 || cc.t >= nt
-      || typeof cc.h !== 'bigint' || cc.h < 0n || (cc.d !== 0 && cc.d !== 1) || !isBytes(cc.k)
+    if (typeof c !== 'object' || c === null || typeof cc.t !== 'number' || !Number.isInteger(cc.t) || cc.t < 0 || cc.t >= nt
+      || typeof cc.h !== 'bigint' || cc.h < 0n || cc.h > hlcMax || (cc.d !== 0 && cc.d !== 1) || !isBytes(cc.k)
       || (cc.d === 0 && !isBytes(cc.r))) {
       throw new MalformedBatchError(`changes[${i}] is malformed`);
     }

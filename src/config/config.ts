@@ -235,7 +235,10 @@ export function parseConfig(text: string, file: string): Config {
     for (const [key, hp] of [['client', client], ['route', route], ['http', http]] as const) {
       if (hp === null) continue;
       const addr = `${hp.host}:${hp.port}`;
-      const other = addrs.get(addr) ?? addrs.get(`*:${hp.port}`);
+      // A wildcard host (0.0.0.0, ::) clashes with every host on the same port.
+      const wildcard = (h: string) => h === '0.0.0.0' || h === '[::]';
+      const other = addrs.get(addr)
+        ?? [...addrs.entries()].find(([a]) => a.endsWith(`:${hp.port}`) && (wildcard(hp.host) || wildcard(a.slice(0, a.lastIndexOf(':')))))?.[1];
       if (other !== undefined) r.fail(p + key, `address ${addr} is already used by ${other}`);
       addrs.set(addr, `${p}${key}`);
     }

@@ -54,6 +54,7 @@ export class BurrowNode {
   private tailTimer: NodeJS.Timeout | null = null;
   private connectTask: Promise<void> | null = null;
   private logBacklog = true;
+  private schemaDirty = false;
   private lastError: { message: string; atMs: number } | null = null;
   private localStats = { stampPasses: 0, changesStamped: 0, logRowsStamped: 0, schemaRefreshes: 0 };
   private readonly lockFile: string;
@@ -203,8 +204,10 @@ export class BurrowNode {
   }
 
   private refreshSchemaIfChanged(): void {
-    if (!this.db.schemaChanged()) return;
+    if (!this.db.schemaChanged() && !this.schemaDirty) return;
+    this.schemaDirty = true; // stays set until a refresh succeeds
     const r = this.capture.refresh();
+    this.schemaDirty = false;
     this.db.schemaChanged(); // our own trigger DDL bumped it
     this.applier.resetStatements();
     this.localStats.schemaRefreshes++;
@@ -276,7 +279,7 @@ export class BurrowNode {
         inboundQueued: this.inbound?.queued() ?? 0,
       },
       shards: (this.inbound?.positions ?? []).map((p, shard) => ({ shard, appliedSeq: p.appliedSeq, startSeq: p.targetSeq, caughtUp: p.caughtUp })),
-      hlc: { value: hlc.toString(), time: hlcFormat(hlc) },
+      hlc: { value: hlc.toString(), time: hlc === 0n ? 'none yet' : hlcFormat(hlc) },
       nats: {
         embedded: this.supervisor !== null,
         pid: this.supervisor?.current()?.pid ?? null,
@@ -335,8 +338,11 @@ export class BurrowNode {
     this.publisher?.stop();
     await this.link?.close().catch(() => {});
     await this.supervisor?.stop().catch(() => {});
-    await new Promise<void>((r) => (this.httpServer ? this.httpServer.close(() => r()) : r()));
-    this.httpServer?.closeAllConnections?.();
+    await new Promise<void>((r) => {
+      if (!this.httpServer) return r();
+      this.httpServer.close(() => r());
+      this.httpServer.closeAllConnections();
+    });
     this.db?.close();
     try {
       if (readFileSync(this.lockFile, 'utf8').trim() === String(process.pid)) rmSync(this.lockFile);

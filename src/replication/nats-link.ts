@@ -29,7 +29,7 @@ export const duplicateWindowMs = 120_000;
  */
 export class NatsLink {
   private constructor(readonly nc: NatsConnection, readonly js: JetStreamClient, readonly jsm: JetStreamManager,
-    private readonly log: Logger) {}
+    private readonly probe: JetStreamManager, private readonly log: Logger) {}
 
   static async connect(servers: readonly string[], name: string, log: Logger): Promise<NatsLink> {
     const nc = await connect({
@@ -42,8 +42,11 @@ export class NatsLink {
       pingInterval: 10_000,
     });
     const jsm = await jetstreamManager(nc, { timeout: 10_000, checkAPI: false });
+    // A short timeout for the readiness probe: while the meta leader is being elected the request
+    // gets no answer, and a long timeout would delay readiness by that much.
+    const probe = await jetstreamManager(nc, { timeout: 1000, checkAPI: false });
     const js = jetstream(nc, { timeout: 10_000 });
-    const link = new NatsLink(nc, js, jsm, log);
+    const link = new NatsLink(nc, js, jsm, probe, log);
     void (async () => {
       for await (const s of nc.status()) {
         if (s.type === 'disconnect' || s.type === 'reconnect') log.info(`nats ${s.type}`, { server: (s as { server?: string }).server });
@@ -57,7 +60,7 @@ export class NatsLink {
     let delay = 100;
     for (;;) {
       try {
-        await this.jsm.getAccountInfo();
+        await this.probe.getAccountInfo();
         return;
       } catch (err) {
         if (stopped()) throw err;

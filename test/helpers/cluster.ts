@@ -1,0 +1,241 @@
+import { spawn, execFileSync, type ChildProcess } from 'node:child_process';
+import { mkdtempSync, openSync, closeSync, readFileSync, writeFileSync, existsSync, rmSync } from 'node:fs';
+import net from 'node:net';
+import os from 'node:os';
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
+import BetterSqlite3 from 'better-sqlite3';
+
+/**
+ * Test harness: a real burrow cluster — each node a `burrow start` process with its embedded
+ * nats-server — on free loopback ports in a temp folder. Processes are stopped by PID; every
+ * wait polls with a deadline and, on failure, throws with the tail of every node's logs.
+ */
+export const repoRoot = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..', '..');
+const binPath = path.join(repoRoot, 'bin', 'burrow.js');
+
+export async function freePort(): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const srv = net.createServer();
+    srv.once('error', reject);
+    srv.listen(0, '127.0.0.1', () => {
+      const port = (srv.address() as net.AddressInfo).port;
+      srv.close(() => resolve(port));
+    });
+  });
+}
+
+export interface TestNode {
+  readonly id: string;
+  readonly db: string;
+  readonly dataDir: string;
+  readonly http: string;
+  /** nats://127.0.0.1:<client port> of the node's embedded nats-server. */
+  readonly natsUrl: string;
+  readonly logFile: string;
+  proc: ChildProcess | null;
+  pid: number | null;
+  env: Record<string, string>;
+}
+
+export interface ClusterOptions {
+  readonly nodes?: number;
+  readonly shards?: number;
+  readonly replicas?: number;
+  /** Extra TOML appended to the config. */
+  readonly extraToml?: string;
+  /** Per-node extra environment (e.g. BURROW_CLOCK_OFFSET_MS). */
+  readonly env?: Record<string, Record<string, string>>;
+}
+
+export class TestCluster {
+  readonly nodes: TestNode[] = [];
+  private readonly openDbs = new Map<string, BetterSqlite3.Database>();
+
+  readonly clusterName = `t${process.pid}`;
+
+  private constructor(readonly dir: string, readonly configFile: string) {}
+
+  static async create(opts: ClusterOptions = {}): Promise<TestCluster> {
+    const n = opts.nodes ?? 3;
+    const dir = mkdtempSync(path.join(os.tmpdir(), 'burrow-test-'));
+    const configFile = path.join(dir, 'cluster.toml');
+    const c = new TestCluster(dir, configFile);
+    let toml = `[cluster]\nname = "${c.clusterName}"\nshards = ${opts.shards ?? 16}\nreplicas = ${opts.replicas ?? 3}\n\n`;
+    for (let i = 1; i <= n; i++) {
+      const id = `n${i}`;
+      const [client, route, http] = [await freePort(), await freePort(), await freePort()];
+      toml += `[[nodes]]\nid = "${id}"\ndb = "${id}/app.db"\nclient = "127.0.0.1:${client}"\nroute = "127.0.0.1:${route}"\nhttp = "127.0.0.1:${http}"\n\n`;
+      c.nodes.push({
+        id, db: path.join(dir, id, 'app.db'), dataDir: path.join(dir, id), http: `http://127.0.0.1:${http}`,
+        natsUrl: `nats://127.0.0.1:${client}`, logFile: path.join(dir, `${id}.log`), proc: null, pid: null, env: opts.env?.[id] ?? {},
+      });
+    }
+    writeFileSync(configFile, toml + (opts.extraToml ?? ''));
+    return c;
+  }
+
+  /** Start every node and wait until all report ready. */
+  async start(timeoutMs = 60_000): Promise<void> {
+    for (const node of this.nodes) this.startNode(node.id);
+    await this.waitReady(timeoutMs);
+  }
+
+  node(id: string): TestNode {
+    const n = this.nodes.find((x) => x.id === id);
+    if (!n) throw new Error(`no node ${id}`);
+    return n;
+  }
+
+  startNode(id: string): void {
+    const node = this.node(id);
+    if (node.proc && node.proc.exitCode === null && node.proc.signalCode === null) throw new Error(`${id} already running`);
+    const fd = openSync(node.logFile, 'a');
+    const proc = spawn(process.execPath, [binPath, 'start', '--config', this.configFile, '--node', id], {
+      stdio: ['ignore', fd, fd], env: { ...process.env, BURROW_LOG_LEVEL: 'info', ...node.env }, detached: true,
+    });
+    closeSync(fd);
+    node.proc = proc;
+    node.pid = proc.pid ?? null;
+  }
+
+  async waitReady(timeoutMs = 60_000, ids = this.nodes.map((n) => n.id)): Promise<void> {
+    await this.waitFor(`nodes ${ids.join(',')} ready`, async () => {
+      const r = await Promise.all(ids.map((id) => this.status(id).then((s) => s?.ready === true)));
+      return r.every(Boolean);
+    }, timeoutMs);
+  }
+
+  async status(id: string): Promise<any | null> {
+    try {
+      const res = await fetch(`${this.node(id).http}/status`, { signal: AbortSignal.timeout(2000) });
+      return await res.json();
+    } catch {
+      return null;
+    }
+  }
+
+  /** SIGTERM the node and wait for its exit (clean stop: flushes, stops its nats-server). */
+  async stopNode(id: string, timeoutMs = 30_000): Promise<void> {
+    const node = this.node(id);
+    const proc = node.proc;
+    if (!proc || proc.exitCode !== null || proc.signalCode !== null) return;
+    const exited = new Promise<void>((r) => proc.once('exit', () => r()));
+    proc.kill('SIGTERM');
+    await Promise.race([exited, new Promise((_, rej) => setTimeout(() => rej(new Error(`${id} did not stop in ${timeoutMs} ms\n${this.logs()}`)), timeoutMs))]);
+  }
+
+  /** SIGKILL the node process only (its nats-server keeps running, to be adopted). */
+  async killNode(id: string): Promise<void> {
+    const node = this.node(id);
+    const proc = node.proc;
+    if (!proc || proc.exitCode !== null || proc.signalCode !== null) return;
+    const exited = new Promise<void>((r) => proc.once('exit', () => r()));
+    proc.kill('SIGKILL');
+    await exited;
+  }
+
+  natsPid(id: string): number | null {
+    const f = path.join(this.node(id).dataDir, 'nats.pid');
+    if (!existsSync(f)) return null;
+    const pid = Number(readFileSync(f, 'utf8').trim());
+    return pid > 0 ? pid : null;
+  }
+
+  /** An outside connection (not burrow) to a node's replica, opened lazily and cached. */
+  db(id: string): BetterSqlite3.Database {
+    let d = this.openDbs.get(id);
+    if (!d) {
+      d = new BetterSqlite3(this.node(id).db, { timeout: 10_000 });
+      d.defaultSafeIntegers(true);
+      d.pragma('journal_mode = WAL');
+      this.openDbs.set(id, d);
+    }
+    return d;
+  }
+
+  /** Run SQL on every node's replica (schema migrations: no DDL replication yet). */
+  execAll(sql: string): void {
+    for (const n of this.nodes) this.db(n.id).exec(sql);
+  }
+
+  /** Run SQL through the sqlite3 shell (an outside writer that is not burrow, not even Node). */
+  sqlite3(id: string, sql: string): string {
+    return execFileSync('sqlite3', ['-cmd', '.timeout 10000', this.node(id).db, sql], { encoding: 'utf8' });
+  }
+
+  query<T = Record<string, unknown>>(id: string, sql: string, ...params: unknown[]): T[] {
+    return this.db(id).prepare(sql).all(...params) as T[];
+  }
+
+  /** Poll `fn` until it returns true; on timeout throw with `what` and every node's log tail. */
+  async waitFor(what: string, fn: () => boolean | Promise<boolean>, timeoutMs = 20_000, intervalMs = 25): Promise<void> {
+    const deadline = Date.now() + timeoutMs;
+    let lastErr: unknown = null;
+    for (;;) {
+      try {
+        if (await fn()) return;
+      } catch (err) {
+        lastErr = err;
+      }
+      if (Date.now() > deadline) {
+        throw new Error(`timed out after ${timeoutMs} ms waiting for: ${what}${lastErr ? ` (last error: ${String(lastErr)})` : ''}\n${this.logs()}`);
+      }
+      await new Promise((r) => setTimeout(r, intervalMs));
+    }
+  }
+
+  /** Wait until `sql` returns the same rows (as JSON) on every node, and return them. */
+  async waitConverged(sql: string, timeoutMs = 20_000, ids = this.nodes.map((n) => n.id)): Promise<unknown[]> {
+    let rows: string[] = [];
+    await this.waitFor(`rows of [${sql}] equal on ${ids.join(',')}: ${'${rows}'}`, () => {
+      rows = ids.map((id) => stringify(this.query(id, sql)));
+      return rows.every((r) => r === rows[0]);
+    }, timeoutMs);
+    return JSON.parse(rows[0]!);
+  }
+
+  /** `burrow checksum --json` over the cluster. */
+  checksum(): { code: number; out: any } {
+    try {
+      const out = execFileSync(process.execPath, [binPath, 'checksum', '--config', this.configFile, '--json'], { encoding: 'utf8' });
+      return { code: 0, out: JSON.parse(out) };
+    } catch (err) {
+      const e = err as { status: number; stdout: string };
+      return { code: e.status, out: e.stdout ? JSON.parse(e.stdout) : null };
+    }
+  }
+
+  logs(lines = 40): string {
+    return this.nodes.map((n) => {
+      let text = '';
+      try {
+        text = readFileSync(n.logFile, 'utf8').trim().split('\n').slice(-lines).join('\n');
+      } catch {
+        text = '(no log)';
+      }
+      return `----- ${n.id} (${n.logFile}) -----\n${text}`;
+    }).join('\n');
+  }
+
+  /** Stop every node by PID (SIGTERM, then SIGKILL), then any nats-server left behind, then remove the folder. */
+  async destroy(keepDir = false): Promise<void> {
+    for (const d of this.openDbs.values()) d.close();
+    this.openDbs.clear();
+    await Promise.all(this.nodes.map((n) => this.stopNode(n.id, 20_000).catch(() => this.killNode(n.id))));
+    for (const n of this.nodes) {
+      const pid = this.natsPid(n.id);
+      if (pid !== null) {
+        try {
+          const cmd = readFileSync(`/proc/${pid}/cmdline`, 'utf8');
+          if (cmd.includes('nats-server') && cmd.includes(this.dir)) process.kill(pid, 'SIGKILL');
+        } catch { /* not running */ }
+      }
+    }
+    if (!keepDir && !process.env.BURROW_KEEP_TEST_DIRS) rmSync(this.dir, { recursive: true, force: true });
+  }
+}
+
+export function stringify(v: unknown): string {
+  return JSON.stringify(v, (_k, x) => (typeof x === 'bigint' ? `${x}n` : x instanceof Uint8Array || (x && x.type === 'Buffer') ? Buffer.from(x.data ?? x).toString('hex') : x));
+}

@@ -1,0 +1,292 @@
+import { after, before, describe, test } from 'node:test';
+import assert from 'node:assert/strict';
+import { execFileSync } from 'node:child_process';
+import { connect, type NatsConnection } from '@nats-io/transport-node';
+import { TestCluster, stringify } from '../helpers/cluster.ts';
+import { decodeBatch } from '../../src/codec/batch-codec.ts';
+import { decodeValues } from '../../src/codec/value-codec.ts';
+import { lwwWins } from '../../src/apply/lww.ts';
+
+/**
+ * The core cluster against real processes: three `burrow start` nodes, each with its embedded
+ * nats-server in one JetStream cluster, real SQLite files, and outside writers (better-sqlite3
+ * from the test process, the sqlite3 shell, python3's sqlite3).
+ */
+describe('3-node cluster', () => {
+  let c: TestCluster;
+  let nc: NatsConnection;
+  /** Every change published on the cluster's shard subjects, seen by a plain NATS subscriber. */
+  const seen: { table: string; key: string; hlc: bigint; node: string; deleted: boolean; row: string | null }[] = [];
+
+  before(async () => {
+    c = await TestCluster.create({ nodes: 3 });
+    await c.start();
+    nc = await connect({ servers: c.node('n1').natsUrl });
+    const sub = nc.subscribe(`burrow.${c.clusterName}.s.>`);
+    void (async () => {
+      for await (const m of sub) {
+        const b = decodeBatch(m.data);
+        for (const ch of b.changes) {
+          seen.push({
+            table: b.tables[ch.t]!.n, key: Buffer.from(ch.k).toString('hex'), hlc: ch.h, node: b.o, deleted: ch.d === 1,
+            row: ch.r ? stringify(decodeValues(ch.r)) : null,
+          });
+        }
+      }
+    })();
+  });
+
+  after(async () => {
+    await nc?.close();
+    await c?.destroy();
+  });
+
+  test('insert, update and delete on each node appear on the other two', async () => {
+    c.execAll('CREATE TABLE items(id INTEGER PRIMARY KEY, name TEXT NOT NULL, qty INTEGER)');
+    for (const [i, n] of c.nodes.entries()) {
+      c.db(n.id).prepare('INSERT INTO items(id, name, qty) VALUES (?, ?, ?)').run(BigInt(i + 1), `from ${n.id}`, 10n);
+    }
+    assert.deepEqual(await c.waitConverged('SELECT id, name, qty FROM items ORDER BY id'), [
+      { id: '1n', name: 'from n1', qty: '10n' }, { id: '2n', name: 'from n2', qty: '10n' }, { id: '3n', name: 'from n3', qty: '10n' },
+    ]);
+    c.db('n2').prepare('UPDATE items SET qty = qty + 5 WHERE id = 1').run();
+    c.db('n3').prepare('UPDATE items SET name = ? WHERE id = 2').run('renamed on n3');
+    c.db('n1').prepare('DELETE FROM items WHERE id = 3').run();
+    assert.deepEqual(await c.waitConverged('SELECT id, name, qty FROM items ORDER BY id'), [
+      { id: '1n', name: 'from n1', qty: '15n' }, { id: '2n', name: 'renamed on n3', qty: '10n' },
+    ]);
+  });
+
+  test('writes from the sqlite3 shell and from python3 are captured and replicated', async () => {
+    c.execAll('CREATE TABLE notes(id TEXT PRIMARY KEY, body TEXT, n INTEGER)');
+    c.sqlite3('n1', "INSERT INTO notes VALUES ('shell-1', 'written by the sqlite3 shell', 1); UPDATE notes SET n = 2 WHERE id = 'shell-1';");
+    const py = `
+import sqlite3, sys
+con = sqlite3.connect(sys.argv[1], timeout=10)
+con.execute("INSERT INTO notes VALUES ('py-1', 'written by python3', 7)")
+con.execute("INSERT INTO notes VALUES ('py-2', 'also python3', 8)")
+con.commit()
+con.execute("DELETE FROM notes WHERE id = 'py-2'")
+con.commit()
+con.close()
+`;
+    execFileSync('python3', ['-c', py, c.node('n2').db]);
+    const rows = await c.waitConverged('SELECT id, body, n FROM notes ORDER BY id');
+    assert.deepEqual(rows, [
+      { id: 'py-1', body: 'written by python3', n: '7n' },
+      { id: 'shell-1', body: 'written by the sqlite3 shell', n: '2n' },
+    ]);
+    // And the shell can read what another node wrote.
+    assert.match(c.sqlite3('n3', "SELECT body FROM notes WHERE id = 'py-1'"), /written by python3/);
+  });
+
+  test('exact values: int64 beyond 2^53, -0.0, extreme REALs, Unicode, BLOBs with NUL, NULL', async () => {
+    c.execAll('CREATE TABLE vals(id INTEGER PRIMARY KEY, i INTEGER, r REAL, t TEXT, b BLOB, anything)');
+    const ins = c.db('n1').prepare('INSERT INTO vals VALUES (?, ?, ?, ?, ?, ?)');
+    ins.run(1n, 9007199254740993n, -0.0, '🦫 burrow — ünïcödé 日本語 \u0000 inside', Buffer.from([0, 1, 0, 255, 0]), null);
+    ins.run(2n, -9223372036854775808n, 1.7976931348623157e308, '', Buffer.alloc(0), 9223372036854775807n);
+    ins.run(3n, 0n, 5e-324, 'e\u0301 combining', Buffer.from('00ff00', 'hex'), -0.0);
+    ins.run(4n, null, 0.1 + 0.2, null, null, Buffer.from([0, 0, 0]));
+    c.sqlite3('n2', "INSERT INTO vals VALUES (5, 123456789012345678, 1e-310, 'from shell', x'00DEADBEEF00', 2.5)");
+    const sql = 'SELECT id, quote(i) qi, typeof(i) ti, quote(r) qr, typeof(r) tr, hex(t) ht, typeof(t) tt, hex(b) hb, typeof(b) tb, '
+      + 'quote(anything) qa, typeof(anything) ta FROM vals ORDER BY id';
+    const rows = await c.waitConverged(sql) as Record<string, string>[];
+    assert.equal(rows.length, 5);
+    assert.equal(rows[0]!.qi, '9007199254740993');
+    assert.equal(rows[0]!.hb, '000100FF00');
+    assert.equal(rows[1]!.qi, '-9223372036854775808');
+    assert.equal(rows[1]!.qa, '9223372036854775807');
+    assert.equal(rows[3]!.qa, "X'000000'");
+    assert.equal(rows[3]!.tt, 'null');
+    // The REALs' exact bits, read back through a typed connection on every node.
+    for (const n of c.nodes) {
+      const r = c.query<{ r: number; anything: unknown }>(n.id, 'SELECT r, anything FROM vals ORDER BY id');
+      assert.equal(r[1]!.r, 1.7976931348623157e308, n.id);
+      assert.equal(r[2]!.r, 5e-324, n.id);
+      assert.equal(r[3]!.r, 0.1 + 0.2, n.id);
+      assert.ok(Object.is(r[2]!.anything, -0), `${n.id}: -0.0 in an untyped column keeps its sign`);
+      const t = c.query<{ t: string }>(n.id, 'SELECT t FROM vals WHERE id = 1')[0]!.t;
+      assert.equal(t, '🦫 burrow — ünïcödé 日本語 \u0000 inside', n.id);
+    }
+    const sum = c.checksum();
+    assert.equal(sum.code, 0, JSON.stringify(sum.out));
+  });
+
+  test('a primary-key-changing UPDATE leaves no old row on any node', async () => {
+    c.execAll('CREATE TABLE accounts(email TEXT PRIMARY KEY, owner TEXT)');
+    c.db('n1').prepare("INSERT INTO accounts VALUES ('old@example.com', 'ada')").run();
+    await c.waitConverged('SELECT * FROM accounts');
+    c.db('n2').prepare("UPDATE accounts SET email = 'new@example.com' WHERE email = 'old@example.com'").run();
+    assert.deepEqual(await c.waitConverged('SELECT * FROM accounts ORDER BY email'), [{ email: 'new@example.com', owner: 'ada' }]);
+    // Composite key moved by the sqlite3 shell.
+    c.execAll('CREATE TABLE pairs(a INTEGER, b TEXT, v TEXT, PRIMARY KEY (a, b)) WITHOUT ROWID');
+    c.sqlite3('n3', "INSERT INTO pairs VALUES (1, 'x', 'one'), (2, 'y', 'two'); UPDATE pairs SET b = 'z' WHERE a = 1;");
+    assert.deepEqual(await c.waitConverged('SELECT * FROM pairs ORDER BY a, b'), [
+      { a: '1n', b: 'z', v: 'one' }, { a: '2n', b: 'y', v: 'two' },
+    ]);
+  });
+
+  test('concurrent conflicting writes on all three nodes converge to the (hlc, node) winner', async () => {
+    c.execAll('CREATE TABLE hot(k INTEGER PRIMARY KEY, v TEXT NOT NULL, w INTEGER)');
+    const keys = 20;
+    const rounds = 15;
+    // Three writers (one per node) update the same keys at the same time, some deleting.
+    await Promise.all(c.nodes.map(async (n, ni) => {
+      const db = c.db(n.id);
+      const up = db.prepare('INSERT INTO hot(k, v, w) VALUES (?, ?, ?) ON CONFLICT(k) DO UPDATE SET v = excluded.v, w = excluded.w');
+      const del = db.prepare('DELETE FROM hot WHERE k = ?');
+      for (let r = 0; r < rounds; r++) {
+        db.transaction(() => {
+          for (let k = 0; k < keys; k++) {
+            if ((k + r + ni) % 7 === 0) del.run(BigInt(k));
+            else up.run(BigInt(k), `${n.id}:r${r}`, BigInt(r));
+          }
+        })();
+        await new Promise((res) => setTimeout(res, 1 + ((r * 7 + ni) % 5)));
+      }
+    }));
+    await c.waitFor('no pending changes on any node', async () => {
+      const s = await Promise.all(c.nodes.map((n) => c.status(n.id)));
+      return s.every((x) => x && x.pending.logRows === 0 && x.pending.outboxBatches === 0 && x.pending.inboundQueued === 0);
+    });
+    const rows = await c.waitConverged('SELECT k, v, w FROM hot ORDER BY k') as { k: string; v: string; w: string }[];
+    const sum = c.checksum();
+    assert.equal(sum.code, 0, `checksums differ: ${JSON.stringify(sum.out?.differing)}`);
+    // Every node holds the same per-row clock, and the row data came from that clock's writer.
+    const clocks = c.nodes.map((n) => stringify(c.query(n.id,
+      "SELECT pk, hlc, node, deleted FROM __burrow_clock WHERE tid = (SELECT tid FROM __burrow_tables WHERE name = 'hot') ORDER BY pk")));
+    assert.equal(clocks[1], clocks[0]);
+    assert.equal(clocks[2], clocks[0]);
+    // The winner per key is the highest (hlc, node) of every change published for it.
+    await c.waitFor('subscriber saw all published changes', () => seen.filter((s) => s.table === 'hot').length > 0);
+    const winners = new Map<string, (typeof seen)[number]>();
+    for (const s of seen.filter((x) => x.table === 'hot')) {
+      const w = winners.get(s.key);
+      if (!w || lwwWins(s.hlc, s.node, w.hlc, w.node)) winners.set(s.key, s);
+    }
+    assert.equal(winners.size, keys);
+    const byKey = new Map(rows.map((r) => [r.k, r]));
+    for (const w of winners.values()) {
+      const k = decodeValues(Buffer.from(w.key, 'hex'))[0] as bigint;
+      const row = byKey.get(`${k}n`);
+      if (w.deleted) assert.equal(row, undefined, `key ${k}: the winning change is a delete by ${w.node}`);
+      else {
+        assert.ok(row, `key ${k}: the winning upsert by ${w.node} must be present`);
+        assert.equal(row.v.split(':')[0], w.node, `key ${k}: value from the winner`);
+        assert.equal(stringify([row.k, row.v, row.w]), w.row, `key ${k}: exact winning row image`);
+      }
+    }
+    const conflicts = [...new Set(seen.filter((s) => s.table === 'hot').map((s) => s.node))];
+    assert.equal(conflicts.length, 3, 'all three nodes published changes to the same keys');
+  });
+
+  test('a delete racing an update does not resurrect the row anywhere', async () => {
+    c.execAll('CREATE TABLE race(id INTEGER PRIMARY KEY, v TEXT)');
+    c.db('n1').prepare("INSERT INTO race VALUES (1, 'original'), (2, 'original')").run();
+    await c.waitConverged('SELECT * FROM race ORDER BY id');
+    // Freeze n3's node process: its writes are captured by triggers but stamped only later.
+    const pid3 = c.node('n3').pid!;
+    process.kill(pid3, 'SIGSTOP');
+    try {
+      c.db('n3').prepare("UPDATE race SET v = 'update from n3' WHERE id = 1").run();
+      c.db('n1').prepare('DELETE FROM race WHERE id = 1').run();
+      c.db('n2').prepare("UPDATE race SET v = 'update from n2' WHERE id = 2").run();
+      await c.waitConverged('SELECT * FROM race ORDER BY id', 20_000, ['n1', 'n2']);
+    } finally {
+      process.kill(pid3, 'SIGCONT');
+    }
+    // n3 stamps its update after it has seen the delete's position in time, or before: either way
+    // every node must agree, and the outcome must be the (hlc, node) winner — checked via the clock.
+    const rows = await c.waitConverged('SELECT * FROM race ORDER BY id');
+    const clock = c.query<{ node: string; deleted: bigint }>('n1',
+      "SELECT node, deleted FROM __burrow_clock WHERE tid = (SELECT tid FROM __burrow_tables WHERE name = 'race') ORDER BY pk");
+    const row1 = (rows as { id: string }[]).find((r) => r.id === '1n');
+    assert.equal(row1 === undefined, clock[0]!.deleted === 1n, 'row 1 exists iff its winning change is not a delete');
+    assert.equal(c.checksum().code, 0);
+  });
+
+  test('a node stopped and restarted catches up on what it missed', async () => {
+    c.execAll('CREATE TABLE journal(id INTEGER PRIMARY KEY, entry TEXT)');
+    c.db('n1').prepare("INSERT INTO journal VALUES (1, 'before the stop')").run();
+    await c.waitConverged('SELECT * FROM journal');
+    await c.stopNode('n3');
+    const ins = c.db('n1').prepare('INSERT INTO journal VALUES (?, ?)');
+    c.db('n1').transaction(() => {
+      for (let i = 2; i <= 500; i++) ins.run(BigInt(i), `while n3 was down #${i}`);
+    })();
+    c.db('n2').prepare("UPDATE journal SET entry = 'updated while n3 was down' WHERE id = 1").run();
+    c.db('n2').prepare('DELETE FROM journal WHERE id = 2').run();
+    // n3's own application keeps writing while its node is down: the triggers keep the changes.
+    c.db('n3').prepare("INSERT INTO journal VALUES (1000, 'written on n3 while its node was down')").run();
+    await c.waitConverged('SELECT count(*) n FROM journal', 20_000, ['n1', 'n2']);
+    const oldPid = c.node('n3').pid;
+    c.startNode('n3');
+    assert.notEqual(c.node('n3').pid, oldPid);
+    await c.waitReady(60_000, ['n3']);
+    const rows = await c.waitConverged('SELECT count(*) n, sum(id) s FROM journal');
+    assert.deepEqual(rows, [{ n: '500n', s: `${(500 * 501) / 2 - 2 + 1000}n` }]);
+    assert.deepEqual(c.query('n3', 'SELECT entry FROM journal WHERE id = 1'), [{ entry: 'updated while n3 was down' }]);
+  });
+
+  test('a node killed with SIGKILL restarts, adopts its nats-server and catches up', async () => {
+    c.execAll('CREATE TABLE after_kill(id INTEGER PRIMARY KEY, v TEXT)');
+    const natsPid = c.natsPid('n2');
+    await c.killNode('n2');
+    c.db('n1').prepare("INSERT INTO after_kill VALUES (1, 'while n2 was dead')").run();
+    c.db('n2').prepare("INSERT INTO after_kill VALUES (2, 'n2 app wrote while its node was dead')").run();
+    const oldPid = c.node('n2').pid;
+    c.startNode('n2');
+    assert.notEqual(c.node('n2').pid, oldPid);
+    await c.waitReady(60_000, ['n2']);
+    assert.equal(c.natsPid('n2'), natsPid, 'the nats-server left running was adopted, not replaced');
+    const s = await c.status('n2');
+    assert.equal(s.nats.adopted, true);
+    assert.deepEqual(await c.waitConverged('SELECT * FROM after_kill ORDER BY id'), [
+      { id: '1n', v: 'while n2 was dead' }, { id: '2n', v: 'n2 app wrote while its node was dead' },
+    ]);
+  });
+
+  test('tables created and altered while running are captured without a restart', async () => {
+    c.execAll("CREATE TABLE late(id INTEGER PRIMARY KEY, a TEXT); INSERT INTO late VALUES (100, 'same on all')");
+    // Created and written in one go on n1: rows written before the triggers existed are picked up.
+    c.db('n1').exec("CREATE TABLE IF NOT EXISTS fresh(id INTEGER PRIMARY KEY, a TEXT); INSERT INTO fresh VALUES (1, 'immediately')");
+    c.db('n2').exec('CREATE TABLE IF NOT EXISTS fresh(id INTEGER PRIMARY KEY, a TEXT)');
+    c.db('n3').exec('CREATE TABLE IF NOT EXISTS fresh(id INTEGER PRIMARY KEY, a TEXT)');
+    await c.waitConverged('SELECT * FROM fresh');
+    assert.deepEqual(c.query('n3', 'SELECT * FROM fresh'), [{ id: 1n, a: 'immediately' }]);
+    c.db('n1').prepare("INSERT INTO late VALUES (1, 'x')").run();
+    await c.waitConverged('SELECT * FROM late ORDER BY id');
+    c.execAll('ALTER TABLE late ADD COLUMN b INTEGER');
+    c.db('n2').prepare("INSERT INTO late VALUES (2, 'y', 42)").run();
+    c.db('n3').prepare('UPDATE late SET b = 7 WHERE id = 1').run();
+    assert.deepEqual(await c.waitConverged('SELECT id, a, b FROM late ORDER BY id'), [
+      { id: '1n', a: 'x', b: '7n' }, { id: '2n', a: 'y', b: '42n' }, { id: '100n', a: 'same on all', b: null },
+    ]);
+  });
+
+  test('burrow status reports every node; a down node makes it exit 1', async () => {
+    const out = execFileSync(process.execPath, ['bin/burrow.js', 'status', '--config', c.configFile, '--json'], { encoding: 'utf8', cwd: process.cwd() });
+    const s = JSON.parse(out) as any[];
+    assert.equal(s.length, 3);
+    for (const n of s) {
+      assert.equal(n.up, true);
+      assert.equal(n.ready, true);
+      assert.equal(n.shards.length, 16);
+      assert.match(n.hlc.time, /^\d{4}-\d\d-\d\dT/);
+      assert.equal(typeof n.pending.logRows, 'number');
+    }
+    await c.stopNode('n3');
+    let code = 0;
+    let stdout = '';
+    try {
+      execFileSync(process.execPath, ['bin/burrow.js', 'status', '--config', c.configFile], { encoding: 'utf8' });
+    } catch (err) {
+      code = (err as { status: number }).status;
+      stdout = (err as { stdout: string }).stdout;
+    }
+    assert.equal(code, 1);
+    assert.match(stdout, /n3\s+DOWN/);
+    c.startNode('n3');
+    await c.waitReady(60_000, ['n3']);
+  });
+});
