@@ -160,7 +160,7 @@ export class BurrowNode {
         await this.link.ensureStreamsAndConsumers({
           cluster: this.config.cluster.name, shards: this.config.cluster.shards, replicas: this.config.cluster.replicas,
           streamBytesMax: this.config.cluster.streamBytesMax, nodeIds: this.config.nodes.map((n) => n.id),
-        });
+        }, this.config.nodes.indexOf(this.node));
         if (this.phase !== 'connecting') return;
         const applied = new Map<number, number>();
         for (const [s, q] of this.db.conn.prepare('SELECT shard, stream_seq FROM __burrow_applied').raw(true).all() as [bigint, bigint][]) {

@@ -1,6 +1,6 @@
 import { connect, nanos, type NatsConnection } from '@nats-io/transport-node';
 import {
-  AckPolicy, DeliverPolicy, DiscardPolicy, jetstream, jetstreamManager, ReplayPolicy, RetentionPolicy, StorageType,
+  AckPolicy, DeliverPolicy, JetStreamApiCodes, JetStreamApiError, DiscardPolicy, jetstream, jetstreamManager, ReplayPolicy, RetentionPolicy, StorageType,
   type JetStreamClient, type JetStreamManager, type StreamConfig,
 } from '@nats-io/jetstream';
 import { consumerName, shardSubject, streamName } from '../shard/shard-router.ts';
@@ -20,6 +20,13 @@ export interface StreamPlan {
 export const consumerAckWaitMs = 30_000;
 export const consumerAckPendingMax = 1024;
 export const duplicateWindowMs = 120_000;
+/** How long one attempt to create the streams and consumers may take before the caller retries it. */
+const ensureTimeoutMs = 60_000;
+
+/** A setup problem that retrying cannot fix (e.g. a stream with another layout). */
+export class FatalSetupError extends Error {
+  override name = 'FatalSetupError';
+}
 
 /**
  * The node's NATS connection and the JetStream objects burrow uses: one stream per shard (file
@@ -29,7 +36,7 @@ export const duplicateWindowMs = 120_000;
  */
 export class NatsLink {
   private constructor(readonly nc: NatsConnection, readonly js: JetStreamClient, readonly jsm: JetStreamManager,
-    private readonly probe: JetStreamManager, private readonly log: Logger) {}
+    private readonly probe: JetStreamManager, private readonly admin: JetStreamManager, private readonly log: Logger) {}
 
   static async connect(servers: readonly string[], name: string, log: Logger): Promise<NatsLink> {
     const nc = await connect({
@@ -45,8 +52,9 @@ export class NatsLink {
     // A short timeout for the readiness probe: while the meta leader is being elected the request
     // gets no answer, and a long timeout would delay readiness by that much.
     const probe = await jetstreamManager(nc, { timeout: 1000, checkAPI: false });
+    const admin = await jetstreamManager(nc, { timeout: 2000, checkAPI: false });
     const js = jetstream(nc, { timeout: 10_000 });
-    const link = new NatsLink(nc, js, jsm, probe, log);
+    const link = new NatsLink(nc, js, jsm, probe, admin, log);
     void (async () => {
       for await (const s of nc.status()) {
         if (s.type === 'disconnect' || s.type === 'reconnect') log.info(`nats ${s.type}`, { server: (s as { server?: string }).server });
@@ -91,8 +99,14 @@ export class NatsLink {
   }
 
   /** Create (or check) every shard stream and every node's consumer on it; idempotent. */
-  async ensureStreamsAndConsumers(plan: StreamPlan): Promise<void> {
-    await Promise.all(Array.from({ length: plan.shards }, (_, shard) => this.ensureShard(plan, shard)));
+  async ensureStreamsAndConsumers(plan: StreamPlan, selfIndex: number): Promise<void> {
+    const t0 = Date.now();
+    // Stagger: concurrent creates of the same stream from several nodes can go unanswered on
+    // nats-server 2.9, so the first node of the config creates and the others mostly find the
+    // work done; each takes over after its delay if the earlier ones are not up.
+    const staggerMs = selfIndex * 1500;
+    await Promise.all(Array.from({ length: plan.shards }, (_, shard) => this.ensureShard(plan, shard, t0 + staggerMs)));
+    this.log.info('streams and consumers in place', { shards: plan.shards, ms: Date.now() - t0 });
     const names: string[] = [];
     for await (const n of this.jsm.streams.names()) names.push(n);
     const prefix = `burrow_${plan.cluster}_`;
@@ -103,40 +117,81 @@ export class NatsLink {
     }
   }
 
-  private async ensureShard(plan: StreamPlan, shard: number): Promise<void> {
+  /**
+   * Check first, create only what is missing, with short timeouts and retries: when several nodes
+   * create the same stream at once, nats-server 2.9 may leave some of the requests unanswered, and
+   * a consumer add can race the stream's creation ("stream not found").
+   */
+  private async ensureShard(plan: StreamPlan, shard: number, createAfterMs: number): Promise<void> {
     const cfg = this.streamConfig(plan, shard);
-    try {
-      await this.jsm.streams.add(cfg);
-    } catch (err) {
-      // Already there with another config (e.g. a different size bound): adopt it after checking.
-      const info = await this.jsm.streams.info(cfg.name).catch(() => null);
-      if (!info) throw err;
+    const deadline = Date.now() + ensureTimeoutMs;
+    const waitTurn = async () => {
+      while (Date.now() < createAfterMs) await sleep(Math.min(100, createAfterMs - Date.now()));
+    };
+    await this.retry(`stream ${cfg.name}`, deadline, async () => {
+      let info = await this.streamInfo(cfg.name);
+      if (!info && Date.now() < createAfterMs) {
+        await waitTurn();
+        info = await this.streamInfo(cfg.name);
+      }
+      if (!info) {
+        await this.admin.streams.add(cfg);
+        return;
+      }
       if (info.config.subjects?.join() !== cfg.subjects?.join()) {
-        throw new Error(`stream ${cfg.name} exists with subjects ${info.config.subjects?.join()} (expected ${cfg.subjects?.join()})`);
+        throw new FatalSetupError(`stream ${cfg.name} exists with subjects ${info.config.subjects?.join()} (expected ${cfg.subjects?.join()})`);
       }
       if (info.config.retention !== cfg.retention) {
-        throw new Error(`stream ${cfg.name} exists with retention ${info.config.retention} (expected ${cfg.retention})`);
+        throw new FatalSetupError(`stream ${cfg.name} exists with retention ${info.config.retention} (expected ${cfg.retention}): `
+          + 'it was not created by this version of burrow');
       }
       if (info.config.num_replicas !== cfg.num_replicas || info.config.max_bytes !== cfg.max_bytes) {
         this.log.warn('stream config differs from cluster.toml; updating', {
           stream: cfg.name, replicas: info.config.num_replicas, want: cfg.num_replicas,
         });
-        await this.jsm.streams.update(cfg.name, { ...info.config, num_replicas: cfg.num_replicas, max_bytes: cfg.max_bytes });
+        await this.admin.streams.update(cfg.name, { ...info.config, num_replicas: cfg.num_replicas, max_bytes: cfg.max_bytes });
+      }
+    });
+    await Promise.all(plan.nodeIds.map((id) => this.retry(`consumer ${consumerName(id)} on ${cfg.name}`, deadline, async () => {
+      const exists = await this.admin.consumers.info(cfg.name, consumerName(id)).then(() => true, (err) => {
+        if (err instanceof JetStreamApiError && err.code === JetStreamApiCodes.ConsumerNotFound) return false;
+        throw err;
+      });
+      if (exists) return;
+      if (Date.now() < createAfterMs) throw new Error('not our turn to create it yet');
+      await this.admin.consumers.add(cfg.name, {
+        durable_name: consumerName(id),
+        ack_policy: AckPolicy.Explicit,
+        deliver_policy: DeliverPolicy.All,
+        replay_policy: ReplayPolicy.Instant,
+        ack_wait: nanos(consumerAckWaitMs),
+        max_deliver: -1,
+        max_ack_pending: consumerAckPendingMax,
+        max_waiting: 512,
+      });
+    })));
+  }
+
+  private async streamInfo(name: string) {
+    return this.admin.streams.info(name).catch((err) => {
+      if (err instanceof JetStreamApiError && err.code === JetStreamApiCodes.StreamNotFound) return null;
+      throw err;
+    });
+  }
+
+  private async retry(what: string, deadlineMs: number, fn: () => Promise<void>): Promise<void> {
+    let delay = 100;
+    for (let attempt = 1; ; attempt++) {
+      try {
+        await fn();
+        return;
+      } catch (err) {
+        if (err instanceof FatalSetupError || Date.now() > deadlineMs) throw err;
+        this.log.debug('JetStream setup step failed; retrying', { what, attempt, error: errorMessage(err) });
+        await sleep(delay * (0.5 + Math.random()));
+        delay = Math.min(delay * 2, 2000);
       }
     }
-    await Promise.all(plan.nodeIds.map((id) => this.jsm.consumers.add(cfg.name, {
-      durable_name: consumerName(id),
-      ack_policy: AckPolicy.Explicit,
-      deliver_policy: DeliverPolicy.All,
-      replay_policy: ReplayPolicy.Instant,
-      ack_wait: nanos(consumerAckWaitMs),
-      max_deliver: -1,
-      max_ack_pending: consumerAckPendingMax,
-      max_waiting: 512,
-    }).catch(async (err) => {
-      const existing = await this.jsm.consumers.info(cfg.name, consumerName(id)).catch(() => null);
-      if (!existing) throw err;
-    })));
   }
 
   async close(): Promise<void> {

@@ -188,10 +188,15 @@ export class TestCluster {
   /** Wait until `sql` returns the same rows (as JSON) on every node, and return them. */
   async waitConverged(sql: string, timeoutMs = 20_000, ids = this.nodes.map((n) => n.id)): Promise<unknown[]> {
     let rows: string[] = [];
-    await this.waitFor(`rows of [${sql}] equal on ${ids.join(',')}: ${'${rows}'}`, () => {
-      rows = ids.map((id) => stringify(this.query(id, sql)));
-      return rows.every((r) => r === rows[0]);
-    }, timeoutMs);
+    try {
+      await this.waitFor(`rows of [${sql}] equal on ${ids.join(',')}`, () => {
+        rows = ids.map((id) => stringify(this.query(id, sql)));
+        return rows.every((r) => r === rows[0]);
+      }, timeoutMs);
+    } catch (err) {
+      const detail = ids.map((id, i) => `${id}: ${(rows[i] ?? '').slice(0, 2000)}`).join('\n');
+      throw new Error(`${(err as Error).message}\n----- rows per node -----\n${detail}`);
+    }
     return JSON.parse(rows[0]!);
   }
 

@@ -214,6 +214,8 @@ con.close()
     c.db('n1').transaction(() => {
       for (let i = 2; i <= 500; i++) ins.run(BigInt(i), `while n3 was down #${i}`);
     })();
+    // n2 changes rows it has received (a DELETE of a row not yet there is no change at all).
+    await c.waitConverged('SELECT count(*) n FROM journal', 20_000, ['n1', 'n2']);
     c.db('n2').prepare("UPDATE journal SET entry = 'updated while n3 was down' WHERE id = 1").run();
     c.db('n2').prepare('DELETE FROM journal WHERE id = 2').run();
     // n3's own application keeps writing while its node is down: the triggers keep the changes.
