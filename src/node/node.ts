@@ -26,6 +26,9 @@ export interface NodeOptions {
   readonly log?: Logger;
 }
 
+/** How often the tailer kicks the publisher even without local commits. */
+const publisherKickIntervalMs = 500;
+
 export type Phase = 'starting' | 'connecting' | 'running' | 'stopping' | 'stopped';
 
 /**
@@ -55,15 +58,20 @@ export class BurrowNode {
   private connectTask: Promise<void> | null = null;
   private logBacklog = true;
   private schemaDirty = false;
+  private lastKickMs = 0;
   private lastError: { message: string; atMs: number } | null = null;
   private localStats = { stampPasses: 0, changesStamped: 0, logRowsStamped: 0, schemaRefreshes: 0 };
   private readonly lockFile: string;
+  /** config replication.poll_interval_ms, or BURROW_POLL_INTERVAL_MS for this process (tests, tuning). */
+  private readonly pollIntervalMs: number;
 
   private constructor(private readonly config: Config, nodeId: string, clock: Clock, log: Logger | undefined) {
     this.node = nodeById(config, nodeId);
     this.log = log ?? createLogger(this.node.id);
     this.hlc = new Hlc(clock, config.cluster.hlcSkewMsMax);
     this.lockFile = path.join(this.node.dataDir, 'node.pid');
+    const pollEnv = Number(process.env.BURROW_POLL_INTERVAL_MS);
+    this.pollIntervalMs = Number.isInteger(pollEnv) && pollEnv >= 1 ? pollEnv : config.replication.pollIntervalMs;
   }
 
   static async start(opts: NodeOptions): Promise<BurrowNode> {
@@ -196,7 +204,10 @@ export class BurrowNode {
   private applyMessages(msgs: Parameters<Applier['applyMessages']>[0]) {
     this.refreshSchemaIfChanged();
     try {
-      return this.applier.applyMessages(msgs);
+      const outcomes = this.applier.applyMessages(msgs);
+      // The apply transaction stamps pending local changes first: those batches must be published too.
+      this.publisher?.kick();
+      return outcomes;
     } catch (err) {
       this.noteError(`apply: ${errorMessage(err)}`);
       throw err;
@@ -246,10 +257,16 @@ export class BurrowNode {
       this.logBacklog = true;
       this.noteError(`capture: ${errorMessage(err)}`);
       this.log.warn('stamping local changes failed; retrying', { error: errorMessage(err) });
-      this.scheduleTail(Math.max(50, this.config.replication.pollIntervalMs));
+      this.scheduleTail(Math.max(50, this.pollIntervalMs));
       return;
     }
-    this.scheduleTail(again ? 0 : this.config.replication.pollIntervalMs);
+    // Safety net: whatever put batches in the outbox, they get published.
+    const now = Date.now();
+    if (now - this.lastKickMs > publisherKickIntervalMs) {
+      this.lastKickMs = now;
+      this.publisher?.kick();
+    }
+    this.scheduleTail(again ? 0 : this.pollIntervalMs);
   }
 
   private noteError(message: string): void {
