@@ -1,0 +1,124 @@
+import { describe, test } from 'node:test';
+import assert from 'node:assert/strict';
+import { spawn, spawnSync } from 'node:child_process';
+import { mkdtempSync, writeFileSync, readFileSync, rmSync } from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import BetterSqlite3 from 'better-sqlite3';
+import { freePort, repoRoot } from '../helpers/cluster.ts';
+import { pidAlive } from '../../src/nats/nats-supervisor.ts';
+
+const bin = path.join(repoRoot, 'bin', 'burrow.js');
+const run = (args: string[]) => spawnSync(process.execPath, [bin, ...args], { encoding: 'utf8', timeout: 30_000 });
+
+describe('burrow CLI', () => {
+  test('--help prints usage and exits 0', () => {
+    const r = run(['--help']);
+    assert.equal(r.status, 0);
+    assert.match(r.stdout, /burrow start\s+--config FILE --node ID/);
+    assert.match(r.stdout, /burrow checksum/);
+  });
+
+  test('config mistakes: one line naming file and key, exit code 2, no stack trace', () => {
+    const dir = mkdtempSync(path.join(os.tmpdir(), 'burrow-cli-'));
+    try {
+      const cases: [string, RegExp][] = [
+        ['[cluster]\nname = "x"\nshards = 0\n[[nodes]]\nid = "a"\ndb = "a.db"\nclient = "127.0.0.1:1"\nroute = "127.0.0.1:2"\nhttp = "127.0.0.1:3"\n',
+          /bad\.toml: cluster\.shards: must be between 1 and 1024, got 0/],
+        ['[cluster]\nname = "x"\ncolour = "blue"\n', /bad\.toml: cluster\.colour: unknown key/],
+        ['[cluster]\nname = "x"\n[[nodes]]\nid = "a"\ndb = "a.db"\nclient = "127.0.0.1"\nroute = "127.0.0.1:2"\nhttp = "127.0.0.1:3"\n',
+          /bad\.toml: nodes\[0\]\.client: "127\.0\.0\.1" is not a host:port address/],
+        ['[cluster\nname = "x"\n', /bad\.toml: not valid TOML/],
+      ];
+      for (const [text, re] of cases) {
+        const f = path.join(dir, 'bad.toml');
+        writeFileSync(f, text);
+        for (const cmd of [['status', '--config', f], ['start', '--config', f, '--node', 'a']]) {
+          const r = run(cmd);
+          assert.equal(r.status, 2, `${cmd[0]}: ${r.stderr}`);
+          assert.match(r.stderr, re);
+          assert.equal(r.stderr.trim().split('\n').length, 1, `one line: ${r.stderr}`);
+          assert.doesNotMatch(r.stderr, /\n\s+at /);
+        }
+      }
+      const missing = run(['status', '--config', path.join(dir, 'nope.toml')]);
+      assert.equal(missing.status, 2);
+      assert.match(missing.stderr, /nope\.toml: cannot read config file \(ENOENT\)/);
+      const good = path.join(dir, 'good.toml');
+      writeFileSync(good, '[cluster]\nname = "x"\n[[nodes]]\nid = "a"\ndb = "a.db"\nclient = "127.0.0.1:1"\nroute = "127.0.0.1:2"\nhttp = "127.0.0.1:3"\n');
+      const unknownNode = run(['start', '--config', good, '--node', 'zz']);
+      assert.equal(unknownNode.status, 2);
+      assert.match(unknownNode.stderr, /no node "zz" in \[\[nodes\]\] \(known: a\)/);
+      const badCmd = run(['frobnicate']);
+      assert.equal(badCmd.status, 2);
+      assert.match(badCmd.stderr, /unknown command "frobnicate"/);
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
+  });
+
+  test('burrow up: 3 nodes ready, a sqlite3 write on n1 is read on n2 and n3, Ctrl-C stops everything', async () => {
+    const dir = mkdtempSync(path.join(os.tmpdir(), 'burrow-up-'));
+    let toml = `[cluster]\nname = "up${process.pid}"\nshards = 16\nreplicas = 3\n\n`;
+    for (const id of ['n1', 'n2', 'n3']) {
+      toml += `[[nodes]]\nid = "${id}"\ndb = "data/${id}/app.db"\nclient = "127.0.0.1:${await freePort()}"\n`
+        + `route = "127.0.0.1:${await freePort()}"\nhttp = "127.0.0.1:${await freePort()}"\n\n`;
+    }
+    const config = path.join(dir, 'cluster.toml');
+    writeFileSync(config, toml);
+    const up = spawn(process.execPath, [bin, 'up', '--config', config], { cwd: dir, stdio: ['ignore', 'pipe', 'pipe'] });
+    let out = '';
+    up.stdout.on('data', (d) => (out += d));
+    up.stderr.on('data', (d) => (out += d));
+    const exited = new Promise<number | null>((r) => up.on('exit', (code) => r(code)));
+    const waitOut = async (re: RegExp, ms: number) => {
+      const deadline = Date.now() + ms;
+      while (!re.test(out)) {
+        if (Date.now() > deadline) {
+          const logs = ['n1', 'n2', 'n3'].map((id) => {
+            try {
+              return `--- ${id}\n${readFileSync(path.join(dir, 'data', id, 'burrow.log'), 'utf8').slice(-3000)}`;
+            } catch {
+              return `--- ${id}: no log`;
+            }
+          }).join('\n');
+          throw new Error(`burrow up never printed ${re}:\n${out}\n${logs}`);
+        }
+        await new Promise((r) => setTimeout(r, 50));
+      }
+    };
+    try {
+      await waitOut(/all 3 nodes ready in [\d.]+ s/, 60_000);
+      const dbs = ['n1', 'n2', 'n3'].map((id) => path.join(dir, 'data', id, 'app.db'));
+      for (const db of dbs) spawnSync('sqlite3', [db, 'CREATE TABLE t(id INTEGER PRIMARY KEY, v TEXT)']);
+      await new Promise((r) => setTimeout(r, 100)); // let each node notice the new table (poll: 2 ms)
+      const wrote = Date.now();
+      assert.equal(spawnSync('sqlite3', [dbs[0]!, "INSERT INTO t VALUES (1, 'hello from the sqlite3 shell')"]).status, 0);
+      for (const db of dbs.slice(1)) {
+        const d = new BetterSqlite3(db, { readonly: true });
+        try {
+          while (d.prepare('SELECT v FROM t WHERE id = 1').get() === undefined) {
+            assert.ok(Date.now() - wrote < 1000, `row not visible on ${db} within 1 s`);
+            await new Promise((r) => setTimeout(r, 5));
+          }
+        } finally {
+          d.close();
+        }
+      }
+      const pids = ['n1', 'n2', 'n3'].flatMap((id) => [
+        Number(readFileSync(path.join(dir, 'data', id, 'node.pid'), 'utf8')),
+        Number(readFileSync(path.join(dir, 'data', id, 'nats.pid'), 'utf8')),
+      ]);
+      assert.ok(pids.every((p) => p > 0 && pidAlive(p)));
+      up.kill('SIGINT');
+      assert.equal(await exited, 0, out);
+      assert.match(out, /n1: stopped \(exit code 0\)/);
+      for (const p of pids) assert.equal(pidAlive(p), false, `pid ${p} still running after burrow up stopped`);
+    } finally {
+      if (up.exitCode === null) {
+        up.kill('SIGKILL');
+      }
+      rmSync(dir, { recursive: true, force: true });
+    }
+  });
+});
