@@ -11,6 +11,12 @@ import BetterSqlite3 from 'better-sqlite3';
  * nats-server — on free loopback ports in a temp folder. Processes are stopped by PID; every
  * wait polls with a deadline and, on failure, throws with the tail of every node's logs.
  */
+/** Clusters not destroyed yet: if the test process exits without cleanup, their processes are SIGKILLed by PID. */
+const liveClusters = new Set<TestCluster>();
+process.on('exit', () => {
+  for (const c of liveClusters) c.killAllSync();
+});
+
 export const repoRoot = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..', '..');
 const binPath = path.join(repoRoot, 'bin', 'burrow.js');
 
@@ -97,6 +103,7 @@ export class TestCluster {
     closeSync(fd);
     node.proc = proc;
     node.pid = proc.pid ?? null;
+    liveClusters.add(this);
   }
 
   async waitReady(timeoutMs = 60_000, ids = this.nodes.map((n) => n.id)): Promise<void> {
@@ -133,6 +140,28 @@ export class TestCluster {
     const exited = new Promise<void>((r) => proc.once('exit', () => r()));
     proc.kill('SIGKILL');
     await exited;
+  }
+
+  /** SIGKILL every node process and nats-server of this cluster, by PID (exit handler). */
+  killAllSync(): void {
+    for (const n of this.nodes) {
+      for (const pid of [n.proc && n.proc.exitCode === null && n.proc.signalCode === null ? n.pid : null, this.natsPid(n.id)]) {
+        if (pid === null || (pid !== n.pid && !this.ownsPid(pid))) continue;
+        try {
+          process.kill(pid, 'SIGKILL');
+        } catch { /* gone */ }
+      }
+    }
+  }
+
+  /** True when `pid` is a nats-server running from this cluster's folder. */
+  ownsPid(pid: number): boolean {
+    try {
+      const cmd = readFileSync(`/proc/${pid}/cmdline`, 'utf8');
+      return cmd.includes('nats-server') && cmd.includes(this.dir);
+    } catch {
+      return false;
+    }
   }
 
   natsPid(id: string): number | null {
@@ -230,13 +259,13 @@ export class TestCluster {
     await Promise.all(this.nodes.map((n) => this.stopNode(n.id, 20_000).catch(() => this.killNode(n.id))));
     for (const n of this.nodes) {
       const pid = this.natsPid(n.id);
-      if (pid !== null) {
+      if (pid !== null && this.ownsPid(pid)) {
         try {
-          const cmd = readFileSync(`/proc/${pid}/cmdline`, 'utf8');
-          if (cmd.includes('nats-server') && cmd.includes(this.dir)) process.kill(pid, 'SIGKILL');
+          process.kill(pid, 'SIGKILL');
         } catch { /* not running */ }
       }
     }
+    liveClusters.delete(this);
     if (!keepDir && !process.env.BURROW_KEEP_TEST_DIRS) rmSync(this.dir, { recursive: true, force: true });
   }
 }
