@@ -5,6 +5,7 @@ import {
   encodeBatch, decodeBatch, batchVersion, MalformedBatchError, type WireBatch, type WireChange,
 } from '../../src/codec/batch-codec.ts';
 import { encodeValues } from '../../src/codec/value-codec.ts';
+import { seededRandom } from '../../src/util/random.ts';
 
 const HLC = (1763700000000n << 16n) | 65535n;
 
@@ -100,21 +101,10 @@ describe('round trip', () => {
   });
 });
 
-/** mulberry32: deterministic garbage. */
-function mulberry32(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
 
 describe('decodeBatch rejects malformed input with MalformedBatchError', () => {
   test('random garbage bytes', () => {
-    const rand = mulberry32(1234);
+    const rand = seededRandom(1234);
     for (let i = 0; i < 500; i++) {
       const bytes = Buffer.alloc(1 + Math.floor(rand() * 200));
       for (let j = 0; j < bytes.length; j++) bytes[j] = Math.floor(rand() * 256);

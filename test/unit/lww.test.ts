@@ -1,6 +1,7 @@
 import { test, describe } from 'node:test';
 import assert from 'node:assert/strict';
 import { lwwWins } from '../../src/apply/lww.ts';
+import { seededRandom } from '../../src/util/random.ts';
 
 type Version = { hlc: bigint; node: string };
 
@@ -46,17 +47,6 @@ describe('lwwWins decision table', () => {
   });
 });
 
-/** Small seeded PRNG (mulberry32) so failures are reproducible. */
-function mulberry32(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
 
 function shuffled<T>(items: readonly T[], rand: () => number): T[] {
   const out = items.slice();
@@ -78,7 +68,7 @@ function fold(versions: readonly Version[]): Version {
 
 describe('merge order independence (property, seeded)', () => {
   test('200 random version sets × 5 permutations converge on the same winner', () => {
-    const rand = mulberry32(0xb0bca7);
+    const rand = seededRandom(0xb0bca7);
     const nodes = ['n1', 'n2', 'n3', 'n10', 'a', 'B'];
     const base = (1_763_700_000_000n << 16n);
     for (let set = 0; set < 200; set++) {
