@@ -4,6 +4,13 @@
  * not a win, so duplicates and a node's own echoes are no-ops.
  */
 export function lwwWins(incomingHlc: bigint, incomingNode: string, currentHlc: bigint, currentNode: string): boolean {
-  if (incomingHlc !== currentHlc) return incomingHlc > currentHlc;
-  return incomingNode > currentNode;
+  if (incomingHlc === currentHlc && incomingNode === currentNode) return false;
+  const wins = incomingHlc !== currentHlc ? incomingHlc > currentHlc : incomingNode > currentNode;
+  return lwwInverted ? !wins : wins;
 }
+
+/**
+ * TEST ONLY: BURROW_TEST_INVERT_LWW=1 makes the older change win, a deliberately broken apply
+ * that the chaos checkers must catch. The node logs a loud warning when it is set.
+ */
+export const lwwInverted = process.env.BURROW_TEST_INVERT_LWW === '1';

@@ -14,6 +14,7 @@ export interface NatsProcess {
 
 const startTimeoutMs = 15_000;
 const stopTimeoutMs = 15_000;
+const watchdogIntervalMs = 500;
 
 /**
  * The node's embedded nats-server: writes its config under the node's data folder, starts it in
@@ -26,6 +27,11 @@ export class NatsSupervisor {
   readonly logFile: string;
   readonly storeDir: string;
   private proc: NatsProcess | null = null;
+  private watchdog: NodeJS.Timeout | null = null;
+  private stopping = false;
+  private restarting = false;
+  /** Times the watchdog found the server gone and started a new one. */
+  restarts = 0;
 
   constructor(private readonly config: Config, private readonly node: NodeConfig, private readonly log: Logger) {
     this.confFile = path.join(node.dataDir, 'nats.conf');
@@ -72,7 +78,34 @@ export class NatsSupervisor {
     return this.proc;
   }
 
+  /** Start (or adopt) the server, then watch it: if it dies, start a new one (with backoff). */
   async start(): Promise<NatsProcess> {
+    const p = await this.startOnce();
+    this.watchdog ??= setInterval(() => void this.check(), watchdogIntervalMs);
+    return p;
+  }
+
+  private async check(): Promise<void> {
+    if (this.stopping || this.restarting || !this.proc || isNatsServer(this.proc.pid)) return;
+    this.restarting = true;
+    const lost = this.proc.pid;
+    this.log.error('nats-server is gone; starting a new one', { pid: lost });
+    let delay = 250;
+    while (!this.stopping) {
+      try {
+        await this.startOnce();
+        this.restarts++;
+        break;
+      } catch (err) {
+        this.log.error('could not restart nats-server; retrying', { error: (err as Error).message, retryInMs: delay });
+        await new Promise((r) => setTimeout(r, delay));
+        delay = Math.min(delay * 2, 5000);
+      }
+    }
+    this.restarting = false;
+  }
+
+  private async startOnce(): Promise<NatsProcess> {
     const binary = resolveBinary(this.config.nats.binary);
     if (!binary) {
       throw new StartupError(`nats-server binary "${this.config.nats.binary}" not found on PATH: install it `
@@ -124,6 +157,9 @@ export class NatsSupervisor {
   }
 
   async stop(): Promise<void> {
+    this.stopping = true;
+    if (this.watchdog) clearInterval(this.watchdog);
+    this.watchdog = null;
     if (!this.proc) return;
     const pid = this.proc.pid;
     this.proc = null;

@@ -3,6 +3,7 @@ import { mkdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { startHttp } from '../api/http-server.ts';
 import { Applier } from '../apply/applier.ts';
+import { lwwInverted } from '../apply/lww.ts';
 import { Capture } from '../capture/capture.ts';
 import { ChangeStamper } from '../capture/change-stamper.ts';
 import { checksumTables, type TableChecksum } from '../capture/checksum.ts';
@@ -12,7 +13,7 @@ import { Hlc, hlcFormat } from '../clock/hlc.ts';
 import { nodeById, type Config, type NodeConfig } from '../config/config.ts';
 import { NatsSupervisor, pidAlive } from '../nats/nats-supervisor.ts';
 import { Inbound } from '../replication/inbound.ts';
-import { NatsLink, sleep } from '../replication/nats-link.ts';
+import { consumerAckWaitMs, NatsLink, sleep } from '../replication/nats-link.ts';
 import { Publisher } from '../replication/publisher.ts';
 import { ShardRouter, shardSubject } from '../shard/shard-router.ts';
 import { Database } from '../sqlite/database.ts';
@@ -90,6 +91,7 @@ export class BurrowNode {
     const { config, node } = this;
     mkdirSync(node.dataDir, { recursive: true });
     this.takeLock();
+    if (lwwInverted) this.log.error('BURROW_TEST_INVERT_LWW=1: last-writer-wins is INVERTED (test-only broken apply); replicas will not converge correctly');
     this.db = Database.open(node.db, config.sqlite);
     this.checkMeta();
     const seed = this.db.conn.prepare("SELECT value FROM __burrow_meta WHERE key = 'hlc'").pluck().get() as bigint | undefined;
@@ -177,7 +179,7 @@ export class BurrowNode {
         this.inbound = new Inbound(this.link.js, this.config.cluster.name, this.node.id, this.config.cluster.shards, {
           apply: (msgs) => this.applyMessages(msgs),
         }, {
-          applyMessagesMax: this.config.replication.applyMessagesMax, pullMessagesMax: 256, retryDelayMs: 1000,
+          applyMessagesMax: this.config.replication.applyMessagesMax, pullMessagesMax: 256, retryDelayMs: 1000, ackWaitMs: consumerAckWaitMs,
         }, this.log, applied);
         await this.inbound.start();
         this.publisher = new Publisher(this.link.js, this.outbox, (s) => shardSubject(this.config.cluster.name, s), {
@@ -301,6 +303,7 @@ export class BurrowNode {
         embedded: this.supervisor !== null,
         pid: this.supervisor?.current()?.pid ?? null,
         adopted: this.supervisor?.current()?.adopted ?? null,
+        restarts: this.supervisor?.restarts ?? 0,
         connected: this.link !== null && !this.link.nc.isClosed(),
         server: this.link?.nc.getServer() ?? null,
       },

@@ -23,6 +23,8 @@ export interface InboundLimits {
   readonly pullMessagesMax: number;
   /** Redelivery delay for held messages and failed transactions. */
   readonly retryDelayMs: number;
+  /** The consumers' ack wait. */
+  readonly ackWaitMs: number;
 }
 
 export interface ShardPosition {
@@ -40,7 +42,8 @@ export interface ShardPosition {
  * consumers' max_ack_pending.
  */
 export class Inbound {
-  private queue: { shard: number; m: JsMsg }[] = [];
+  private queue: { shard: number; m: JsMsg; atMs: number }[] = [];
+  private workingTimer: NodeJS.Timeout | null = null;
   private scheduled = false;
   private readonly iters: ConsumerMessages[] = [];
   private running = false;
@@ -62,6 +65,16 @@ export class Inbound {
 
   async start(): Promise<void> {
     this.running = true;
+    // Messages queued longer than half the ack wait are marked in progress so JetStream does not
+    // redeliver them while they wait their turn (a backlog after a restart).
+    this.workingTimer = setInterval(() => {
+      const old = Date.now() - this.limits.ackWaitMs / 2;
+      for (const q of this.queue) {
+        if (q.atMs > old) break;
+        q.m.working();
+        q.atMs = Date.now();
+      }
+    }, Math.max(100, this.limits.ackWaitMs / 4));
     const jsm = await this.js.jetstreamManager();
     await Promise.all(Array.from({ length: this.shards }, async (_, shard) => {
       const stream = streamName(this.cluster, shard);
@@ -92,7 +105,7 @@ export class Inbound {
 
   private enqueue(shard: number, m: JsMsg): void {
     this.stats.received++;
-    this.queue.push({ shard, m });
+    this.queue.push({ shard, m, atMs: Date.now() });
     if (!this.scheduled) {
       this.scheduled = true;
       setImmediate(() => this.drain());
@@ -133,6 +146,7 @@ export class Inbound {
 
   async stop(): Promise<void> {
     this.running = false;
+    if (this.workingTimer) clearInterval(this.workingTimer);
     await Promise.all(this.iters.map((it) => it.close().catch(() => {})));
     // Unapplied queued messages are simply not acked: JetStream redelivers them after a restart.
     this.queue = [];

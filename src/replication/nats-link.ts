@@ -17,7 +17,12 @@ export interface StreamPlan {
 }
 
 /** Consumer settings, spelled out (never library defaults). */
-export const consumerAckWaitMs = 30_000;
+/**
+ * Redelivery after a crash waits this long (messages delivered to a process that died are not
+ * acked): short, so a restarted node catches up fast. Messages waiting in the node's own queue
+ * longer than half of it are marked in progress (inbound.ts), so a backlog is not redelivered.
+ */
+export const consumerAckWaitMs = 5_000;
 export const consumerAckPendingMax = 1024;
 export const duplicateWindowMs = 120_000;
 /** How long one attempt to create the streams and consumers may take before the caller retries it. */
@@ -153,11 +158,16 @@ export class NatsLink {
       }
     });
     await Promise.all(plan.nodeIds.map((id) => this.retry(`consumer ${consumerName(id)} on ${cfg.name}`, deadline, async () => {
-      const exists = await this.admin.consumers.info(cfg.name, consumerName(id)).then(() => true, (err) => {
-        if (err instanceof JetStreamApiError && err.code === JetStreamApiCodes.ConsumerNotFound) return false;
+      const existing = await this.admin.consumers.info(cfg.name, consumerName(id)).catch((err) => {
+        if (err instanceof JetStreamApiError && err.code === JetStreamApiCodes.ConsumerNotFound) return null;
         throw err;
       });
-      if (exists) return;
+      if (existing) {
+        if (existing.config.ack_wait !== nanos(consumerAckWaitMs)) {
+          await this.admin.consumers.update(cfg.name, consumerName(id), { ack_wait: nanos(consumerAckWaitMs) });
+        }
+        return;
+      }
       if (Date.now() < createAfterMs) throw new Error('not our turn to create it yet');
       await this.admin.consumers.add(cfg.name, {
         durable_name: consumerName(id),

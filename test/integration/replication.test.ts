@@ -248,6 +248,22 @@ con.close()
     ]);
   });
 
+  test('a node whose nats-server is SIGKILLed starts a new one and keeps replicating', async () => {
+    c.execAll('CREATE TABLE after_nats_kill(id INTEGER PRIMARY KEY, v TEXT)');
+    const natsPid = c.natsPid('n1')!;
+    process.kill(natsPid, 'SIGKILL');
+    c.db('n1').prepare("INSERT INTO after_nats_kill VALUES (1, 'written on n1 while its nats-server was dead')").run();
+    c.db('n2').prepare("INSERT INTO after_nats_kill VALUES (2, 'written on n2')").run();
+    await c.waitFor('n1 runs a new nats-server', async () => {
+      const s = await c.status('n1');
+      return s?.nats.restarts === 1 && s.nats.pid !== natsPid;
+    }, 20_000);
+    assert.notEqual(c.natsPid('n1'), natsPid);
+    assert.deepEqual(await c.waitConverged('SELECT * FROM after_nats_kill ORDER BY id', 30_000), [
+      { id: '1n', v: 'written on n1 while its nats-server was dead' }, { id: '2n', v: 'written on n2' },
+    ]);
+  });
+
   test('tables created and altered while running are captured without a restart', async () => {
     c.execAll("CREATE TABLE late(id INTEGER PRIMARY KEY, a TEXT); INSERT INTO late VALUES (100, 'same on all')");
     // Created and written in one go on n1: rows written before the triggers existed are picked up.

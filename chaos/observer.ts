@@ -1,0 +1,84 @@
+import { connect, nanos, type NatsConnection } from '@nats-io/transport-node';
+import { AckPolicy, DeliverPolicy, jetstream, jetstreamManager, type ConsumerMessages } from '@nats-io/jetstream';
+import { decodeBatch } from '../src/codec/batch-codec.ts';
+import { decodeValues } from '../src/codec/value-codec.ts';
+import { streamName } from '../src/shard/shard-router.ts';
+import { keyId, type ChaosTable } from './workload.ts';
+
+/** One change as published by a node (seen through the observer's own durable consumers). */
+export interface ObservedChange {
+  readonly t: ChaosTable;
+  readonly k: string;
+  readonly hlc: bigint;
+  readonly node: string;
+  readonly deleted: boolean;
+  readonly v: string | null;
+}
+
+const observerConsumer = 'chaos_observer';
+
+/**
+ * Records every change published to the cluster's shard streams through a durable consumer per
+ * stream (created before the workload starts; with interest retention nothing is removed before
+ * it has seen it). Connected to every node's server, so it survives any single kill.
+ */
+export class Observer {
+  readonly changes: ObservedChange[] = [];
+  private readonly iters: ConsumerMessages[] = [];
+  malformed = 0;
+
+  private constructor(private readonly nc: NatsConnection, private readonly cluster: string, private readonly shards: number) {}
+
+  static async start(urls: string[], cluster: string, shards: number): Promise<Observer> {
+    const nc = await connect({ servers: urls, maxReconnectAttempts: -1, reconnectTimeWait: 250, name: 'chaos-observer' });
+    const o = new Observer(nc, cluster, shards);
+    const jsm = await jetstreamManager(nc, { timeout: 5000 });
+    const js = jetstream(nc, { timeout: 5000 });
+    for (let s = 0; s < shards; s++) {
+      const stream = streamName(cluster, s);
+      await jsm.consumers.add(stream, {
+        durable_name: observerConsumer, ack_policy: AckPolicy.Explicit, deliver_policy: DeliverPolicy.All,
+        ack_wait: nanos(5_000), max_deliver: -1, max_ack_pending: 4096,
+      });
+      const c = await js.consumers.get(stream, observerConsumer);
+      o.iters.push(await c.consume({
+        max_messages: 512,
+        expires: 5000, // notice a dead server within seconds (missed heartbeats), not 30 s
+        callback: (m) => {
+          try {
+            const b = decodeBatch(m.data);
+            for (const ch of b.changes) {
+              const table = b.tables[ch.t]!;
+              let v: string | null = null;
+              if (ch.r) {
+                const row = decodeValues(ch.r);
+                v = row[table.c.indexOf('v')] as string;
+              }
+              o.changes.push({ t: table.n as ChaosTable, k: keyId(decodeValues(ch.k)), hlc: ch.h, node: b.o, deleted: ch.d === 1, v });
+            }
+          } catch {
+            o.malformed++;
+          }
+          m.ack();
+        },
+      }));
+    }
+    return o;
+  }
+
+  /** Messages not yet delivered to or acknowledged by the observer, over all shards. */
+  async pending(): Promise<number> {
+    const jsm = await jetstreamManager(this.nc, { timeout: 5000 });
+    let n = 0;
+    for (let s = 0; s < this.shards; s++) {
+      const info = await jsm.consumers.info(streamName(this.cluster, s), observerConsumer);
+      n += info.num_pending + info.num_ack_pending;
+    }
+    return n;
+  }
+
+  async stop(): Promise<void> {
+    for (const it of this.iters) await it.close().catch(() => {});
+    await this.nc.close().catch(() => {});
+  }
+}

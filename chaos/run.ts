@@ -1,0 +1,369 @@
+/**
+ * Chaos runner: a real cluster (each node a `burrow start` process with its embedded
+ * nats-server), writer processes writing straight into every node's SQLite file, a seeded fault
+ * schedule, then heal, quiesce and check the invariants (chaos/checker.ts). Exit code 1 on any
+ * violation. The seed and every fault are printed with timestamps; the same seed replays the
+ * same schedule.
+ *
+ *   npm run chaos -- --nodes 3 --duration 60 --seed 42 [--writers 2] [--rate 20] [--keys 40] [--json out.json] [--keep]
+ */
+import { spawn, type ChildProcess } from 'node:child_process';
+import { mkdirSync, readFileSync, readdirSync, writeFileSync, openSync, closeSync } from 'node:fs';
+import path from 'node:path';
+import { parseArgs } from 'node:util';
+import BetterSqlite3 from 'better-sqlite3';
+import { TestCluster, repoRoot } from '../test/helpers/cluster.ts';
+import { checkRun, type FinalRows, type Violation } from './checker.ts';
+import { Observer } from './observer.ts';
+import { faultSchedule, type Fault } from './schedule.ts';
+import { chaosSchemaSql, chaosTables, keyColumns, keyId, keyValues, type HistoryWrite } from './workload.ts';
+import type { WriterArgs } from './writer.ts';
+
+export interface ChaosOptions {
+  readonly nodes: number;
+  readonly durationS: number;
+  readonly seed: number;
+  readonly writersPerNode?: number;
+  readonly txPerSecond?: number;
+  readonly keys?: number;
+  /** TEST ONLY: run every node with LWW inverted (the checkers must fail the run). */
+  readonly invertLww?: boolean;
+  readonly keep?: boolean;
+  readonly quiesceTimeoutMs?: number;
+  readonly log?: (line: string) => void;
+}
+
+export interface FaultRecord {
+  readonly atS: number;
+  readonly kind: string;
+  readonly detail: string;
+}
+
+export interface ChaosResult {
+  readonly ok: boolean;
+  readonly seed: number;
+  readonly nodes: number;
+  readonly durationS: number;
+  readonly faults: readonly FaultRecord[];
+  readonly faultCounts: Record<string, number>;
+  readonly writesCommitted: number;
+  readonly transactions: number;
+  readonly conflictKeys: number;
+  readonly lwwSkipped: number;
+  readonly observedChanges: number;
+  readonly restarts: number;
+  readonly convergeMs: number | null;
+  readonly violations: readonly Violation[];
+  readonly dir: string;
+}
+
+const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+
+export async function runChaos(opts: ChaosOptions): Promise<ChaosResult> {
+  const log = opts.log ?? ((l: string) => process.stdout.write(l + '\n'));
+  const writersPerNode = opts.writersPerNode ?? 2;
+  const txPerSecond = opts.txPerSecond ?? 20;
+  const keys = opts.keys ?? 40;
+  const durationMs = opts.durationS * 1000;
+  const env: Record<string, string> = opts.invertLww ? { BURROW_TEST_INVERT_LWW: '1' } : {};
+  const c = await TestCluster.create({
+    nodes: opts.nodes,
+    env: Object.fromEntries(Array.from({ length: opts.nodes }, (_, i) => [`n${i + 1}`, { ...env }])),
+  });
+  const ids = c.nodes.map((n) => n.id);
+  const schedule = faultSchedule(opts.seed, ids, durationMs);
+  log(`chaos: seed=${opts.seed} nodes=${opts.nodes} duration=${opts.durationS}s writers=${writersPerNode}/node rate=${txPerSecond} tx/s/writer keys=${keys}`
+    + `${opts.invertLww ? ' LWW=INVERTED(test)' : ''} dir=${c.dir}`);
+  log(`chaos: schedule: ${schedule.map((f) => `${(f.atMs / 1000).toFixed(1)}s ${f.kind}(${f.targets.join(',')})`).join(' ')}`);
+
+  for (const n of c.nodes) {
+    mkdirSync(path.dirname(n.db), { recursive: true });
+    const d = new BetterSqlite3(n.db);
+    d.pragma('journal_mode = WAL');
+    d.exec(chaosSchemaSql);
+    d.close();
+  }
+  const faults: FaultRecord[] = [];
+  const restarts: { node: string; what: string; oldPid: number | null; newPid: number | null }[] = [];
+  const writers: ChildProcess[] = [];
+  let observer: Observer | null = null;
+  let t0 = Date.now();
+  const at = () => (Date.now() - t0) / 1000;
+  const note = (kind: string, detail: string) => {
+    faults.push({ atS: Number(at().toFixed(2)), kind, detail });
+    log(`[+${at().toFixed(1).padStart(6)}s] ${kind} ${detail}`);
+  };
+  const paused = new Set<string>();
+  const bulkHistory = path.join(c.dir, 'history-bulk.jsonl');
+  let bulkSeq = 0;
+
+  const restart = (id: string, what: string, oldPid: number | null) => {
+    c.startNode(id);
+    restarts.push({ node: id, what, oldPid, newPid: c.node(id).pid });
+    note('restart', `${id} (pid ${oldPid} → ${c.node(id).pid})`);
+  };
+  const isRunning = (id: string) => {
+    const p = c.node(id).proc;
+    return !!p && p.exitCode === null && p.signalCode === null;
+  };
+
+  try {
+    await c.start(90_000);
+    observer = await Observer.start(c.nodes.map((n) => n.natsUrl), c.clusterName, 16);
+    t0 = Date.now();
+    for (const [ni, n] of c.nodes.entries()) {
+      for (let w = 0; w < writersPerNode; w++) {
+        const args: WriterArgs = {
+          db: n.db, node: n.id, index: w, writersPerNode, seed: opts.seed * 1000 + ni * 10 + w, txPerSecond, keys,
+          history: path.join(c.dir, `history-${n.id}-w${w}.jsonl`), maxMs: durationMs + 60_000,
+        };
+        const fd = openSync(path.join(c.dir, `writer-${n.id}-w${w}.log`), 'a');
+        writers.push(spawn(process.execPath, ['--import', 'tsx', path.join(repoRoot, 'chaos', 'writer.ts'), JSON.stringify(args)],
+          { stdio: ['ignore', fd, fd], cwd: repoRoot }));
+        closeSync(fd);
+      }
+    }
+    note('workload', `${writers.length} writer processes started`);
+
+    for (const f of schedule) {
+      while (Date.now() - t0 < f.atMs) await sleep(20);
+      await inject(f);
+    }
+    while (Date.now() - t0 < durationMs) await sleep(50);
+    await Promise.all(writers.map((w) => new Promise<void>((r) => {
+      if (w.exitCode !== null) return r();
+      w.once('exit', () => r());
+      w.kill('SIGTERM');
+    })));
+    note('workload', 'writers stopped');
+
+    // Heal everything, then wait for quiescence and convergence.
+    for (const id of paused) process.kill(c.node(id).pid!, 'SIGCONT');
+    paused.clear();
+    for (const id of ids) if (!isRunning(id)) restart(id, 'final heal', c.node(id).pid);
+    const healedAt = Date.now();
+    note('heal', 'all nodes running; waiting for quiescence');
+    let convergeMs: number | null = null;
+    try {
+      await c.waitReady(120_000);
+      let lastReport = Date.now();
+      await c.waitFor('every node drained and the observer caught up', async () => {
+        const s = await Promise.all(ids.map((id) => c.status(id)));
+        const drained = s.every((x) => x && x.ready && x.pending.logRows === 0 && x.pending.outboxBatches === 0
+          && x.pending.publishInFlight === 0 && x.pending.inboundQueued === 0);
+        const observerPending = drained ? await observer!.pending() : -1;
+        if (Date.now() - lastReport > 5000) {
+          lastReport = Date.now();
+          note('waiting', `${s.map((x, i) => `${ids[i]}:${x ? `${x.ready ? 'ready' : x.phase} log=${x.pending.logRows} outbox=${x.pending.outboxBatches} `
+            + `inflight=${x.pending.publishInFlight} queued=${x.pending.inboundQueued}` : 'no status'}`).join(' | ')} observer-pending=${observerPending}`);
+        }
+        return drained && observerPending === 0;
+      }, opts.quiesceTimeoutMs ?? 180_000, 250);
+      await c.waitFor('rows identical on every node', () => {
+        const f = ids.map((id) => JSON.stringify([...readFinal(c, id)].map(([t, m]) => [t, [...m].sort()])));
+        return f.every((x) => x === f[0]);
+      }, 60_000, 250);
+      convergeMs = Date.now() - healedAt;
+      note('converged', `${convergeMs} ms after the last heal`);
+    } catch (err) {
+      note('not-converged', (err as Error).message.split('\n')[0]!);
+    }
+
+    // Check.
+    const history = readHistory(c.dir);
+    const finals = new Map(ids.map((id) => [id, readFinal(c, id)]));
+    const { violations, stats } = checkRun(history, observer.changes, finals);
+    const all: Violation[] = [...violations];
+    const sum = c.checksum();
+    if (sum.code !== 0) all.push({ kind: 'divergence', detail: `burrow checksum exit ${sum.code}: differing ${JSON.stringify(sum.out?.differing)}` });
+    for (const r of restarts) {
+      if (r.newPid === null || r.newPid === r.oldPid) all.push({ kind: 'divergence', detail: `restart of ${r.node} (${r.what}) did not give a new PID` });
+    }
+    const statuses = await Promise.all(ids.map((id) => c.status(id)));
+    const lwwSkipped = statuses.reduce((a, s) => a + (s?.apply?.changesSkipped ?? 0), 0);
+    const drained = statuses.every((s) => s && s.pending.logRows === 0 && s.pending.outboxBatches === 0);
+    if (!drained) all.push({ kind: 'lost-write', detail: `change logs not drained: ${JSON.stringify(statuses.map((s) => s?.pending))}` });
+    const faultCounts: Record<string, number> = {};
+    for (const f of faults) if (!['workload', 'heal', 'healed', 'killed', 'waiting', 'converged', 'restart', 'not-converged'].includes(f.kind)) faultCounts[f.kind] = (faultCounts[f.kind] ?? 0) + 1;
+    const result: ChaosResult = {
+      ok: all.length === 0, seed: opts.seed, nodes: opts.nodes, durationS: opts.durationS, faults, faultCounts,
+      writesCommitted: history.length, transactions: new Set(history.map((h) => `${h.node}/${h.w}/${h.tx}`)).size,
+      conflictKeys: stats.conflictKeys, lwwSkipped, observedChanges: stats.observedChanges, restarts: restarts.length,
+      convergeMs, violations: all, dir: c.dir,
+    };
+    log(`chaos: ${result.ok ? 'PASS' : 'FAIL'} seed=${opts.seed} nodes=${opts.nodes} faults=${JSON.stringify(faultCounts)} `
+      + `writes=${result.writesCommitted} txs=${result.transactions} conflict-keys=${result.conflictKeys} lww-skipped=${lwwSkipped} `
+      + `observed=${result.observedChanges} restarts=${result.restarts} converge=${convergeMs ?? '-'}ms`);
+    for (const v of all) log(`  VIOLATION ${v.kind}: ${v.detail}`);
+    if (!result.ok) log(c.logs(15));
+    return result;
+  } finally {
+    for (const w of writers) if (w.exitCode === null) w.kill('SIGKILL');
+    for (const id of paused) {
+      try {
+        process.kill(c.node(id).pid!, 'SIGCONT');
+      } catch { /* gone */ }
+    }
+    await observer?.stop();
+    await c.destroy(opts.keep === true);
+  }
+
+  async function inject(f: Fault): Promise<void> {
+    const [a, b] = f.targets as [string, string | undefined];
+    switch (f.kind) {
+      case 'kill-node': {
+        const pid = c.node(a).pid;
+        await c.killNode(a);
+        note('kill-node', `SIGKILL ${a} burrow pid ${pid} for ${f.healAfterMs} ms (its writers keep writing)`);
+        await sleep(f.healAfterMs);
+        restart(a, 'kill-node', pid);
+        break;
+      }
+      case 'kill-nats': {
+        const pid = c.natsPid(a);
+        if (pid !== null) process.kill(pid, 'SIGKILL');
+        note('kill-nats', `SIGKILL ${a} nats-server pid ${pid} (the node must start a new one)`);
+        await sleep(f.healAfterMs);
+        await c.waitFor(`${a} runs a new nats-server`, () => {
+          const p = c.natsPid(a);
+          return p !== null && p !== pid && isAlive(p);
+        }, 20_000).catch(() => {});
+        restarts.push({ node: a, what: 'nats-server', oldPid: pid, newPid: c.natsPid(a) });
+        note('healed', `${a} nats-server pid ${pid} → ${c.natsPid(a)}`);
+        break;
+      }
+      case 'kill-quorum': {
+        const victims = [a, b!];
+        const pids = victims.map((id) => ({ id, node: c.node(id).pid, nats: c.natsPid(id) }));
+        for (const p of pids) {
+          for (const pid of [p.nats, p.node]) {
+            try {
+              if (pid !== null) process.kill(pid, 'SIGKILL');
+            } catch { /* gone */ }
+          }
+        }
+        note('kill-quorum', `SIGKILL ${victims.join(' and ')} (burrow + nats-server) at once for ${f.healAfterMs} ms`);
+        await Promise.all(victims.map((id) => c.killNode(id)));
+        await sleep(f.healAfterMs);
+        for (const p of pids) restart(p.id, 'kill-quorum', p.node);
+        break;
+      }
+      case 'pause': {
+        process.kill(c.node(a).pid!, 'SIGSTOP');
+        paused.add(a);
+        note('pause', `SIGSTOP ${a} pid ${c.node(a).pid} for ${f.healAfterMs} ms`);
+        await sleep(f.healAfterMs);
+        process.kill(c.node(a).pid!, 'SIGCONT');
+        paused.delete(a);
+        note('healed', `SIGCONT ${a}`);
+        break;
+      }
+      case 'kill-during-apply': {
+        const target = a;
+        const source = b!;
+        const before = (await c.status(target))?.apply?.inbound?.received ?? 0;
+        const rows = 5000;
+        const d = c.db(source);
+        const ins = d.prepare('INSERT INTO kv_bulk(k, v) VALUES (?, ?) ON CONFLICT(k) DO UPDATE SET v = excluded.v');
+        const lines: HistoryWrite[] = [];
+        const tx = ++bulkSeq;
+        d.transaction(() => {
+          for (let i = 0; i < rows; i++) {
+            const seq = bulkSeq * 100_000 + i;
+            const v = `${source}/bulk/${seq}`;
+            ins.run(...keyValues('kv_bulk', i), v);
+            lines.push({ t: 'kv_bulk', k: keyId(keyValues('kv_bulk', i)), op: 'u', v, node: source, w: 'bulk', seq, tx, ms: 0 });
+          }
+        })();
+        const ms = Date.now();
+        writeFileSync(bulkHistory, lines.map((l) => JSON.stringify({ ...l, ms })).join('\n') + '\n', { flag: 'a' });
+        note('kill-during-apply', `${source} committed ${rows} rows in one transaction; waiting for ${target} to apply`);
+        const deadline = Date.now() + 5000;
+        while (Date.now() < deadline) {
+          const s = await c.status(target);
+          if ((s?.apply?.inbound?.received ?? 0) >= before + 8) break;
+          await sleep(2);
+        }
+        const pid = c.node(target).pid;
+        await c.killNode(target);
+        note('killed', `SIGKILL ${target} pid ${pid} while applying`);
+        await sleep(f.healAfterMs);
+        restart(target, 'kill-during-apply', pid);
+        break;
+      }
+      case 'clock-skew': {
+        const pid = c.node(a).pid;
+        await c.stopNode(a);
+        c.node(a).env = { ...c.node(a).env, BURROW_CLOCK_OFFSET_MS: String(f.skewMs) };
+        note('clock-skew', `${a} restarted with its clock ${f.skewMs! > 0 ? '+' : ''}${f.skewMs} ms off for ${f.healAfterMs} ms`);
+        restart(a, 'clock-skew', pid);
+        await sleep(f.healAfterMs);
+        const pid2 = c.node(a).pid;
+        await c.stopNode(a);
+        c.node(a).env = { ...c.node(a).env, BURROW_CLOCK_OFFSET_MS: '0' };
+        restart(a, 'clock-skew heal', pid2);
+        break;
+      }
+    }
+  }
+}
+
+function isAlive(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch {
+    return false;
+  }
+}
+
+/** Every node's rows of the workload tables: table → keyId → v. */
+function readFinal(c: TestCluster, id: string): FinalRows {
+  const out: FinalRows = new Map();
+  for (const t of chaosTables) {
+    const cols = keyColumns[t];
+    const rows = c.db(id).prepare(`SELECT ${cols.join(', ')}, v FROM ${t}`).raw(true).all() as unknown[][];
+    out.set(t, new Map(rows.map((r) => [keyId(r.slice(0, cols.length) as Parameters<typeof keyId>[0]), r[cols.length] as string])));
+  }
+  return out;
+}
+
+function readHistory(dir: string): HistoryWrite[] {
+  const out: HistoryWrite[] = [];
+  for (const f of readdirSync(dir).filter((x) => x.startsWith('history-') && x.endsWith('.jsonl'))) {
+    for (const line of readFileSync(path.join(dir, f), 'utf8').split('\n')) if (line) out.push(JSON.parse(line) as HistoryWrite);
+  }
+  return out;
+}
+
+async function main(): Promise<void> {
+  const { values } = parseArgs({
+    options: {
+      nodes: { type: 'string', default: '3' },
+      duration: { type: 'string', default: '60' },
+      seed: { type: 'string' },
+      writers: { type: 'string', default: '2' },
+      rate: { type: 'string', default: '20' },
+      keys: { type: 'string', default: '40' },
+      json: { type: 'string' },
+      keep: { type: 'boolean', default: false },
+      'invert-lww': { type: 'boolean', default: false },
+    },
+  });
+  const seed = values.seed !== undefined ? Number(values.seed) : Math.floor(Math.random() * 1e6);
+  const result = await runChaos({
+    nodes: Number(values.nodes), durationS: Number(values.duration), seed,
+    writersPerNode: Number(values.writers), txPerSecond: Number(values.rate), keys: Number(values.keys),
+    keep: values.keep, invertLww: values['invert-lww'],
+  });
+  if (values.json) writeFileSync(values.json, JSON.stringify(result, (_k, v) => (typeof v === 'bigint' ? v.toString() : v), 2));
+  process.exitCode = result.ok ? 0 : 1;
+}
+
+if (process.argv[1] && path.resolve(process.argv[1]) === path.resolve(repoRoot, 'chaos', 'run.ts')) {
+  main().catch((err) => {
+    process.stderr.write(`chaos: ${(err as Error).stack ?? String(err)}\n`);
+    process.exitCode = 2;
+  });
+}
+
