@@ -30,6 +30,8 @@ export interface ChaosOptions {
   readonly invertLww?: boolean;
   readonly keep?: boolean;
   readonly quiesceTimeoutMs?: number;
+  /** After quiescence, how long rows may take to become identical everywhere. */
+  readonly convergeTimeoutMs?: number;
   readonly log?: (line: string) => void;
 }
 
@@ -162,7 +164,7 @@ export async function runChaos(opts: ChaosOptions): Promise<ChaosResult> {
       await c.waitFor('rows identical on every node', () => {
         const f = ids.map((id) => JSON.stringify([...readFinal(c, id)].map(([t, m]) => [t, [...m].sort()])));
         return f.every((x) => x === f[0]);
-      }, 60_000, 250);
+      }, opts.convergeTimeoutMs ?? 60_000, 250);
       convergeMs = Date.now() - healedAt;
       note('converged', `${convergeMs} ms after the last heal`);
     } catch (err) {

@@ -19,6 +19,7 @@ export interface Fault {
 /**
  * A seeded fault schedule: one fault at a time, every kind once per shuffled round, random
  * targets, durations and gaps. The same seed, node list and duration give the same schedule.
+ * Faults start before the last 4 s of the run; the last one may heal a few seconds after it.
  */
 export function faultSchedule(seed: number, nodes: readonly string[], durationMs: number): Fault[] {
   const rnd = seededRandom(seed);

@@ -1,0 +1,28 @@
+import { describe, test } from 'node:test';
+import assert from 'node:assert/strict';
+import { runChaos } from '../../chaos/run.ts';
+
+/**
+ * The chaos suite's short mode (fixed seeds): a real 3-node cluster under writer processes and a
+ * seeded fault schedule must pass every checker — and a deliberately broken apply must not.
+ * Long runs: `npm run chaos -- --nodes 3 --duration 300 --seed S`.
+ */
+describe('chaos (short mode)', () => {
+  test('seed 3, 45 s: kills, quorum loss, pause, kill during apply, clock skew — converges, nothing lost', async () => {
+    const lines: string[] = [];
+    const r = await runChaos({ nodes: 3, durationS: 45, seed: 3, log: (l) => lines.push(l) });
+    assert.ok(r.ok, `chaos run failed:\n${lines.join('\n')}`);
+    assert.ok(r.writesCommitted > 500, `writes committed: ${r.writesCommitted}`);
+    assert.ok(r.conflictKeys > 10, `conflicting keys: ${r.conflictKeys}`);
+    assert.ok(r.restarts >= 4, `restarts: ${r.restarts}`);
+    assert.deepEqual(Object.keys(r.faultCounts).sort(), ['clock-skew', 'kill-during-apply', 'kill-nats', 'kill-quorum', 'pause']);
+    assert.ok(r.convergeMs !== null);
+  });
+
+  test('a deliberately broken apply (LWW inverted, test-only switch) fails the checkers', async () => {
+    const lines: string[] = [];
+    const r = await runChaos({ nodes: 3, durationS: 15, seed: 7, invertLww: true, convergeTimeoutMs: 5000, log: (l) => lines.push(l) });
+    assert.equal(r.ok, false, `the broken apply was not caught:\n${lines.join('\n')}`);
+    assert.ok(r.violations.some((v) => v.kind === 'wrong-winner' || v.kind === 'divergence'), lines.join('\n'));
+  });
+});
