@@ -140,7 +140,7 @@ export async function runChaos(opts: ChaosOptions): Promise<ChaosResult> {
     note('workload', 'writers stopped');
 
     // Heal everything, then wait for quiescence and convergence.
-    for (const id of paused) process.kill(c.node(id).pid!, 'SIGCONT');
+    for (const id of paused) signal(c.node(id).pid, 'SIGCONT');
     paused.clear();
     for (const id of ids) if (!isRunning(id)) restart(id, 'final heal', c.node(id).pid);
     const healedAt = Date.now();
@@ -186,7 +186,7 @@ export async function runChaos(opts: ChaosOptions): Promise<ChaosResult> {
     const drained = statuses.every((s) => s && s.pending.logRows === 0 && s.pending.outboxBatches === 0);
     if (!drained) all.push({ kind: 'lost-write', detail: `change logs not drained: ${JSON.stringify(statuses.map((s) => s?.pending))}` });
     const faultCounts: Record<string, number> = {};
-    for (const f of faults) if (!['workload', 'heal', 'healed', 'killed', 'waiting', 'converged', 'restart', 'not-converged'].includes(f.kind)) faultCounts[f.kind] = (faultCounts[f.kind] ?? 0) + 1;
+    for (const f of faults) if (!['workload', 'heal', 'healed', 'killed', 'waiting', 'skipped', 'converged', 'restart', 'not-converged'].includes(f.kind)) faultCounts[f.kind] = (faultCounts[f.kind] ?? 0) + 1;
     const result: ChaosResult = {
       ok: all.length === 0, seed: opts.seed, nodes: opts.nodes, durationS: opts.durationS, faults, faultCounts,
       writesCommitted: history.length, transactions: new Set(history.map((h) => `${h.node}/${h.w}/${h.tx}`)).size,
@@ -222,8 +222,15 @@ export async function runChaos(opts: ChaosOptions): Promise<ChaosResult> {
         break;
       }
       case 'kill-nats': {
+        // Right after a restart the pid file may still name the old server: wait for a live one.
+        await c.waitFor(`${a} has a live nats-server`, () => {
+          const p = c.natsPid(a);
+          return p !== null && isAlive(p);
+        }, 20_000).catch(() => {});
         const pid = c.natsPid(a);
-        if (pid !== null) process.kill(pid, 'SIGKILL');
+        try {
+          if (pid !== null) process.kill(pid, 'SIGKILL');
+        } catch { /* exited meanwhile */ }
         note('kill-nats', `SIGKILL ${a} nats-server pid ${pid} (the node must start a new one)`);
         await sleep(f.healAfterMs);
         await c.waitFor(`${a} runs a new nats-server`, () => {
@@ -251,11 +258,15 @@ export async function runChaos(opts: ChaosOptions): Promise<ChaosResult> {
         break;
       }
       case 'pause': {
+        if (!isRunning(a)) {
+          note('skipped', `pause ${a}: not running`);
+          break;
+        }
         process.kill(c.node(a).pid!, 'SIGSTOP');
         paused.add(a);
         note('pause', `SIGSTOP ${a} pid ${c.node(a).pid} for ${f.healAfterMs} ms`);
         await sleep(f.healAfterMs);
-        process.kill(c.node(a).pid!, 'SIGCONT');
+        signal(c.node(a).pid, 'SIGCONT');
         paused.delete(a);
         note('healed', `SIGCONT ${a}`);
         break;
@@ -310,6 +321,12 @@ export async function runChaos(opts: ChaosOptions): Promise<ChaosResult> {
   }
 }
 
+function signal(pid: number | null, sig: NodeJS.Signals): void {
+  try {
+    if (pid !== null) process.kill(pid, sig);
+  } catch { /* already gone */ }
+}
+
 function isAlive(pid: number): boolean {
   try {
     process.kill(pid, 0);
@@ -339,6 +356,9 @@ function readHistory(dir: string): HistoryWrite[] {
 }
 
 async function main(): Promise<void> {
+  // Ctrl-C / SIGTERM: exit through process.exit so the cluster harness kills every node and
+  // nats-server it started (by PID) in its exit handler.
+  for (const sig of ['SIGINT', 'SIGTERM'] as const) process.on(sig, () => process.exit(130));
   const { values } = parseArgs({
     options: {
       nodes: { type: 'string', default: '3' },

@@ -1,0 +1,301 @@
+/**
+ * `npm run bench [-- --json FILE] [--seconds N]`: burrow's figures and the limits they are bounded
+ * by, measured in one run on this machine, printed as a table and written as JSON.
+ *
+ *  1. capture overhead   app inserts/s into a plain table vs the same table with burrow's triggers
+ *  2. throughput         one writer on n1 (1000-row transactions), then writers on all 3 nodes:
+ *                        changes/s from the first commit until the last node applied the last row
+ *  3. lag                single-row writes at 1k/s and 5k/s on n1: COMMIT → applied on n2/n3
+ *  4. limits             raw better-sqlite3 insert rate; raw JetStream R3 publish rate of messages
+ *                        of burrow's batch size with burrow's in-flight window
+ *  5. failover           the nats-server leading stream(s) is SIGKILLed (and restarted by its node)
+ *                        under 500 writes/s: how long writes take to reach the other nodes
+ */
+import { spawn } from 'node:child_process';
+import { mkdtempSync, rmSync, writeFileSync, mkdirSync } from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { parseArgs } from 'node:util';
+import BetterSqlite3 from 'better-sqlite3';
+import { connect } from '@nats-io/transport-node';
+import { jetstream, jetstreamManager, RetentionPolicy, StorageType, DiscardPolicy } from '@nats-io/jetstream';
+import { TestCluster, repoRoot } from '../test/helpers/cluster.ts';
+import { Database } from '../src/sqlite/database.ts';
+import { Capture } from '../src/capture/capture.ts';
+import { silentLogger } from '../src/util/log.ts';
+import { streamName } from '../src/shard/shard-router.ts';
+
+const { values } = parseArgs({ options: { json: { type: 'string' }, seconds: { type: 'string', default: '10' } } });
+const seconds = Number(values.seconds);
+const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+const nowMs = () => performance.timeOrigin + performance.now();
+const pct = (xs: number[], p: number) => {
+  if (xs.length === 0) return NaN;
+  const s = [...xs].sort((a, b) => a - b);
+  return s[Math.min(s.length - 1, Math.floor((p / 100) * s.length))]!;
+};
+const median = (xs: number[]) => pct(xs, 50);
+const log = (s: string) => process.stderr.write(`bench: ${s}\n`);
+
+// ---------------------------------------------------------------- 1. capture overhead + SQLite limit
+function insertRate(file: string, rowsPerTx: number, ms: number): number {
+  const db = new BetterSqlite3(file);
+  db.pragma('journal_mode = WAL');
+  db.pragma('synchronous = NORMAL');
+  const ins = db.prepare('INSERT INTO t(id, v, n) VALUES (?, ?, ?)');
+  let id = Number(db.prepare('SELECT coalesce(max(id), 0) FROM t').pluck().get()) + 1;
+  const tx = db.transaction(() => {
+    for (let i = 0; i < rowsPerTx; i++) ins.run(id++, 'burrow benchmark row payload 0123456789abcdef', i);
+  });
+  let rows = 0;
+  const t0 = nowMs();
+  while (nowMs() - t0 < ms) {
+    if (rowsPerTx === 1) ins.run(id++, 'burrow benchmark row payload 0123456789abcdef', 1);
+    else tx();
+    rows += rowsPerTx;
+  }
+  const rate = rows / ((nowMs() - t0) / 1000);
+  db.close();
+  return rate;
+}
+
+function captureOverhead(dir: string) {
+  const plain = path.join(dir, 'plain.db');
+  const captured = path.join(dir, 'captured.db');
+  for (const f of [plain, captured]) {
+    const d = new BetterSqlite3(f);
+    d.pragma('journal_mode = WAL');
+    d.exec('CREATE TABLE t(id INTEGER PRIMARY KEY, v TEXT NOT NULL, n INTEGER)');
+    d.close();
+  }
+  const db = Database.open(captured, { synchronous: 'NORMAL', busyTimeoutMs: 5000 });
+  new Capture(db, silentLogger).refresh();
+  db.close();
+  const out: Record<string, number[]> = { plain1: [], captured1: [], plain1000: [], captured1000: [] };
+  for (let round = 0; round < 3; round++) {
+    out.plain1!.push(insertRate(plain, 1, 1000));
+    out.captured1!.push(insertRate(captured, 1, 1000));
+    out.plain1000!.push(insertRate(plain, 1000, 1000));
+    out.captured1000!.push(insertRate(captured, 1000, 1000));
+  }
+  const m = { plain1: median(out.plain1!), captured1: median(out.captured1!), plain1000: median(out.plain1000!), captured1000: median(out.captured1000!) };
+  return {
+    singleRowTx: { plainPerS: m.plain1, capturedPerS: m.captured1, ratio: m.captured1 / m.plain1 },
+    thousandRowTx: { plainPerS: m.plain1000, capturedPerS: m.captured1000, ratio: m.captured1000 / m.plain1000 },
+    rounds: out,
+  };
+}
+
+// ---------------------------------------------------------------- cluster helpers
+function runWriter(job: Record<string, unknown>): Promise<{ rows: number; firstCommitMs: number; lastCommitMs: number }> {
+  return new Promise((resolve, reject) => {
+    const p = spawn(process.execPath, ['--import', 'tsx', path.join(repoRoot, 'bench', 'writer.ts'), JSON.stringify(job)], { stdio: ['ignore', 'pipe', 'inherit'], cwd: repoRoot });
+    let out = '';
+    p.stdout.on('data', (d) => (out += d));
+    p.on('exit', (code) => (code === 0 ? resolve(JSON.parse(out)) : reject(new Error(`writer exited ${code}`))));
+  });
+}
+
+async function waitCount(c: TestCluster, table: string, want: number, timeoutMs: number): Promise<number> {
+  const readers = c.nodes.map((n) => new BetterSqlite3(n.db, { readonly: true }));
+  try {
+    const deadline = Date.now() + timeoutMs;
+    for (;;) {
+      const counts = readers.map((r) => Number(r.prepare(`SELECT count(*) FROM ${table}`).pluck().get()));
+      if (counts.every((x) => x >= want)) return nowMs();
+      if (Date.now() > deadline) throw new Error(`${table}: counts ${counts.join(',')} never reached ${want}\n${c.logs(10)}`);
+      await sleep(10);
+    }
+  } finally {
+    for (const r of readers) r.close();
+  }
+}
+
+function lagsMs(c: TestCluster, id: string, from: number, to: number): number[] {
+  const d = new BetterSqlite3(c.node(id).db, { readonly: true });
+  try {
+    return (d.prepare('SELECT a.at - l.at FROM bench_arrival a JOIN bench_lag l ON l.id = a.id WHERE a.id BETWEEN ? AND ?').pluck().all(from, to) as number[]);
+  } finally {
+    d.close();
+  }
+}
+
+const summarize = (xs: number[]) => ({ samples: xs.length, p50: pct(xs, 50), p90: pct(xs, 90), p99: pct(xs, 99), max: Math.max(...xs) });
+
+// ---------------------------------------------------------------- main
+const dir = mkdtempSync(path.join(os.tmpdir(), 'burrow-bench-'));
+const result: Record<string, unknown> = {
+  machine: { cpus: os.cpus().length, cpuModel: os.cpus()[0]?.model, memGiB: Math.round(os.totalmem() / 2 ** 30), node: process.version },
+  startedAt: new Date().toISOString(),
+};
+log('capture overhead (3 rounds × 1 s per configuration)…');
+result.capture = captureOverhead(dir);
+
+const c = await TestCluster.create({ nodes: 3 });
+try {
+  for (const n of c.nodes) {
+    mkdirSync(path.dirname(n.db), { recursive: true });
+    const d = new BetterSqlite3(n.db);
+    d.pragma('journal_mode = WAL');
+    d.exec(`CREATE TABLE bench_tp1(id INTEGER PRIMARY KEY, v TEXT NOT NULL, n INTEGER);
+      CREATE TABLE bench_tp3(id INTEGER PRIMARY KEY, v TEXT NOT NULL, n INTEGER);
+      CREATE TABLE bench_lag(id INTEGER PRIMARY KEY, at REAL NOT NULL, pad TEXT);
+      CREATE TABLE bench_arrival(id INTEGER PRIMARY KEY, at REAL NOT NULL);`);
+    // Receivers stamp each lag row's arrival inside the apply transaction (burrow does not capture
+    // writes made while it applies, so these stay local).
+    if (n.id !== 'n1') {
+      d.exec(`CREATE TRIGGER bench_arrival_stamp AFTER INSERT ON bench_lag BEGIN
+        INSERT INTO bench_arrival(id, at) VALUES (NEW.id, (julianday('now') - 2440587.5) * 86400000.0); END`);
+    }
+    d.close();
+  }
+  const t0 = Date.now();
+  await c.start(90_000);
+  result.clusterReadyMs = Date.now() - t0;
+  const nc = await connect({ servers: c.nodes.map((n) => n.natsUrl) });
+  let msgBytes = 0;
+  let msgCount = 0;
+  const sub = nc.subscribe(`burrow.${c.clusterName}.s.>`);
+  void (async () => {
+    for await (const m of sub) {
+      msgBytes += m.data.length;
+      msgCount++;
+    }
+  })();
+
+  // 2. throughput, one writer
+  log(`throughput: one writer on n1 for ${seconds} s…`);
+  msgBytes = 0;
+  msgCount = 0;
+  const w1 = await runWriter({ db: c.node('n1').db, table: 'bench_tp1', mode: 'max', idStart: 1, seconds, rowsPerTx: 1000 });
+  const done1 = await waitCount(c, 'bench_tp1', w1.rows, 300_000);
+  const oneWriter = {
+    rows: w1.rows, writerPerS: w1.rows / ((w1.lastCommitMs - w1.firstCommitMs) / 1000),
+    appliedAllPerS: w1.rows / ((done1 - w1.firstCommitMs) / 1000), drainAfterLastCommitMs: done1 - w1.lastCommitMs,
+    messages: msgCount, avgChangesPerMessage: w1.rows / Math.max(1, msgCount), avgMessageBytes: msgBytes / Math.max(1, msgCount),
+  };
+  log(`  ${Math.round(oneWriter.appliedAllPerS)} changes/s applied on all 3 nodes`);
+
+  // 2b. throughput, writers on all three nodes
+  log(`throughput: writers on n1, n2, n3 for ${seconds} s…`);
+  const ws = await Promise.all(c.nodes.map((n, i) => runWriter({ db: n.db, table: 'bench_tp3', mode: 'max', idStart: (i + 1) * 1_000_000_000, seconds, rowsPerTx: 1000 })));
+  const total3 = ws.reduce((a, w) => a + w.rows, 0);
+  const first3 = Math.min(...ws.map((w) => w.firstCommitMs));
+  const done3 = await waitCount(c, 'bench_tp3', total3, 300_000);
+  const threeWriters = { rows: total3, appliedAllPerS: total3 / ((done3 - first3) / 1000), drainAfterLastCommitMs: done3 - Math.max(...ws.map((w) => w.lastCommitMs)) };
+  log(`  ${Math.round(threeWriters.appliedAllPerS)} changes/s applied on all 3 nodes`);
+  result.throughput = { oneWriter, threeWriters };
+
+  // 3. lag at fixed rates
+  const lag: Record<string, unknown> = {};
+  let nextId = 1;
+  for (const rate of [1000, 5000]) {
+    log(`lag: ${rate} single-row writes/s on n1 for ${seconds} s…`);
+    const from = nextId;
+    const w = await runWriter({ db: c.node('n1').db, mode: 'rate', idStart: from, seconds, ratePerSec: rate });
+    nextId = from + w.rows;
+    await waitCount(c, 'bench_lag', nextId - 1, 120_000);
+    const per = Object.fromEntries(['n2', 'n3'].map((id) => [id, summarize(lagsMs(c, id, from, nextId - 1))]));
+    const all = ['n2', 'n3'].flatMap((id) => lagsMs(c, id, from, nextId - 1));
+    lag[`${rate}PerS`] = { offeredPerS: rate, achievedPerS: w.rows / ((w.lastCommitMs - w.firstCommitMs) / 1000), ...summarize(all), perNode: per };
+    log(`  p50 ${pct(all, 50).toFixed(2)} ms, p99 ${pct(all, 99).toFixed(2)} ms`);
+  }
+  result.lag = lag;
+
+  // 4. JetStream limit: same-size messages, same in-flight window, R3 file stream
+  log('limit: raw JetStream R3 publish of burrow-sized messages, 64 in flight…');
+  const jsm = await jetstreamManager(nc);
+  const js = jetstream(nc);
+  const rawStream = `bench_raw_${c.clusterName}`;
+  await jsm.streams.add({ name: rawStream, subjects: ['bench.raw'], storage: StorageType.File, num_replicas: 3, retention: RetentionPolicy.Limits, discard: DiscardPolicy.Old, max_bytes: 2 * 1024 ** 3 });
+  const payload = new Uint8Array(Math.max(64, Math.round(oneWriter.avgMessageBytes)));
+  const inFlight = 64;
+  let published = 0;
+  const rawEnd = Date.now() + 5000;
+  const rawT0 = nowMs();
+  await Promise.all(Array.from({ length: inFlight }, async () => {
+    while (Date.now() < rawEnd) {
+      await js.publish('bench.raw', payload);
+      published++;
+    }
+  }));
+  const rawPerS = published / ((nowMs() - rawT0) / 1000);
+  await jsm.streams.delete(rawStream);
+  const sqlite = result.capture as ReturnType<typeof captureOverhead>;
+  result.limits = {
+    jetstreamMsgsPerS: rawPerS, messageBytes: payload.length, inFlight,
+    jetstreamChangesPerS: rawPerS * oneWriter.avgChangesPerMessage,
+    sqliteInsertsPerS1000RowTx: sqlite.thousandRowTx.plainPerS,
+    burrowVsJetstream: oneWriter.appliedAllPerS / (rawPerS * oneWriter.avgChangesPerMessage),
+    burrowVsSqlite: oneWriter.appliedAllPerS / sqlite.thousandRowTx.plainPerS,
+  };
+
+  // 5. failover stall
+  log('failover: SIGKILL the nats-server leading the most streams (not n1\'s) under 500 writes/s…');
+  const leaders = new Map<string, number>();
+  for (let s = 0; s < 16; s++) {
+    const info = await jsm.streams.info(streamName(c.clusterName, s));
+    const l = info.cluster?.leader ?? '';
+    leaders.set(l, (leaders.get(l) ?? 0) + 1);
+  }
+  const victim = [...leaders.entries()].filter(([id]) => id !== 'n1').sort((a, b) => b[1] - a[1])[0]?.[0] ?? 'n2';
+  const from = nextId;
+  const writer = runWriter({ db: c.node('n1').db, mode: 'rate', idStart: from, seconds: 20, ratePerSec: 500 });
+  await sleep(5000);
+  const natsPid = c.natsPid(victim)!;
+  const killedAt = nowMs();
+  process.kill(natsPid, 'SIGKILL');
+  const w = await writer;
+  nextId = from + w.rows;
+  await waitCount(c, 'bench_lag', nextId - 1, 120_000);
+  const survivor = victim === 'n2' ? 'n3' : 'n2';
+  const d = new BetterSqlite3(c.node(survivor).db, { readonly: true });
+  const rows = d.prepare('SELECT l.at, a.at - l.at FROM bench_arrival a JOIN bench_lag l ON l.id = a.id WHERE a.id BETWEEN ? AND ?').raw(true).all(from, nextId - 1) as [number, number][];
+  d.close();
+  const after = rows.filter(([at]) => at >= killedAt - 100);
+  const stallMs = Math.max(...after.map(([, l]) => l));
+  const victimLags = lagsMs(c, victim, from, nextId - 1);
+  result.failover = {
+    victim, streamsLed: leaders.get(victim), writes: w.rows, allArrivedEverywhere: true,
+    survivorMaxLagMs: stallMs, survivorLagsOver1s: after.filter(([, l]) => l > 1000).length,
+    victimMaxLagMs: Math.max(...victimLags), before: summarize(rows.filter(([at]) => at < killedAt - 100).map(([, l]) => l)),
+  };
+  log(`  writes stalled up to ${Math.round(stallMs)} ms on ${survivor}; ${w.rows} writes all arrived`);
+  await nc.close();
+} finally {
+  await c.destroy();
+  rmSync(dir, { recursive: true, force: true });
+}
+
+// ---------------------------------------------------------------- report
+const r = result as any;
+const f0 = (x: number) => Math.round(x).toLocaleString('en-US');
+const f2 = (x: number) => x.toFixed(2);
+const lines = [
+  `burrow benchmark — ${r.machine.cpus} cores (${r.machine.cpuModel}), node ${r.machine.node}, ${r.startedAt}`,
+  '',
+  'capture overhead (app inserts, WAL, synchronous=NORMAL)        plain/s    captured/s   captured/plain',
+  `  1 row per transaction                                  ${f0(r.capture.singleRowTx.plainPerS).padStart(12)} ${f0(r.capture.singleRowTx.capturedPerS).padStart(12)}   ${f2(r.capture.singleRowTx.ratio)}`,
+  `  1000 rows per transaction                              ${f0(r.capture.thousandRowTx.plainPerS).padStart(12)} ${f0(r.capture.thousandRowTx.capturedPerS).padStart(12)}   ${f2(r.capture.thousandRowTx.ratio)}`,
+  '',
+  'replication throughput (changes/s from first commit to applied on all 3 nodes)',
+  `  one writer on n1 (1000-row tx)                         ${f0(r.throughput.oneWriter.appliedAllPerS).padStart(12)}   (${f0(r.throughput.oneWriter.rows)} rows, ${f2(r.throughput.oneWriter.avgChangesPerMessage)} changes/msg, ${f0(r.throughput.oneWriter.avgMessageBytes)} B/msg)`,
+  `  writers on n1, n2, n3                                  ${f0(r.throughput.threeWriters.appliedAllPerS).padStart(12)}   (${f0(r.throughput.threeWriters.rows)} rows)`,
+  '',
+  'replication lag, COMMIT on n1 → applied on n2/n3 (ms)       p50      p90      p99      max',
+  ...Object.values(r.lag).map((l: any) => `  ${String(l.offeredPerS).padStart(5)} single-row writes/s                          ${f2(l.p50).padStart(8)} ${f2(l.p90).padStart(8)} ${f2(l.p99).padStart(8)} ${f2(l.max).padStart(8)}`),
+  '',
+  'limits measured in this run',
+  `  raw JetStream R3 publish, ${r.limits.messageBytes} B msgs, ${r.limits.inFlight} in flight  ${f0(r.limits.jetstreamMsgsPerS).padStart(12)} msg/s = ${f0(r.limits.jetstreamChangesPerS)} changes/s at burrow's batch size`,
+  `  raw better-sqlite3 inserts (1000-row tx)               ${f0(r.limits.sqliteInsertsPerS1000RowTx).padStart(12)} rows/s`,
+  `  burrow one-writer throughput / JetStream ceiling        ${f2(r.limits.burrowVsJetstream).padStart(12)}`,
+  `  burrow one-writer throughput / SQLite ceiling           ${f2(r.limits.burrowVsSqlite).padStart(12)}`,
+  '',
+  `failover: SIGKILL ${r.failover.victim}'s nats-server (leader of ${r.failover.streamsLed} streams) under 500 writes/s, restarted by its node`,
+  `  writes reached the surviving follower within           ${f0(r.failover.survivorMaxLagMs).padStart(12)} ms (max), ${r.failover.survivorLagsOver1s} writes over 1 s`,
+  `  ...and the restarted node within                       ${f0(r.failover.victimMaxLagMs).padStart(12)} ms (max); all ${f0(r.failover.writes)} writes arrived everywhere`,
+  '',
+  `cluster ready after ${r.clusterReadyMs} ms`,
+];
+process.stdout.write(lines.join('\n') + '\n');
+if (values.json) writeFileSync(values.json, JSON.stringify(result, null, 2));
