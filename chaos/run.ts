@@ -88,6 +88,11 @@ export async function runChaos(opts: ChaosOptions): Promise<ChaosResult> {
   const faults: FaultRecord[] = [];
   const restarts: { node: string; what: string; oldPid: number | null; newPid: number | null }[] = [];
   const writers: ChildProcess[] = [];
+  // If the runner exits abruptly (Ctrl-C), its writer processes go with it (by PID).
+  const killWriters = () => {
+    for (const w of writers) if (w.exitCode === null && w.pid) signal(w.pid, 'SIGKILL');
+  };
+  process.on('exit', killWriters);
   let observer: Observer | null = null;
   let t0 = Date.now();
   const at = () => (Date.now() - t0) / 1000;
@@ -200,7 +205,8 @@ export async function runChaos(opts: ChaosOptions): Promise<ChaosResult> {
     if (!result.ok) log(c.logs(15));
     return result;
   } finally {
-    for (const w of writers) if (w.exitCode === null) w.kill('SIGKILL');
+    killWriters();
+    process.off('exit', killWriters);
     for (const id of paused) {
       try {
         process.kill(c.node(id).pid!, 'SIGCONT');

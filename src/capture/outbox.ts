@@ -12,15 +12,16 @@ export interface OutboxRow {
 export class SqliteOutbox {
   constructor(private readonly db: Database) {}
 
-  pending(limit: number, exclude: ReadonlySet<number>): OutboxRow[] {
+  /** Oldest batches of one shard, skipping ids in `exclude`, at most `limit`. */
+  pending(shard: number, limit: number, exclude: ReadonlySet<number>): OutboxRow[] {
     if (limit <= 0) return [];
-    const rows = this.db.prepare('SELECT id, shard, msg_id, changes, payload FROM __burrow_outbox ORDER BY id LIMIT ?')
-      .raw(true).all(limit + exclude.size) as [bigint, bigint, string, bigint, Buffer][];
+    const rows = this.db.prepare('SELECT id, shard, msg_id, changes, payload FROM __burrow_outbox WHERE shard = ? ORDER BY id LIMIT ?')
+      .raw(true).all(BigInt(shard), limit + exclude.size) as [bigint, bigint, string, bigint, Buffer][];
     const out: OutboxRow[] = [];
-    for (const [id, shard, msgId, changes, payload] of rows) {
+    for (const [id, sh, msgId, changes, payload] of rows) {
       const n = Number(id);
       if (exclude.has(n)) continue;
-      out.push({ id: n, shard: Number(shard), msgId, changes: Number(changes), payload });
+      out.push({ id: n, shard: Number(sh), msgId, changes: Number(changes), payload });
       if (out.length >= limit) break;
     }
     return out;

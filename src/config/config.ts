@@ -188,7 +188,7 @@ export function parseConfig(text: string, file: string): Config {
     batchChangesMax: r.int(rp, 'batch_changes_max', 'replication.', 2000, 1, 100_000),
     batchBytesMax: r.int(rp, 'batch_bytes_max', 'replication.', 512 * 1024, 1024, 8 * 1024 * 1024),
     publishInFlightMax: r.int(rp, 'publish_in_flight_max', 'replication.', 64, 1, 4096),
-    publishTimeoutMs: r.int(rp, 'publish_timeout_ms', 'replication.', 5000, 100, 120_000),
+    publishTimeoutMs: r.int(rp, 'publish_timeout_ms', 'replication.', 2000, 100, 120_000),
     pollIntervalMs: r.int(rp, 'poll_interval_ms', 'replication.', 2, 1, 60_000),
     applyMessagesMax: r.int(rp, 'apply_messages_max', 'replication.', 256, 1, 100_000),
   });

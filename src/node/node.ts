@@ -183,8 +183,9 @@ export class BurrowNode {
         }, this.log, applied);
         await this.inbound.start();
         this.publisher = new Publisher(this.link.js, this.outbox, (s) => shardSubject(this.config.cluster.name, s), {
-          inFlightMax: this.config.replication.publishInFlightMax, timeoutMs: this.config.replication.publishTimeoutMs,
-          retryDelayMsMin: 100, retryDelayMsMax: 5000,
+          shards: this.config.cluster.shards, inFlightMax: this.config.replication.publishInFlightMax,
+          inFlightPerShardMax: Math.max(2, Math.ceil((2 * this.config.replication.publishInFlightMax) / this.config.cluster.shards)),
+          timeoutMs: this.config.replication.publishTimeoutMs, retryDelayMsMin: 50, retryDelayMsMax: 1000,
         }, this.log);
         this.publisher.start();
         this.phase = 'running';

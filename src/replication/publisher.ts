@@ -14,14 +14,18 @@ export interface OutboxBatch {
 
 /** What the publisher needs from the outbox (implemented over SQLite by the node). */
 export interface OutboxSource {
-  /** Oldest batches, skipping ids in `exclude` (already in flight), at most `limit`. */
-  pending(limit: number, exclude: ReadonlySet<number>): OutboxBatch[];
+  /** Oldest batches of `shard`, skipping ids in `exclude` (already in flight), at most `limit`. */
+  pending(shard: number, limit: number, exclude: ReadonlySet<number>): OutboxBatch[];
   /** Delete batches whose publish was acknowledged. */
   remove(ids: readonly number[]): void;
 }
 
 export interface PublisherLimits {
+  readonly shards: number;
+  /** Publishes awaiting their ack, over all shards. */
   readonly inFlightMax: number;
+  /** Publishes awaiting their ack per shard: a shard whose leader is being re-elected cannot take every slot. */
+  readonly inFlightPerShardMax: number;
   readonly timeoutMs: number;
   readonly retryDelayMsMin: number;
   readonly retryDelayMsMax: number;
@@ -46,6 +50,9 @@ export interface PublisherStats {
 export class Publisher {
   readonly stats: PublisherStats = { published: 0, changesPublished: 0, duplicates: 0, retries: 0, inFlight: 0, lastError: null, lastErrorAtMs: null };
   private readonly inFlight = new Set<number>();
+  private readonly inFlightShard = new Map<number, number>();
+  private readonly perShard: number[] = [];
+  private nextShard = 0;
   private acked: number[] = [];
   private running = false;
   private pumping = false;
@@ -70,12 +77,21 @@ export class Publisher {
     if (!this.running || this.pumping) return;
     this.pumping = true;
     try {
-      while (this.inFlight.size < this.limits.inFlightMax) {
-        const batches = this.source.pending(this.limits.inFlightMax - this.inFlight.size, this.inFlight);
-        if (batches.length === 0) break;
-        for (const b of batches) {
+      // Round-robin over shards from a rotating start, each up to its own cap, all within the total.
+      const n = this.limits.shards;
+      const start = this.nextShard;
+      this.nextShard = (this.nextShard + 1) % n;
+      for (let i = 0; i < n && this.inFlight.size < this.limits.inFlightMax; i++) {
+        const shard = (start + i) % n;
+        const busy = this.perShard[shard] ?? 0;
+        const room = Math.min(this.limits.inFlightPerShardMax - busy, this.limits.inFlightMax - this.inFlight.size);
+        if (room <= 0) continue;
+        for (const b of this.source.pending(shard, room, this.inFlight)) {
           assert(!this.inFlight.has(b.id), 'outbox returned a batch already in flight');
+          assert(b.shard === shard, 'outbox returned a batch of another shard');
           this.inFlight.add(b.id);
+          this.inFlightShard.set(b.id, shard);
+          this.perShard[shard] = (this.perShard[shard] ?? 0) + 1;
           void this.send(b, 0);
         }
       }
@@ -106,7 +122,7 @@ export class Publisher {
           this.log.warn('publish failed; will retry with the same msgID', { shard: b.shard, msgId: b.msgId, attempt, error: this.stats.lastError });
         }
         if (!this.running) {
-          this.inFlight.delete(b.id); // stays in the outbox; published after restart
+          this.release(b.id); // stays in the outbox; published after restart
           this.stats.inFlight = this.inFlight.size;
           this.notifyIdle();
           return;
@@ -136,9 +152,16 @@ export class Publisher {
       // Not removed: they will be published again (deduplicated or harmless duplicates).
       this.log.error('could not remove published batches from the outbox', { error: errorMessage(err) });
     }
-    for (const id of ids) this.inFlight.delete(id);
+    for (const id of ids) this.release(id);
     this.stats.inFlight = this.inFlight.size;
     this.kick();
+  }
+
+  private release(id: number): void {
+    if (!this.inFlight.delete(id)) return;
+    const shard = this.inFlightShard.get(id);
+    this.inFlightShard.delete(id);
+    if (shard !== undefined) this.perShard[shard] = (this.perShard[shard] ?? 1) - 1;
   }
 
   inFlightCount(): number {

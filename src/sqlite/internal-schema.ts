@@ -53,6 +53,7 @@ CREATE TABLE IF NOT EXISTS __burrow_outbox(
   changes INTEGER NOT NULL,
   payload BLOB NOT NULL
 );
+CREATE INDEX IF NOT EXISTS __burrow_outbox_shard ON __burrow_outbox(shard, id);
 CREATE TABLE IF NOT EXISTS __burrow_applied(
   shard INTEGER PRIMARY KEY,
   stream_seq INTEGER NOT NULL,

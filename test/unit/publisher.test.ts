@@ -1,0 +1,80 @@
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import type { JetStreamClient } from '@nats-io/jetstream';
+import { Publisher, type OutboxBatch, type OutboxSource } from '../../src/replication/publisher.ts';
+import { silentLogger } from '../../src/util/log.ts';
+
+class MemoryOutbox implements OutboxSource {
+  batches: OutboxBatch[] = [];
+  removed: number[] = [];
+  pending(shard: number, limit: number, exclude: ReadonlySet<number>): OutboxBatch[] {
+    return this.batches.filter((b) => b.shard === shard && !exclude.has(b.id)).slice(0, limit);
+  }
+  remove(ids: readonly number[]): void {
+    this.removed.push(...ids);
+    this.batches = this.batches.filter((b) => !ids.includes(b.id));
+  }
+}
+
+/** A fake JetStream: publishes to `stalled` subjects fail after a short timeout; others are acked. */
+function fakeJs(stalled: Set<string>, calls: { subject: string; msgID: string }[]) {
+  return {
+    publish: (subject: string, _p: Uint8Array, opts: { msgID: string }) => {
+      calls.push({ subject, msgID: opts.msgID });
+      if (stalled.has(subject)) {
+        return new Promise((_r, rej) => setTimeout(() => rej(Object.assign(new Error('timeout'), { name: 'TimeoutError' })), 5));
+      }
+      return Promise.resolve({ stream: 's', seq: calls.length, duplicate: false });
+    },
+  } as unknown as JetStreamClient;
+}
+
+const until = async (what: string, fn: () => boolean, ms = 2000) => {
+  const deadline = Date.now() + ms;
+  while (!fn()) {
+    if (Date.now() > deadline) throw new Error(`timed out: ${what}`);
+    await new Promise((r) => setTimeout(r, 2));
+  }
+};
+
+test('a shard whose leader is gone cannot starve the other shards (per-shard in-flight cap)', async () => {
+  const outbox = new MemoryOutbox();
+  let id = 0;
+  for (let i = 0; i < 10; i++) outbox.batches.push({ id: ++id, shard: 0, msgId: `m${id}`, changes: 1, payload: new Uint8Array(1) });
+  for (let i = 0; i < 10; i++) outbox.batches.push({ id: ++id, shard: 1, msgId: `m${id}`, changes: 1, payload: new Uint8Array(1) });
+  const calls: { subject: string; msgID: string }[] = [];
+  const stalled = new Set(['s.0']);
+  const p = new Publisher(fakeJs(stalled, calls), outbox, (s) => `s.${s}`,
+    { shards: 2, inFlightMax: 4, inFlightPerShardMax: 2, timeoutMs: 5, retryDelayMsMin: 1, retryDelayMsMax: 5 }, silentLogger);
+  p.start();
+  await until('every shard-1 batch published', () => outbox.batches.every((b) => b.shard === 0));
+  assert.deepEqual(outbox.removed.sort((a, b) => a - b), [11, 12, 13, 14, 15, 16, 17, 18, 19, 20]);
+  // Shard 0 kept at most 2 in flight, retried with the same msgIDs, and nothing of it was removed.
+  const shard0 = calls.filter((c) => c.subject === 's.0');
+  assert.ok(shard0.length > 2, 'shard 0 was retried');
+  assert.deepEqual(new Set(shard0.map((c) => c.msgID)), new Set(['m1', 'm2']));
+  assert.equal(outbox.batches.length, 10);
+  // The leader comes back: shard 0 drains, in order of retries, with no batch lost.
+  stalled.clear();
+  await until('shard 0 drained', () => outbox.batches.length === 0);
+  assert.equal(outbox.removed.length, 20);
+  assert.equal(new Set(outbox.removed).size, 20);
+  p.stop();
+});
+
+test('a batch leaves the outbox only after its ack', async () => {
+  const outbox = new MemoryOutbox();
+  outbox.batches.push({ id: 1, shard: 0, msgId: 'only', changes: 3, payload: new Uint8Array(1) });
+  let release: (v: unknown) => void = () => {};
+  const js = { publish: () => new Promise((r) => (release = r)) } as unknown as JetStreamClient;
+  const p = new Publisher(js, outbox, (s) => `s.${s}`,
+    { shards: 1, inFlightMax: 4, inFlightPerShardMax: 4, timeoutMs: 1000, retryDelayMsMin: 1, retryDelayMsMax: 5 }, silentLogger);
+  p.start();
+  await new Promise((r) => setTimeout(r, 20));
+  assert.equal(outbox.batches.length, 1, 'not removed while the publish is unacknowledged');
+  assert.equal(p.inFlightCount(), 1);
+  release({ stream: 's', seq: 1, duplicate: false });
+  await until('removed after the ack', () => outbox.batches.length === 0);
+  assert.equal(p.stats.changesPublished, 3);
+  p.stop();
+});
