@@ -25,8 +25,12 @@ import { Capture } from '../src/capture/capture.ts';
 import { silentLogger } from '../src/util/log.ts';
 import { streamName } from '../src/shard/shard-router.ts';
 
-const { values } = parseArgs({ options: { json: { type: 'string' }, seconds: { type: 'string', default: '10' } } });
+const { values } = parseArgs({ options: {
+  json: { type: 'string' }, seconds: { type: 'string', default: '10' },
+  only: { type: 'string', default: 'capture,throughput,lag,limits,failover' },
+} });
 const seconds = Number(values.seconds);
+const only = new Set(values.only!.split(','));
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 const nowMs = () => performance.timeOrigin + performance.now();
 const pct = (xs: number[], p: number) => {
@@ -128,8 +132,10 @@ const result: Record<string, unknown> = {
   machine: { cpus: os.cpus().length, cpuModel: os.cpus()[0]?.model, memGiB: Math.round(os.totalmem() / 2 ** 30), node: process.version },
   startedAt: new Date().toISOString(),
 };
-log('capture overhead (3 rounds × 1 s per configuration)…');
-result.capture = captureOverhead(dir);
+if (only.has('capture')) {
+  log('capture overhead (3 rounds × 1 s per configuration)…');
+  result.capture = captureOverhead(dir);
+}
 
 const c = await TestCluster.create({ nodes: 3 });
 try {
@@ -163,13 +169,15 @@ try {
     }
   })();
 
+  let oneWriter: Record<string, number> & { avgChangesPerMessage: number; avgMessageBytes: number; appliedAllPerS: number } = { appliedAllPerS: NaN, avgChangesPerMessage: 1, avgMessageBytes: 1024, rows: 0 };
+  if (only.has('throughput')) {
   // 2. throughput, one writer
   log(`throughput: one writer on n1 for ${seconds} s…`);
   msgBytes = 0;
   msgCount = 0;
   const w1 = await runWriter({ db: c.node('n1').db, table: 'bench_tp1', mode: 'max', idStart: 1, seconds, rowsPerTx: 1000 });
   const done1 = await waitCount(c, 'bench_tp1', w1.rows, 300_000);
-  const oneWriter = {
+  oneWriter = {
     rows: w1.rows, writerPerS: w1.rows / ((w1.lastCommitMs - w1.firstCommitMs) / 1000),
     appliedAllPerS: w1.rows / ((done1 - w1.firstCommitMs) / 1000), drainAfterLastCommitMs: done1 - w1.lastCommitMs,
     messages: msgCount, avgChangesPerMessage: w1.rows / Math.max(1, msgCount), avgMessageBytes: msgBytes / Math.max(1, msgCount),
@@ -186,9 +194,11 @@ try {
   log(`  ${Math.round(threeWriters.appliedAllPerS)} changes/s applied on all 3 nodes`);
   result.throughput = { oneWriter, threeWriters };
 
+  }
+  let nextId = 1;
+  if (only.has('lag')) {
   // 3. lag at fixed rates
   const lag: Record<string, unknown> = {};
-  let nextId = 1;
   for (const rate of [1000, 5000]) {
     log(`lag: ${rate} single-row writes/s on n1 for ${seconds} s…`);
     const from = nextId;
@@ -202,9 +212,11 @@ try {
   }
   result.lag = lag;
 
+  }
+  const jsm = await jetstreamManager(nc);
+  if (only.has('limits')) {
   // 4. JetStream limit: same-size messages, same in-flight window, R3 file stream
   log('limit: raw JetStream R3 publish of burrow-sized messages, 64 in flight…');
-  const jsm = await jetstreamManager(nc);
   const js = jetstream(nc);
   const rawStream = `bench_raw_${c.clusterName}`;
   await jsm.streams.add({ name: rawStream, subjects: ['bench.raw'], storage: StorageType.File, num_replicas: 3, retention: RetentionPolicy.Limits, discard: DiscardPolicy.Old, max_bytes: 2 * 1024 ** 3 });
@@ -221,7 +233,7 @@ try {
   }));
   const rawPerS = published / ((nowMs() - rawT0) / 1000);
   await jsm.streams.delete(rawStream);
-  const sqlite = result.capture as ReturnType<typeof captureOverhead>;
+  const sqlite = (result.capture ?? captureOverhead(dir)) as ReturnType<typeof captureOverhead>;
   result.limits = {
     jetstreamMsgsPerS: rawPerS, messageBytes: payload.length, inFlight,
     jetstreamChangesPerS: rawPerS * oneWriter.avgChangesPerMessage,
@@ -230,6 +242,8 @@ try {
     burrowVsSqlite: oneWriter.appliedAllPerS / sqlite.thousandRowTx.plainPerS,
   };
 
+  }
+  if (only.has('failover')) {
   // 5. failover stall
   log('failover: SIGKILL the nats-server leading the most streams (not n1\'s) under 500 writes/s…');
   const leaders = new Map<string, number>();
@@ -261,6 +275,7 @@ try {
     victimMaxLagMs: Math.max(...victimLags), before: summarize(rows.filter(([at]) => at < killedAt - 100).map(([, l]) => l)),
   };
   log(`  writes stalled up to ${Math.round(stallMs)} ms on ${survivor}; ${w.rows} writes all arrived`);
+  }
   await nc.close();
 } finally {
   await c.destroy();
@@ -271,31 +286,37 @@ try {
 const r = result as any;
 const f0 = (x: number) => Math.round(x).toLocaleString('en-US');
 const f2 = (x: number) => x.toFixed(2);
-const lines = [
-  `burrow benchmark — ${r.machine.cpus} cores (${r.machine.cpuModel}), node ${r.machine.node}, ${r.startedAt}`,
-  '',
+const lines: string[] = [];
+const section = (present: unknown, make: () => string[]) => {
+  if (present) lines.push(...make(), '');
+};
+lines.push(`burrow benchmark — ${r.machine.cpus} cores (${r.machine.cpuModel}), node ${r.machine.node}, ${r.startedAt}`, '');
+section(r.capture, () => [
   'capture overhead (app inserts, WAL, synchronous=NORMAL)        plain/s    captured/s   captured/plain',
   `  1 row per transaction                                  ${f0(r.capture.singleRowTx.plainPerS).padStart(12)} ${f0(r.capture.singleRowTx.capturedPerS).padStart(12)}   ${f2(r.capture.singleRowTx.ratio)}`,
   `  1000 rows per transaction                              ${f0(r.capture.thousandRowTx.plainPerS).padStart(12)} ${f0(r.capture.thousandRowTx.capturedPerS).padStart(12)}   ${f2(r.capture.thousandRowTx.ratio)}`,
-  '',
+]);
+section(r.throughput, () => [
   'replication throughput (changes/s from first commit to applied on all 3 nodes)',
   `  one writer on n1 (1000-row tx)                         ${f0(r.throughput.oneWriter.appliedAllPerS).padStart(12)}   (${f0(r.throughput.oneWriter.rows)} rows, ${f2(r.throughput.oneWriter.avgChangesPerMessage)} changes/msg, ${f0(r.throughput.oneWriter.avgMessageBytes)} B/msg)`,
   `  writers on n1, n2, n3                                  ${f0(r.throughput.threeWriters.appliedAllPerS).padStart(12)}   (${f0(r.throughput.threeWriters.rows)} rows)`,
-  '',
+]);
+section(r.lag, () => [
   'replication lag, COMMIT on n1 → applied on n2/n3 (ms)       p50      p90      p99      max',
   ...Object.values(r.lag).map((l: any) => `  ${String(l.offeredPerS).padStart(5)} single-row writes/s                          ${f2(l.p50).padStart(8)} ${f2(l.p90).padStart(8)} ${f2(l.p99).padStart(8)} ${f2(l.max).padStart(8)}`),
-  '',
+]);
+section(r.limits, () => [
   'limits measured in this run',
   `  raw JetStream R3 publish, ${r.limits.messageBytes} B msgs, ${r.limits.inFlight} in flight  ${f0(r.limits.jetstreamMsgsPerS).padStart(12)} msg/s = ${f0(r.limits.jetstreamChangesPerS)} changes/s at burrow's batch size`,
   `  raw better-sqlite3 inserts (1000-row tx)               ${f0(r.limits.sqliteInsertsPerS1000RowTx).padStart(12)} rows/s`,
   `  burrow one-writer throughput / JetStream ceiling        ${f2(r.limits.burrowVsJetstream).padStart(12)}`,
   `  burrow one-writer throughput / SQLite ceiling           ${f2(r.limits.burrowVsSqlite).padStart(12)}`,
-  '',
+]);
+section(r.failover, () => [
   `failover: SIGKILL ${r.failover.victim}'s nats-server (leader of ${r.failover.streamsLed} streams) under 500 writes/s, restarted by its node`,
   `  writes reached the surviving follower within           ${f0(r.failover.survivorMaxLagMs).padStart(12)} ms (max), ${r.failover.survivorLagsOver1s} writes over 1 s`,
   `  ...and the restarted node within                       ${f0(r.failover.victimMaxLagMs).padStart(12)} ms (max); all ${f0(r.failover.writes)} writes arrived everywhere`,
-  '',
-  `cluster ready after ${r.clusterReadyMs} ms`,
-];
+]);
+lines.push(`cluster ready after ${r.clusterReadyMs} ms`);
 process.stdout.write(lines.join('\n') + '\n');
 if (values.json) writeFileSync(values.json, JSON.stringify(result, null, 2));
