@@ -202,13 +202,19 @@ try {
   for (const rate of [1000, 5000]) {
     log(`lag: ${rate} single-row writes/s on n1 for ${seconds} s…`);
     const from = nextId;
+    const pubBefore = (await c.status('n1'))?.publish ?? {};
     const w = await runWriter({ db: c.node('n1').db, mode: 'rate', idStart: from, seconds, ratePerSec: rate });
+    const pubAfter = (await c.status('n1'))?.publish ?? {};
     nextId = from + w.rows;
     await waitCount(c, 'bench_lag', nextId - 1, 120_000);
     const per = Object.fromEntries(['n2', 'n3'].map((id) => [id, summarize(lagsMs(c, id, from, nextId - 1))]));
     const all = ['n2', 'n3'].flatMap((id) => lagsMs(c, id, from, nextId - 1));
-    lag[`${rate}PerS`] = { offeredPerS: rate, achievedPerS: w.rows / ((w.lastCommitMs - w.firstCommitMs) / 1000), ...summarize(all), perNode: per };
-    log(`  p50 ${pct(all, 50).toFixed(2)} ms, p99 ${pct(all, 99).toFixed(2)} ms`);
+    lag[`${rate}PerS`] = {
+      offeredPerS: rate, achievedPerS: w.rows / ((w.lastCommitMs - w.firstCommitMs) / 1000), ...summarize(all), perNode: per,
+      n1Publish: { messages: pubAfter.published - pubBefore.published, retries: pubAfter.retries - pubBefore.retries,
+        duplicates: pubAfter.duplicates - pubBefore.duplicates, lastError: pubAfter.lastError },
+    };
+    log(`  p50 ${pct(all, 50).toFixed(2)} ms, p99 ${pct(all, 99).toFixed(2)} ms; n1 published ${pubAfter.published - pubBefore.published} messages, ${pubAfter.retries - pubBefore.retries} publish retries`);
   }
   result.lag = lag;
 

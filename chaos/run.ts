@@ -6,6 +6,7 @@
  * same schedule.
  *
  *   npm run chaos -- --nodes 3 --duration 60 --seed 42 [--writers 2] [--rate 20] [--keys 40] [--json out.json] [--keep]
+ *                    [--quiesce-timeout 300]   (s: how long nodes may take to drain after the last heal)
  */
 import { spawn, type ChildProcess } from 'node:child_process';
 import { mkdirSync, readFileSync, readdirSync, writeFileSync, openSync, closeSync } from 'node:fs';
@@ -165,7 +166,7 @@ export async function runChaos(opts: ChaosOptions): Promise<ChaosResult> {
             + `inflight=${x.pending.publishInFlight} queued=${x.pending.inboundQueued}` : 'no status'}`).join(' | ')} observer-pending=${observerPending}`);
         }
         return drained && observerPending === 0;
-      }, opts.quiesceTimeoutMs ?? 180_000, 250);
+      }, opts.quiesceTimeoutMs ?? 300_000, 250);
       await c.waitFor('rows identical on every node', () => {
         const f = ids.map((id) => JSON.stringify([...readFinal(c, id)].map(([t, m]) => [t, [...m].sort()])));
         return f.every((x) => x === f[0]);
@@ -376,13 +377,14 @@ async function main(): Promise<void> {
       json: { type: 'string' },
       keep: { type: 'boolean', default: false },
       'invert-lww': { type: 'boolean', default: false },
+      'quiesce-timeout': { type: 'string', default: '300' },
     },
   });
   const seed = values.seed !== undefined ? Number(values.seed) : Math.floor(Math.random() * 1e6);
   const result = await runChaos({
     nodes: Number(values.nodes), durationS: Number(values.duration), seed,
     writersPerNode: Number(values.writers), txPerSecond: Number(values.rate), keys: Number(values.keys),
-    keep: values.keep, invertLww: values['invert-lww'],
+    keep: values.keep, invertLww: values['invert-lww'], quiesceTimeoutMs: Number(values['quiesce-timeout']) * 1000,
   });
   if (values.json) writeFileSync(values.json, JSON.stringify(result, (_k, v) => (typeof v === 'bigint' ? v.toString() : v), 2));
   process.exitCode = result.ok ? 0 : 1;

@@ -204,6 +204,16 @@ export class NatsLink {
     }
   }
 
+  /**
+   * Ask the stream's leader to step down (a new election). Used when a shard's publishes have
+   * failed for a long time while the connection is up: nats-server 2.9's Raft recovery after hard
+   * kills can leave a stream without quorum while its followers retry catch-up.
+   */
+  async stepDownStreamLeader(stream: string): Promise<string> {
+    const r = await this.nc.request(`$JS.API.STREAM.LEADER.STEPDOWN.${stream}`, new Uint8Array(0), { timeout: 3000 });
+    return new TextDecoder().decode(r.data);
+  }
+
   async close(): Promise<void> {
     try {
       await this.nc.drain();

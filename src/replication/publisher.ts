@@ -53,6 +53,8 @@ export class Publisher {
   private readonly inFlightShard = new Map<number, number>();
   private readonly perShard: number[] = [];
   private nextShard = 0;
+  /** Per shard: when its current streak of failed publishes began (absent: no failure since the last success). */
+  private readonly failingSince = new Map<number, number>();
   private acked: number[] = [];
   private running = false;
   private pumping = false;
@@ -108,6 +110,7 @@ export class Publisher {
         const ack = await this.js.publish(this.subjectOf(b.shard), b.payload, { msgID: b.msgId, timeout: this.limits.timeoutMs });
         this.stats.published++;
         this.stats.changesPublished += b.changes;
+        this.failingSince.delete(b.shard);
         if (ack.duplicate) this.stats.duplicates++;
         if (attempt > 0) this.log.info('publish succeeded after retries', { shard: b.shard, msgId: b.msgId, attempts: attempt + 1 });
         this.acked.push(b.id);
@@ -116,6 +119,7 @@ export class Publisher {
       } catch (err) {
         attempt++;
         this.stats.retries++;
+        if (!this.failingSince.has(b.shard)) this.failingSince.set(b.shard, Date.now());
         this.stats.lastError = `${(err as Error).name ?? 'Error'}: ${errorMessage(err)}`;
         this.stats.lastErrorAtMs = Date.now();
         if (attempt === 1 || attempt % 20 === 0) {
@@ -162,6 +166,12 @@ export class Publisher {
     const shard = this.inFlightShard.get(id);
     this.inFlightShard.delete(id);
     if (shard !== undefined) this.perShard[shard] = (this.perShard[shard] ?? 1) - 1;
+  }
+
+  /** Shards whose publishes have failed continuously for at least `ms`. */
+  stuckShards(ms: number): number[] {
+    const now = Date.now();
+    return [...this.failingSince.entries()].filter(([, since]) => now - since >= ms).map(([shard]) => shard);
   }
 
   inFlightCount(): number {

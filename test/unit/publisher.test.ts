@@ -55,11 +55,15 @@ test('a shard whose leader is gone cannot starve the other shards (per-shard in-
     const shard0 = calls.filter((c) => c.subject === 's.0');
     assert.deepEqual(new Set(shard0.map((c) => c.msgID)), new Set(['m1', 'm2']));
     assert.equal(outbox.batches.length, 10);
+    // The stalled shard is reported as stuck (the node's doctor steps its stream leader down).
+    await new Promise((r) => setTimeout(r, 30));
+    assert.deepEqual(p.stuckShards(20), [0]);
     // The leader comes back: shard 0 drains, with no batch lost or published twice.
     stalled.clear();
     await until('shard 0 drained', () => outbox.batches.length === 0);
     assert.equal(outbox.removed.length, 20);
     assert.equal(new Set(outbox.removed).size, 20);
+    assert.deepEqual(p.stuckShards(0), [], 'a success ends the failure streak');
   } finally {
     p.stop();
   }
