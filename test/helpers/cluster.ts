@@ -20,7 +20,20 @@ process.on('exit', () => {
 export const repoRoot = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..', '..');
 const binPath = path.join(repoRoot, 'bin', 'burrow.js');
 
+/** Ports handed out by this process: the OS may offer a just-released port again. */
+const portsGiven = new Set<number>();
+
 export async function freePort(): Promise<number> {
+  for (let attempt = 0; attempt < 100; attempt++) {
+    const port = await osFreePort();
+    if (portsGiven.has(port)) continue;
+    portsGiven.add(port);
+    return port;
+  }
+  throw new Error('no free port found in 100 attempts');
+}
+
+function osFreePort(): Promise<number> {
   return new Promise((resolve, reject) => {
     const srv = net.createServer();
     srv.once('error', reject);
