@@ -15,7 +15,7 @@ import { TestCluster, repoRoot } from '../test/helpers/cluster.ts';
 const { values } = parseArgs({ options: { seconds: { type: 'string', default: '8' }, top: { type: 'string', default: '25' } } });
 const c = await TestCluster.create({ nodes: 3 });
 const profDir = path.join(c.dir, 'profiles');
-for (const id of ['n1', 'n2']) c.node(id).env = { NODE_OPTIONS: `--cpu-prof --cpu-prof-dir=${path.join(profDir, id)}` };
+for (const id of ['n1', 'n2']) c.node(id).execArgv = ['--cpu-prof', `--cpu-prof-dir=${path.join(profDir, id)}`];
 for (const n of c.nodes) {
   mkdirSync(path.dirname(n.db), { recursive: true });
   const d = new BetterSqlite3(n.db);

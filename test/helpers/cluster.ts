@@ -55,6 +55,8 @@ export interface TestNode {
   proc: ChildProcess | null;
   pid: number | null;
   env: Record<string, string>;
+  /** Extra Node.js flags for this node's process (e.g. --cpu-prof). */
+  execArgv: string[];
 }
 
 export interface ClusterOptions {
@@ -87,7 +89,7 @@ export class TestCluster {
       toml += `[[nodes]]\nid = "${id}"\ndb = "${id}/app.db"\nclient = "127.0.0.1:${client}"\nroute = "127.0.0.1:${route}"\nhttp = "127.0.0.1:${http}"\n\n`;
       c.nodes.push({
         id, db: path.join(dir, id, 'app.db'), dataDir: path.join(dir, id), http: `http://127.0.0.1:${http}`,
-        natsUrl: `nats://127.0.0.1:${client}`, logFile: path.join(dir, `${id}.log`), proc: null, pid: null, env: opts.env?.[id] ?? {},
+        natsUrl: `nats://127.0.0.1:${client}`, logFile: path.join(dir, `${id}.log`), proc: null, pid: null, env: opts.env?.[id] ?? {}, execArgv: [],
       });
     }
     writeFileSync(configFile, toml + (opts.extraToml ?? ''));
@@ -110,7 +112,7 @@ export class TestCluster {
     const node = this.node(id);
     if (node.proc && node.proc.exitCode === null && node.proc.signalCode === null) throw new Error(`${id} already running`);
     const fd = openSync(node.logFile, 'a');
-    const proc = spawn(process.execPath, [binPath, 'start', '--config', this.configFile, '--node', id], {
+    const proc = spawn(process.execPath, [...node.execArgv, binPath, 'start', '--config', this.configFile, '--node', id], {
       stdio: ['ignore', fd, fd], env: { ...process.env, BURROW_LOG_LEVEL: 'info', ...node.env }, detached: true,
     });
     closeSync(fd);
