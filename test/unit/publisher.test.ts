@@ -56,7 +56,7 @@ test('a shard whose leader is gone cannot starve the other shards (per-shard in-
     assert.deepEqual(new Set(shard0.map((c) => c.msgID)), new Set(['m1', 'm2']));
     assert.equal(outbox.batches.length, 10);
     // The stalled shard is reported as stuck (the node's doctor steps its stream leader down).
-    await new Promise((r) => setTimeout(r, 30));
+    await until('shard 0 reported stuck', () => p.stuckShards(20).length > 0);
     assert.deepEqual(p.stuckShards(20), [0]);
     // The leader comes back: shard 0 drains, with no batch lost or published twice.
     stalled.clear();
