@@ -13,6 +13,7 @@ import { Hlc, hlcFormat } from '../clock/hlc.ts';
 import { nodeById, type Config, type NodeConfig } from '../config/config.ts';
 import { NatsSupervisor, pidAlive } from '../nats/nats-supervisor.ts';
 import { Inbound } from '../replication/inbound.ts';
+import { ShardDoctor } from './doctor.ts';
 import { consumerAckWaitMs, NatsLink, sleep } from '../replication/nats-link.ts';
 import { Publisher } from '../replication/publisher.ts';
 import { ShardRouter, shardSubject, streamName } from '../shard/shard-router.ts';
@@ -27,10 +28,10 @@ export interface NodeOptions {
   readonly log?: Logger;
 }
 
-/** A shard failing to publish this long gets its stream leader stepped down, at most once per interval. */
+/** The shard doctor (doctor.ts) looks every interval; a shard stuck this long gets nudged, at most once per nudge interval. */
 const shardDoctorIntervalMs = 5_000;
 const shardStuckMs = 30_000;
-const shardStepDownIntervalMs = 60_000;
+const shardNudgeIntervalMs = 60_000;
 
 /** How often the tailer kicks the publisher even without local commits. */
 const publisherKickIntervalMs = 500;
@@ -66,8 +67,7 @@ export class BurrowNode {
   private schemaDirty = false;
   private lastKickMs = 0;
   private doctorTimer: NodeJS.Timeout | null = null;
-  private readonly lastStepDownMs = new Map<number, number>();
-  private stepDowns = 0;
+  private doctor: ShardDoctor | null = null;
   private lastError: { message: string; atMs: number } | null = null;
   private localStats = { stampPasses: 0, changesStamped: 0, logRowsStamped: 0, schemaRefreshes: 0 };
   private readonly lockFile: string;
@@ -196,7 +196,11 @@ export class BurrowNode {
           timeoutMs: this.config.replication.publishTimeoutMs, retryDelayMsMin: 50, retryDelayMsMax: 1000,
         }, this.log);
         this.publisher.start();
-        this.doctorTimer = setInterval(() => void this.doctor(), shardDoctorIntervalMs);
+        this.doctor = new ShardDoctor(this.config.cluster.name, this.node.id, this.link, this.publisher, this.inbound,
+          { stuckMs: shardStuckMs, nudgeIntervalMs: shardNudgeIntervalMs }, this.log);
+        this.doctorTimer = setInterval(() => {
+          if (this.phase === 'running') void this.doctor?.tick().catch((err) => this.log.warn('shard doctor failed', { error: errorMessage(err) }));
+        }, shardDoctorIntervalMs);
         this.phase = 'running';
         this.log.info('replicating', { shards: this.config.cluster.shards, replicas: this.config.cluster.replicas });
         return;
@@ -209,24 +213,6 @@ export class BurrowNode {
         this.log.warn('JetStream not ready; retrying', { error: errorMessage(err), retryInMs: delay });
         await sleep(delay);
         delay = Math.min(delay * 2, 5000);
-      }
-    }
-  }
-
-  /** A shard whose publishes keep failing while NATS is connected gets its stream leader stepped down (bounded). */
-  private async doctor(): Promise<void> {
-    if (this.phase !== 'running' || !this.publisher || !this.link || this.link.nc.isClosed()) return;
-    const now = Date.now();
-    for (const shard of this.publisher.stuckShards(shardStuckMs)) {
-      if (now - (this.lastStepDownMs.get(shard) ?? 0) < shardStepDownIntervalMs) continue;
-      this.lastStepDownMs.set(shard, now);
-      const stream = streamName(this.config.cluster.name, shard);
-      try {
-        const answer = await this.link.stepDownStreamLeader(stream);
-        this.stepDowns++;
-        this.log.warn('shard publishes failing for long; asked its stream leader to step down', { shard, stream, answer });
-      } catch (err) {
-        this.log.warn('stream leader step-down request failed', { shard, stream, error: errorMessage(err) });
       }
     }
   }
@@ -340,8 +326,9 @@ export class BurrowNode {
         skipped: this.capture.skipped(),
         ...this.localStats,
       },
-      publish: this.publisher ? { ...this.publisher.stats, stuckShards: this.publisher.stuckShards(shardStuckMs), leaderStepDowns: this.stepDowns } : null,
-      apply: { ...this.applier.stats, inbound: this.inbound?.stats ?? null },
+      publish: this.publisher ? { ...this.publisher.stats, stuckShards: this.publisher.stuckShards(shardStuckMs) } : null,
+      apply: { ...this.applier.stats, inbound: this.inbound ? { ...this.inbound.stats, resubscribes: this.inbound.restarts } : null },
+      doctor: this.doctor?.stats ?? null,
       holds: [...this.applier.holds.entries()].map(([origin, h]) => ({ origin, aheadMs: h.aheadMs, atMs: h.atMs })),
       deadLetters: dead,
       lastError: this.lastError,

@@ -45,7 +45,12 @@ export class Inbound {
   private queue: { shard: number; m: JsMsg; atMs: number }[] = [];
   private workingTimer: NodeJS.Timeout | null = null;
   private scheduled = false;
-  private readonly iters: ConsumerMessages[] = [];
+  private readonly iters: (ConsumerMessages | null)[];
+  /** When each shard last delivered a message (or started): the doctor looks at long-silent shards. */
+  private readonly lastMessageMs: number[];
+  /** Messages received per shard since start. */
+  readonly receivedPerShard: number[];
+  restarts = 0;
   private running = false;
   readonly positions: ShardPosition[];
   readonly stats = { received: 0, acked: 0, naked: 0, failedApplies: 0, lastError: null as string | null };
@@ -61,6 +66,9 @@ export class Inbound {
     initialApplied: ReadonlyMap<number, number>,
   ) {
     this.positions = Array.from({ length: shards }, (_, s) => ({ appliedSeq: initialApplied.get(s) ?? 0, targetSeq: 0, caughtUp: false }));
+    this.iters = Array.from({ length: shards }, () => null);
+    this.lastMessageMs = Array.from({ length: shards }, () => Date.now());
+    this.receivedPerShard = Array.from({ length: shards }, () => 0);
   }
 
   async start(): Promise<void> {
@@ -85,14 +93,34 @@ export class Inbound {
       // Messages this consumer already acknowledged (before a restart) count as applied.
       if (cinfo.ack_floor.stream_seq > pos.appliedSeq) pos.appliedSeq = cinfo.ack_floor.stream_seq;
       if (pos.appliedSeq >= pos.targetSeq || (cinfo.num_pending === 0 && cinfo.num_ack_pending === 0)) pos.caughtUp = true;
-      const consumer: Consumer = await this.js.consumers.get(stream, consumerName(this.nodeId));
-      const iter = await consumer.consume({
-        max_messages: this.limits.pullMessagesMax,
-        expires: 5000,
-        callback: (m) => this.enqueue(shard, m),
-      });
-      this.iters.push(iter);
+      await this.consume(shard);
     }));
+  }
+
+  private async consume(shard: number): Promise<void> {
+    const consumer: Consumer = await this.js.consumers.get(streamName(this.cluster, shard), consumerName(this.nodeId));
+    if (!this.running) return;
+    this.iters[shard] = await consumer.consume({
+      max_messages: this.limits.pullMessagesMax,
+      expires: 5000,
+      callback: (m) => this.enqueue(shard, m),
+    });
+    this.lastMessageMs[shard] = Date.now();
+  }
+
+  /** Shards that delivered nothing for `ms` (normal for an idle shard; the doctor asks the server whether it should have). */
+  silentShards(ms: number): number[] {
+    const now = Date.now();
+    return this.lastMessageMs.flatMap((t, shard) => (now - t >= ms ? [shard] : []));
+  }
+
+  /** Close a shard's pull subscription and open a new one (unapplied messages are redelivered). */
+  async restartShard(shard: number): Promise<void> {
+    const it = this.iters[shard];
+    this.iters[shard] = null;
+    await it?.close().catch(() => {});
+    this.restarts++;
+    await this.consume(shard);
   }
 
   ready(): boolean {
@@ -105,6 +133,8 @@ export class Inbound {
 
   private enqueue(shard: number, m: JsMsg): void {
     this.stats.received++;
+    this.lastMessageMs[shard] = Date.now();
+    this.receivedPerShard[shard]!++;
     this.queue.push({ shard, m, atMs: Date.now() });
     if (!this.scheduled) {
       this.scheduled = true;
@@ -147,7 +177,7 @@ export class Inbound {
   async stop(): Promise<void> {
     this.running = false;
     if (this.workingTimer) clearInterval(this.workingTimer);
-    await Promise.all(this.iters.map((it) => it.close().catch(() => {})));
+    await Promise.all(this.iters.map((it) => it?.close().catch(() => {})));
     // Unapplied queued messages are simply not acked: JetStream redelivers them after a restart.
     this.queue = [];
   }

@@ -214,6 +214,17 @@ export class NatsLink {
     return new TextDecoder().decode(r.data);
   }
 
+  /** Consumer state as its leader reports it (short timeout: no answer means no leader). */
+  async consumerInfo(stream: string, consumer: string) {
+    return this.admin.consumers.info(stream, consumer);
+  }
+
+  /** Ask a consumer's leader to step down: unsticks a consumer whose Raft group stopped delivering after hard kills. */
+  async stepDownConsumerLeader(stream: string, consumer: string): Promise<string> {
+    const r = await this.nc.request(`$JS.API.CONSUMER.LEADER.STEPDOWN.${stream}.${consumer}`, new Uint8Array(0), { timeout: 3000 });
+    return new TextDecoder().decode(r.data);
+  }
+
   async close(): Promise<void> {
     try {
       await this.nc.drain();
