@@ -17,8 +17,15 @@ export async function runStart(configFile: string, nodeId: string): Promise<numb
   }, 50);
   process.on('uncaughtException', (err) => log.error('uncaught exception', { error: err.stack ?? errorMessage(err) }));
   process.on('unhandledRejection', (err) => log.error('unhandled rejection', { error: (err as Error)?.stack ?? errorMessage(err) }));
-  return new Promise<number>((resolve) => {
+  return new Promise<number>((resolve, reject) => {
     let stopping = false;
+    // A problem retrying cannot fix (e.g. cluster.shards differs from the running cluster): stop, exit 2.
+    void node.fatal.then((err) => {
+      if (stopping) return;
+      stopping = true;
+      clearInterval(readyAt);
+      node.stop().finally(() => reject(err));
+    });
     const stop = (sig: string) => {
       if (stopping) return;
       stopping = true;

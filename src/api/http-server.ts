@@ -10,7 +10,8 @@ export interface NodeApi {
 }
 
 const json = (res: http.ServerResponse, code: number, body: unknown) => {
-  const text = JSON.stringify(body, (_k, v) => (typeof v === 'bigint' ? v.toString() : v), 2);
+  // SQLite integers arrive as bigints: numbers when exact, strings beyond 2^53.
+  const text = JSON.stringify(body, (_k, v) => (typeof v === 'bigint' ? (v >= BigInt(Number.MIN_SAFE_INTEGER) && v <= BigInt(Number.MAX_SAFE_INTEGER) ? Number(v) : v.toString()) : v), 2);
   res.writeHead(code, { 'content-type': 'application/json' });
   res.end(text + '\n');
 };

@@ -177,7 +177,8 @@ export function parseConfig(text: string, file: string): Config {
   if (sync !== 'OFF' && sync !== 'NORMAL' && sync !== 'FULL') {
     r.fail('sqlite.synchronous', `must be "NORMAL" or "FULL" (or "OFF"), got "${sync}"`);
   }
-  const busyTimeoutMs = r.int(s, 'busy_timeout_ms', 'sqlite.', 5000, 0, 600_000);
+  // The node's SQLite calls are synchronous: a busy wait blocks its event loop, so it is short and the node retries.
+  const busyTimeoutMs = r.int(s, 'busy_timeout_ms', 'sqlite.', 200, 0, 5000);
 
   const rp = r.table(doc, 'replication', '', false) ?? {};
   const rpKeys = ['ingest_changes_max', 'batch_changes_max', 'batch_bytes_max', 'publish_in_flight_max',

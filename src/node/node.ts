@@ -14,11 +14,11 @@ import { nodeById, type Config, type NodeConfig } from '../config/config.ts';
 import { NatsSupervisor, pidAlive } from '../nats/nats-supervisor.ts';
 import { Inbound } from '../replication/inbound.ts';
 import { ShardDoctor } from './doctor.ts';
-import { consumerAckWaitMs, NatsLink, sleep } from '../replication/nats-link.ts';
+import { consumerAckWaitMs, FatalSetupError, NatsLink, sleep } from '../replication/nats-link.ts';
 import { Publisher } from '../replication/publisher.ts';
 import { ShardRouter, shardSubject, streamName } from '../shard/shard-router.ts';
 import { Database } from '../sqlite/database.ts';
-import { errorMessage, StartupError } from '../util/errors.ts';
+import { errorMessage, StartupError, type BurrowError } from '../util/errors.ts';
 import { createLogger, type Logger } from '../util/log.ts';
 
 export interface NodeOptions {
@@ -69,6 +69,14 @@ export class BurrowNode {
   private doctorTimer: NodeJS.Timeout | null = null;
   private doctor: ShardDoctor | null = null;
   private lastError: { message: string; atMs: number } | null = null;
+  /** Consecutive failed tail passes (backoff and log rate). */
+  private tailFailures = 0;
+  private lastWaitingRetryMs = 0;
+  private fatalError: ((err: BurrowError) => void) | null = null;
+  /** Settles when the node hits a problem it cannot retry away (e.g. a shard count that differs from the running cluster). */
+  readonly fatal: Promise<BurrowError> = new Promise((resolve) => {
+    this.fatalError = resolve;
+  });
   private localStats = { stampPasses: 0, changesStamped: 0, logRowsStamped: 0, schemaRefreshes: 0 };
   private readonly lockFile: string;
   /** config replication.poll_interval_ms, or BURROW_POLL_INTERVAL_MS for this process (tests, tuning). */
@@ -111,7 +119,12 @@ export class BurrowNode {
     const r = this.capture.refresh();
     this.log.info('capture installed', { tables: this.capture.tables().length, added: r.added.join(',') || undefined, backfilled: r.backfilled || undefined });
     this.stamper = new ChangeStamper(this.db, this.capture, this.hlc, this.router, node.id, config.cluster.name, config.replication);
-    this.applier = new Applier(this.db, this.capture, this.stamper, this.hlc, node.id, this.log);
+    this.applier = new Applier(this.db, this.capture, this.stamper, this.hlc, node.id, this.log, new Set(config.nodes.map((n) => n.id)));
+    this.db.onTrouble = (t, ended) => {
+      if (t) this.log.warn(t.kind === 'busy' ? 'database busy: another connection holds the write lock; the node waits and retries'
+        : 'database write failed (disk full or I/O error); everything is kept, the node retries', { file: node.db });
+      if (ended) this.log.info(`database writable again after ${Date.now() - ended.sinceMs} ms`, { kind: ended.kind, failedWrites: ended.errors });
+    };
     this.outbox = new SqliteOutbox(this.db);
     this.httpServer = await startHttp(node.http, {
       status: () => this.status(),
@@ -177,7 +190,7 @@ export class BurrowNode {
         await this.link.waitForJetStream(Date.now() + 10_000, () => this.phase !== 'connecting');
         await this.link.ensureStreamsAndConsumers({
           cluster: this.config.cluster.name, shards: this.config.cluster.shards, replicas: this.config.cluster.replicas,
-          streamBytesMax: this.config.cluster.streamBytesMax, nodeIds: this.config.nodes.map((n) => n.id),
+          streamBytesMax: this.config.cluster.streamBytesMax, nodeIds: this.config.nodes.map((n) => n.id), configFile: this.config.file,
         }, this.config.nodes.indexOf(this.node));
         if (this.phase !== 'connecting') return;
         const applied = new Map<number, number>();
@@ -206,6 +219,11 @@ export class BurrowNode {
         return;
       } catch (err) {
         this.noteError(`connecting to JetStream: ${errorMessage(err)}`);
+        if (err instanceof FatalSetupError) {
+          this.log.error(err.message);
+          this.fatalError?.(err);
+          return;
+        }
         if (this.inbound) {
           await this.inbound.stop().catch(() => {});
           this.inbound = null;
@@ -234,6 +252,7 @@ export class BurrowNode {
     if (!this.db.schemaChanged() && !this.schemaDirty) return;
     this.schemaDirty = true; // stays set until a refresh succeeds
     const r = this.capture.refresh();
+    this.applier.wakeWaiting(); // changes waiting for a table or column may apply now
     this.schemaDirty = false;
     this.db.schemaChanged(); // our own trigger DDL bumped it
     this.applier.resetStatements();
@@ -269,11 +288,22 @@ export class BurrowNode {
           this.publisher?.kick();
         }
       }
+      if (this.applier.waitingCount() > 0 && Date.now() - this.lastWaitingRetryMs >= 200) {
+        this.lastWaitingRetryMs = Date.now();
+        const w = this.applier.retryWaiting(false);
+        if (w.applied >= 500) again = true;
+      }
+      this.tailFailures = 0;
     } catch (err) {
+      // Busy database, disk full, …: the captured changes stay in the log; back off and retry.
       this.logBacklog = true;
+      this.schemaDirty = this.schemaDirty || this.db.schemaChanged();
+      this.tailFailures++;
       this.noteError(`capture: ${errorMessage(err)}`);
-      this.log.warn('stamping local changes failed; retrying', { error: errorMessage(err) });
-      this.scheduleTail(Math.max(50, this.pollIntervalMs));
+      if (this.tailFailures === 1 || this.tailFailures % 50 === 0) {
+        this.log.warn('stamping local changes failed; retrying', { error: errorMessage(err), failures: this.tailFailures });
+      }
+      this.scheduleTail(Math.min(1000, Math.max(50, this.pollIntervalMs) * 2 ** Math.min(this.tailFailures - 1, 5)));
       return;
     }
     // Safety net: whatever put batches in the outbox, they get published.
@@ -331,6 +361,14 @@ export class BurrowNode {
       doctor: this.doctor?.stats ?? null,
       holds: [...this.applier.holds.entries()].map(([origin, h]) => ({ origin, aheadMs: h.aheadMs, atMs: h.atMs })),
       deadLetters: dead,
+      deadLettersRecent: this.db.conn.open ? this.db.conn.prepare('SELECT id, at_ms AS atMs, origin, tbl AS "table", reason FROM __burrow_dead ORDER BY id DESC LIMIT 5').all() : [],
+      waiting: this.db.conn.open ? {
+        changes: this.applier.waitingCount(),
+        tables: this.db.conn.prepare('SELECT tbl AS "table", reason, count(*) AS changes, max(attempts) AS attempts, min(next_ms) AS nextRetryAtMs '
+          + 'FROM __burrow_waiting GROUP BY tbl, reason ORDER BY tbl LIMIT 20').all(),
+      } : null,
+      conflicts: this.db.conn.open ? Number(this.db.conn.prepare('SELECT count(*) FROM __burrow_conflicts').pluck().get() as bigint) : 0,
+      database: { trouble: this.db.trouble, busyTimeoutMs: this.config.sqlite.busyTimeoutMs },
       lastError: this.lastError,
     };
   }

@@ -4,7 +4,7 @@ import {
   type JetStreamClient, type JetStreamManager, type StreamConfig,
 } from '@nats-io/jetstream';
 import { consumerName, shardSubject, streamName } from '../shard/shard-router.ts';
-import { errorMessage } from '../util/errors.ts';
+import { errorMessage, StartupError } from '../util/errors.ts';
 import type { Logger } from '../util/log.ts';
 
 export interface StreamPlan {
@@ -14,6 +14,8 @@ export interface StreamPlan {
   readonly streamBytesMax: number;
   /** Every node of the cluster gets a durable consumer on every shard (created by whoever comes first). */
   readonly nodeIds: readonly string[];
+  /** The config file (for error messages). */
+  readonly configFile: string;
 }
 
 /** Consumer settings, spelled out (never library defaults). */
@@ -28,9 +30,15 @@ export const duplicateWindowMs = 120_000;
 /** How long one attempt to create the streams and consumers may take before the caller retries it. */
 const ensureTimeoutMs = 60_000;
 
-/** A setup problem that retrying cannot fix (e.g. a stream with another layout). */
-export class FatalSetupError extends Error {
+/** A setup problem that retrying cannot fix (e.g. a stream with another layout): the node stops, exit code 2. */
+export class FatalSetupError extends StartupError {
   override name = 'FatalSetupError';
+}
+
+/** The shard count a stream was created for, from its description ("… shard 3 of 16"). */
+export function shardsOfDescription(description: string | undefined): number | null {
+  const m = /shard \d+ of (\d+)$/.exec(description ?? '');
+  return m ? Number(m[1]) : null;
 }
 
 /**
@@ -87,6 +95,7 @@ export class NatsLink {
   streamConfig(plan: StreamPlan, shard: number): Partial<StreamConfig> & { name: string } {
     return {
       name: streamName(plan.cluster, shard),
+      description: `burrow cluster ${plan.cluster}: shard ${shard} of ${plan.shards}`,
       subjects: [shardSubject(plan.cluster, shard)],
       storage: StorageType.File,
       num_replicas: plan.replicas,
@@ -117,8 +126,9 @@ export class NatsLink {
     const prefix = `burrow_${plan.cluster}_`;
     const extra = names.filter((n) => n.startsWith(prefix) && Number(n.slice(prefix.length)) >= plan.shards);
     if (extra.length > 0) {
-      throw new Error(`NATS has streams ${extra.join(', ')} beyond cluster.shards = ${plan.shards}: the shard count `
-        + 'must not change on a running cluster (set cluster.shards back, or start a new cluster name)');
+      throw new FatalSetupError(`${plan.configFile}: cluster.shards = ${plan.shards}, but the running cluster "${plan.cluster}" has streams `
+        + `${extra.slice(0, 3).join(', ')}${extra.length > 3 ? ', …' : ''} beyond it: the shard count cannot change on a running cluster `
+        + '(set cluster.shards back, or start a new cluster name)');
     }
   }
 
@@ -142,6 +152,11 @@ export class NatsLink {
       if (!info) {
         await this.admin.streams.add(cfg);
         return;
+      }
+      const had = shardsOfDescription(info.config.description);
+      if (had !== null && had !== plan.shards) {
+        throw new FatalSetupError(`${plan.configFile}: cluster.shards = ${plan.shards}, but the running cluster "${plan.cluster}" has ${had} shards `
+          + `(stream ${cfg.name}): the shard count cannot change on a running cluster; set cluster.shards = ${had} (or start a new cluster name)`);
       }
       if (info.config.subjects?.join() !== cfg.subjects?.join()) {
         throw new FatalSetupError(`stream ${cfg.name} exists with subjects ${info.config.subjects?.join()} (expected ${cfg.subjects?.join()})`);

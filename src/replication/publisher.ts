@@ -59,6 +59,7 @@ export class Publisher {
   private running = false;
   private pumping = false;
   private flushScheduled = false;
+  private removeFailures = 0;
   private idleWaiters: (() => void)[] = [];
 
   constructor(
@@ -153,9 +154,21 @@ export class Publisher {
     try {
       this.source.remove(ids);
     } catch (err) {
-      // Not removed: they will be published again (deduplicated or harmless duplicates).
-      this.log.error('could not remove published batches from the outbox', { error: errorMessage(err) });
+      // Busy database or disk trouble: keep them in flight (not republished) and retry the removal.
+      this.removeFailures++;
+      if (this.removeFailures === 1 || this.removeFailures % 50 === 0) {
+        this.log.warn('could not remove published batches from the outbox; retrying', { batches: ids.length, error: errorMessage(err) });
+      }
+      this.acked.push(...ids);
+      if (this.running) {
+        setTimeout(() => this.flushAcked(), Math.min(1000, 25 * 2 ** Math.min(this.removeFailures, 6)));
+      } else {
+        for (const id of ids) this.release(id); // stopping: they stay in the outbox, republished (deduplicated) after restart
+        this.acked = [];
+      }
+      return;
     }
+    this.removeFailures = 0;
     for (const id of ids) this.release(id);
     this.stats.inFlight = this.inFlight.size;
     this.kick();

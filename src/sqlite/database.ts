@@ -8,6 +8,26 @@ import { internalSchemaSql } from './internal-schema.ts';
 export type Statement = BetterSqlite3.Statement<unknown[], unknown>;
 export type Connection = BetterSqlite3.Database;
 
+/** A problem the node's writes keep hitting, until a write succeeds again. */
+export interface DbTrouble {
+  readonly kind: 'busy' | 'io';
+  readonly sinceMs: number;
+  errors: number;
+  lastError: string;
+}
+
+/** Lock contention (another connection holds the write lock): wait and retry. */
+export function isBusyError(err: unknown): boolean {
+  const code = String((err as { code?: unknown })?.code ?? '');
+  return code.startsWith('SQLITE_BUSY') || code.startsWith('SQLITE_LOCKED');
+}
+
+/** Disk full or I/O trouble: keep everything, report, retry. */
+export function isIoError(err: unknown): boolean {
+  const code = String((err as { code?: unknown })?.code ?? '');
+  return code === 'SQLITE_FULL' || code.startsWith('SQLITE_IOERR') || code.startsWith('SQLITE_READONLY') || code === 'SQLITE_CANTOPEN';
+}
+
 export interface DatabaseOptions {
   readonly synchronous: Synchronous;
   readonly busyTimeoutMs: number;
@@ -24,6 +44,10 @@ export class Database {
   private readonly stmts = new Map<string, Statement>();
   private lastDataVersion: bigint;
   private lastSchemaVersion: bigint;
+  /** Current write trouble (busy / disk), cleared by the next successful write transaction. */
+  trouble: DbTrouble | null = null;
+  /** Called when trouble starts or ends (the node logs it). */
+  onTrouble: (t: DbTrouble | null, ended: DbTrouble | null) => void = () => {};
 
   private constructor(readonly file: string, readonly options: DatabaseOptions) {
     mkdirSync(path.dirname(file), { recursive: true });
@@ -63,16 +87,43 @@ export class Database {
     this.conn.exec(sql);
   }
 
-  /** BEGIN IMMEDIATE … COMMIT around fn; ROLLBACK if it throws. */
+  /**
+   * BEGIN IMMEDIATE … COMMIT around fn; ROLLBACK if it throws. A busy database (another
+   * connection holds the write lock longer than busy_timeout) or a disk/I-O error is recorded in
+   * `trouble` until a write transaction succeeds again; the caller retries later.
+   */
   writeTx<T>(fn: () => T): T {
     assert(!this.conn.inTransaction, 'nested write transaction');
-    this.conn.exec('BEGIN IMMEDIATE');
     try {
-      const result = fn();
-      this.conn.exec('COMMIT');
+      this.conn.exec('BEGIN IMMEDIATE');
+      let result: T;
+      try {
+        result = fn();
+        this.conn.exec('COMMIT');
+      } catch (err) {
+        if (this.conn.inTransaction) {
+          try {
+            this.conn.exec('ROLLBACK');
+          } catch { /* SQLite rolled back already (e.g. after SQLITE_FULL) */ }
+        }
+        throw err;
+      }
+      if (this.trouble) {
+        const ended = this.trouble;
+        this.trouble = null;
+        this.onTrouble(null, ended);
+      }
       return result;
     } catch (err) {
-      if (this.conn.inTransaction) this.conn.exec('ROLLBACK');
+      const kind = isBusyError(err) ? 'busy' : isIoError(err) ? 'io' : null;
+      if (kind) {
+        if (this.trouble?.kind !== kind) {
+          this.trouble = { kind, sinceMs: Date.now(), errors: 0, lastError: '' };
+          this.onTrouble(this.trouble, null);
+        }
+        this.trouble.errors++;
+        this.trouble.lastError = `${String((err as { code?: unknown }).code)}: ${(err as Error).message}`;
+      }
       throw err;
     }
   }

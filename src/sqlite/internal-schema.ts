@@ -14,7 +14,11 @@
  * __burrow_outbox  stamped, encoded batches waiting for their publish ack (one row = one
  *                  message, msg_id is the JetStream dedup id).
  * __burrow_applied per shard: highest stream sequence applied (status).
- * __burrow_dead    changes that could not be applied, with the reason (never silently lost).
+ * __burrow_dead    changes that can never be applied (CHECK, NOT NULL, malformed or foreign
+ *                  messages), with the reason and the message bytes (never silently lost).
+ * __burrow_waiting changes whose table or columns do not exist here yet (a migration not yet
+ *                  run on this node): retried with backoff and whenever the schema changes.
+ * __burrow_conflicts secondary UNIQUE conflicts resolved by (hlc, node): both rows, as JSON.
  * __burrow_meta    key/value facts: node id, cluster name, shard count, HLC high-water mark.
  */
 export const logKeyColumnsMax = 8;
@@ -69,6 +73,32 @@ CREATE TABLE IF NOT EXISTS __burrow_dead(
   hlc INTEGER,
   reason TEXT NOT NULL,
   change BLOB
+);
+CREATE TABLE IF NOT EXISTS __burrow_waiting(
+  id INTEGER PRIMARY KEY,
+  at_ms INTEGER NOT NULL,
+  next_ms INTEGER NOT NULL,
+  attempts INTEGER NOT NULL,
+  shard INTEGER,
+  stream_seq INTEGER,
+  origin TEXT NOT NULL,
+  tbl TEXT NOT NULL,
+  hlc INTEGER NOT NULL,
+  reason TEXT NOT NULL,
+  change BLOB NOT NULL
+);
+CREATE INDEX IF NOT EXISTS __burrow_waiting_next ON __burrow_waiting(next_ms, id);
+CREATE TABLE IF NOT EXISTS __burrow_conflicts(
+  id INTEGER PRIMARY KEY,
+  at_ms INTEGER NOT NULL,
+  tbl TEXT NOT NULL,
+  unique_columns TEXT NOT NULL,
+  winner_node TEXT NOT NULL,
+  winner_hlc INTEGER NOT NULL,
+  winner_row TEXT NOT NULL,
+  loser_node TEXT NOT NULL,
+  loser_hlc INTEGER NOT NULL,
+  loser_row TEXT NOT NULL
 );
 CREATE TABLE IF NOT EXISTS __burrow_meta(
   key TEXT PRIMARY KEY,

@@ -53,7 +53,7 @@ describe('valid config', () => {
     assert.equal(c.cluster.replicasConfigured, 3);
     assert.equal(c.cluster.hlcSkewMsMax, 60_000);
     assert.equal(c.cluster.streamBytesMax, 1024 ** 3);
-    assert.deepEqual(c.sqlite, { synchronous: 'NORMAL', busyTimeoutMs: 5000 });
+    assert.deepEqual(c.sqlite, { synchronous: 'NORMAL', busyTimeoutMs: 200 });
     assert.equal(c.replication.batchChangesMax, 2000);
     assert.equal(c.replication.applyMessagesMax, 256);
     assert.deepEqual(c.nats, { urls: null, binary: 'nats-server' });
