@@ -67,6 +67,8 @@ export interface ClusterOptions {
   readonly extraToml?: string;
   /** Per-node extra environment (e.g. BURROW_CLOCK_OFFSET_MS). */
   readonly env?: Record<string, Record<string, string>>;
+  /** Per-node database file somewhere else (e.g. on a small filesystem); the node's data folder stays in the test folder. */
+  readonly dbFile?: Record<string, string>;
 }
 
 export class TestCluster {
@@ -86,9 +88,11 @@ export class TestCluster {
     for (let i = 1; i <= n; i++) {
       const id = `n${i}`;
       const [client, route, http] = [await freePort(), await freePort(), await freePort()];
-      toml += `[[nodes]]\nid = "${id}"\ndb = "${id}/app.db"\nclient = "127.0.0.1:${client}"\nroute = "127.0.0.1:${route}"\nhttp = "127.0.0.1:${http}"\n\n`;
+      const dbFile = opts.dbFile?.[id];
+      const dbToml = dbFile ? `db = ${JSON.stringify(dbFile)}\ndata = "${id}"` : `db = "${id}/app.db"`;
+      toml += `[[nodes]]\nid = "${id}"\n${dbToml}\nclient = "127.0.0.1:${client}"\nroute = "127.0.0.1:${route}"\nhttp = "127.0.0.1:${http}"\n\n`;
       c.nodes.push({
-        id, db: path.join(dir, id, 'app.db'), dataDir: path.join(dir, id), http: `http://127.0.0.1:${http}`,
+        id, db: dbFile ?? path.join(dir, id, 'app.db'), dataDir: path.join(dir, id), http: `http://127.0.0.1:${http}`,
         natsUrl: `nats://127.0.0.1:${client}`, logFile: path.join(dir, `${id}.log`), proc: null, pid: null, env: opts.env?.[id] ?? {}, execArgv: [],
       });
     }
