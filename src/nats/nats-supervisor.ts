@@ -78,9 +78,23 @@ export class NatsSupervisor {
     return this.proc;
   }
 
-  /** Start (or adopt) the server, then watch it: if it dies, start a new one (with backoff). */
+  /**
+   * Start (or adopt) the server, then watch it: if it dies, start a new one (with backoff). A
+   * server killed by a signal while it starts is started again (bounded); one that exits on its
+   * own (bad config, port taken) is a startup error.
+   */
   async start(): Promise<NatsProcess> {
-    const p = await this.startOnce();
+    let p: NatsProcess;
+    for (let attempt = 1; ; attempt++) {
+      try {
+        p = await this.startOnce();
+        break;
+      } catch (err) {
+        if (!(err instanceof KilledAtStartError) || attempt >= killedAtStartRetries) throw err;
+        this.log.warn('nats-server was killed while starting; starting it again', { attempt, error: err.message });
+        await new Promise((r) => setTimeout(r, 250 * attempt));
+      }
+    }
     this.watchdog ??= setInterval(() => void this.check(), watchdogIntervalMs);
     return p;
   }
@@ -136,8 +150,10 @@ export class NatsSupervisor {
     const child = spawn(binary, ['-c', this.confFile], { detached: true, stdio: ['ignore', out, out] });
     closeSync(out);
     let exited: string | null = null;
+    let signalled = false;
     child.on('exit', (code, sig) => {
       exited = `exit code ${code ?? ''}${sig ?? ''}`;
+      signalled = sig !== null;
     });
     child.on('error', (err) => {
       exited = err.message;
@@ -145,6 +161,7 @@ export class NatsSupervisor {
     const deadline = Date.now() + startTimeoutMs;
     while (!(await canConnect(this.node.client!.host, this.node.client!.port, 500))) {
       if (exited !== null) {
+        if (signalled) throw new KilledAtStartError(`nats-server for node ${this.node.id} was killed while starting (${exited})`);
         throw new StartupError(`nats-server for node ${this.node.id} stopped at start (${exited}); see ${this.logFile}: ${tail(this.logFile)}`);
       }
       if (Date.now() > deadline) throw new StartupError(`nats-server for node ${this.node.id} did not listen within ${startTimeoutMs} ms; see ${this.logFile}`);
@@ -167,6 +184,13 @@ export class NatsSupervisor {
     this.log.info('nats-server stopped', { pid });
   }
 }
+
+/** The server was killed by a signal before it listened (not its own failure): worth another try. */
+class KilledAtStartError extends StartupError {
+  override name = 'KilledAtStartError';
+}
+
+const killedAtStartRetries = 5;
 
 function resolveBinary(bin: string): string | null {
   if (bin.includes('/')) return existsSync(bin) ? bin : null;

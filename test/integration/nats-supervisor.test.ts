@@ -1,0 +1,37 @@
+import { after, test } from 'node:test';
+import assert from 'node:assert/strict';
+import { chmodSync, existsSync, readFileSync, writeFileSync } from 'node:fs';
+import path from 'node:path';
+import { TestCluster } from '../helpers/cluster.ts';
+
+let c: TestCluster | null = null;
+after(async () => {
+  await c?.destroy();
+});
+
+/**
+ * Found by chaos seed 101: a nats-server SIGKILLed while it was still starting made `burrow
+ * start` exit (startup error) instead of starting the server again. The fake binary here kills
+ * itself the first time it runs, then runs the real nats-server.
+ */
+test('a nats-server killed while starting is started again; the node comes up', async () => {
+  const dir = path.join((await import('node:os')).tmpdir(), `burrow-killed-nats-${process.pid}`);
+  const marker = `${dir}.first-run-done`;
+  const script = `${dir}.sh`;
+  writeFileSync(script, `#!/bin/sh\nif [ ! -f "${marker}" ]; then touch "${marker}"; kill -9 $$; fi\nexec nats-server "$@"\n`);
+  chmodSync(script, 0o755);
+  try {
+    c = await TestCluster.create({ nodes: 1, replicas: 1, extraToml: `[nats]\nbinary = "${script}"\n` });
+    await c.start(60_000);
+    assert.ok(existsSync(marker), 'the first start was killed');
+    assert.match(readFileSync(c.node('n1').logFile, 'utf8'), /nats-server was killed while starting; starting it again/);
+    c.db('n1').exec('CREATE TABLE t(id INTEGER PRIMARY KEY)');
+    assert.equal((await c.status('n1')).nats.restarts, 0);
+  } finally {
+    for (const f of [marker, script]) {
+      try {
+        (await import('node:fs')).rmSync(f);
+      } catch { /* gone */ }
+    }
+  }
+});
