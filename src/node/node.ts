@@ -10,6 +10,7 @@ import { checksumTables, type TableChecksum } from '../capture/checksum.ts';
 import { SqliteOutbox } from '../capture/outbox.ts';
 import { SystemClock, type Clock } from '../clock/clock.ts';
 import { Hlc, hlcFormat } from '../clock/hlc.ts';
+import { decodeBatch, encodeBatch } from '../codec/batch-codec.ts';
 import { nodeById, type Config, type NodeConfig } from '../config/config.ts';
 import { NatsSupervisor, pidAlive } from '../nats/nats-supervisor.ts';
 import { Inbound } from '../replication/inbound.ts';
@@ -32,6 +33,9 @@ export interface NodeOptions {
 const shardDoctorIntervalMs = 5_000;
 const shardStuckMs = 30_000;
 const shardNudgeIntervalMs = 60_000;
+
+/** A shard whose publishes fail this long sends its batches through another shard's stream (publisher.ts). */
+const shardDetourAfterMs = 10_000;
 
 /** How often the tailer kicks the publisher even without local commits. */
 const publisherKickIntervalMs = 500;
@@ -207,6 +211,8 @@ export class BurrowNode {
           shards: this.config.cluster.shards, inFlightMax: this.config.replication.publishInFlightMax,
           inFlightPerShardMax: Math.max(2, Math.ceil((2 * this.config.replication.publishInFlightMax) / this.config.cluster.shards)),
           timeoutMs: this.config.replication.publishTimeoutMs, retryDelayMsMin: 50, retryDelayMsMax: 1000,
+          detourAfterMs: shardDetourAfterMs, detourProbeMs: 2000,
+          reshard: (payload, shard) => encodeBatch({ ...decodeBatch(payload), s: shard }),
         }, this.log);
         this.publisher.start();
         this.doctor = new ShardDoctor(this.config.cluster.name, this.node.id, this.link, this.publisher, this.inbound,

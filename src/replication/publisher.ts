@@ -29,6 +29,16 @@ export interface PublisherLimits {
   readonly timeoutMs: number;
   readonly retryDelayMsMin: number;
   readonly retryDelayMsMax: number;
+  /**
+   * A shard whose publishes have failed this long sends its batches through another shard's
+   * stream (0: never). LWW apply does not depend on which stream carries a change, so a stream
+   * JetStream cannot recover for minutes does not hold the shard's changes back. The home shard
+   * is probed with one publish every `detourProbeMs`; once it succeeds, batches go home again.
+   */
+  readonly detourAfterMs?: number;
+  readonly detourProbeMs?: number;
+  /** Re-address an encoded batch to another shard (its payload names its shard). */
+  readonly reshard?: (payload: Uint8Array, shard: number) => Uint8Array;
 }
 
 export interface PublisherStats {
@@ -36,6 +46,8 @@ export interface PublisherStats {
   changesPublished: number;
   duplicates: number;
   retries: number;
+  /** Batches published through another shard's stream because their own was stuck. */
+  detoured: number;
   inFlight: number;
   lastError: string | null;
   lastErrorAtMs: number | null;
@@ -48,7 +60,7 @@ export interface PublisherStats {
  * only after its ack; on any error it stays and is retried with backoff — never dropped.
  */
 export class Publisher {
-  readonly stats: PublisherStats = { published: 0, changesPublished: 0, duplicates: 0, retries: 0, inFlight: 0, lastError: null, lastErrorAtMs: null };
+  readonly stats: PublisherStats = { published: 0, changesPublished: 0, duplicates: 0, retries: 0, detoured: 0, inFlight: 0, lastError: null, lastErrorAtMs: null };
   private readonly inFlight = new Set<number>();
   private readonly inFlightShard = new Map<number, number>();
   private readonly perShard: number[] = [];
@@ -56,6 +68,7 @@ export class Publisher {
   /** Per shard: when its current streak of failed publishes began (absent: no failure since the last success). */
   private readonly failingSince = new Map<number, number>();
   private acked: number[] = [];
+  private readonly lastProbeMs = new Map<number, number>();
   private running = false;
   private pumping = false;
   private flushScheduled = false;
@@ -105,26 +118,51 @@ export class Publisher {
     this.notifyIdle();
   }
 
+  /** The shard whose stream carries `home`'s next publish: home, or a detour while home is stuck. */
+  private target(home: number): number {
+    const after = this.limits.detourAfterMs ?? 0;
+    const since = this.failingSince.get(home);
+    if (after <= 0 || !this.limits.reshard || since === undefined || Date.now() - since < after) return home;
+    const now = Date.now();
+    if (now - (this.lastProbeMs.get(home) ?? 0) >= (this.limits.detourProbeMs ?? 2000)) {
+      this.lastProbeMs.set(home, now);
+      return home;
+    }
+    for (let k = 1; k < this.limits.shards; k++) {
+      const h = (home + k) % this.limits.shards;
+      if (!this.failingSince.has(h)) return h;
+    }
+    return home;
+  }
+
   private async send(b: OutboxBatch, attempt: number): Promise<void> {
     for (;;) {
+      const to = this.target(b.shard);
       try {
-        const ack = await this.js.publish(this.subjectOf(b.shard), b.payload, { msgID: b.msgId, timeout: this.limits.timeoutMs });
+        const payload = to === b.shard ? b.payload : this.limits.reshard!(b.payload, to);
+        const ack = await this.js.publish(this.subjectOf(to), payload, { msgID: b.msgId, timeout: this.limits.timeoutMs });
         this.stats.published++;
         this.stats.changesPublished += b.changes;
-        this.failingSince.delete(b.shard);
+        this.failingSince.delete(to);
+        if (to !== b.shard) {
+          this.stats.detoured++;
+          if (this.stats.detoured === 1 || this.stats.detoured % 100 === 0) {
+            this.log.warn('shard stream stuck; batch published through another shard', { shard: b.shard, via: to, detoured: this.stats.detoured });
+          }
+        }
         if (ack.duplicate) this.stats.duplicates++;
-        if (attempt > 0) this.log.info('publish succeeded after retries', { shard: b.shard, msgId: b.msgId, attempts: attempt + 1 });
+        if (attempt > 0) this.log.info('publish succeeded after retries', { shard: b.shard, via: to === b.shard ? undefined : to, msgId: b.msgId, attempts: attempt + 1 });
         this.acked.push(b.id);
         this.scheduleFlush();
         return;
       } catch (err) {
         attempt++;
         this.stats.retries++;
-        if (!this.failingSince.has(b.shard)) this.failingSince.set(b.shard, Date.now());
+        if (!this.failingSince.has(to)) this.failingSince.set(to, Date.now());
         this.stats.lastError = `${(err as Error).name ?? 'Error'}: ${errorMessage(err)}`;
         this.stats.lastErrorAtMs = Date.now();
         if (attempt === 1 || attempt % 20 === 0) {
-          this.log.warn('publish failed; will retry with the same msgID', { shard: b.shard, msgId: b.msgId, attempt, error: this.stats.lastError });
+          this.log.warn('publish failed; will retry with the same msgID', { shard: b.shard, via: to === b.shard ? undefined : to, msgId: b.msgId, attempt, error: this.stats.lastError });
         }
         if (!this.running) {
           this.release(b.id); // stays in the outbox; published after restart
@@ -133,6 +171,8 @@ export class Publisher {
           return;
         }
         const delay = Math.min(this.limits.retryDelayMsMax, this.limits.retryDelayMsMin * 2 ** Math.min(attempt - 1, 10));
+        // A batch that can take a detour now does not wait out the backoff.
+        if (this.target(b.shard) !== to && to === b.shard) continue;
         await new Promise((r) => setTimeout(r, delay * (0.75 + Math.random() * 0.5)));
       }
     }

@@ -88,3 +88,43 @@ test('a batch leaves the outbox only after its ack', async () => {
     p.stop();
   }
 });
+
+test('a shard stuck longer than detourAfterMs publishes through another shard (re-addressed), and goes home once its stream answers', async () => {
+  const outbox = new MemoryOutbox();
+  let id = 0;
+  for (let i = 0; i < 6; i++) outbox.batches.push({ id: ++id, shard: 0, msgId: `m${id}`, changes: 1, payload: new Uint8Array([0]) });
+  const calls: { subject: string; msgID: string }[] = [];
+  const payloads: { subject: string; payload: number }[] = [];
+  const stalled = new Set(['s.0']);
+  const inner = fakeJs(stalled, calls);
+  const js = {
+    publish: (subject: string, payload: Uint8Array, opts: { msgID: string }) => {
+      payloads.push({ subject, payload: payload[0]! });
+      return inner.publish(subject, payload, opts);
+    },
+  } as unknown as JetStreamClient;
+  const p = new Publisher(js, outbox, (s) => `s.${s}`, {
+    shards: 3, inFlightMax: 4, inFlightPerShardMax: 2, timeoutMs: 5, retryDelayMsMin: 1, retryDelayMsMax: 5,
+    detourAfterMs: 30, detourProbeMs: 10, reshard: (_payload, shard) => new Uint8Array([shard]),
+  }, silentLogger);
+  p.start();
+  try {
+    await until('every batch published', () => outbox.batches.length === 0);
+    assert.equal(p.stats.detoured, 6);
+    const detours = payloads.filter((x) => x.subject !== 's.0');
+    assert.ok(detours.length >= 6);
+    for (const d of detours) assert.equal(`s.${d.payload}`, d.subject, 'the payload is re-addressed to the shard that carries it');
+    assert.deepEqual(new Set(calls.filter((c) => c.subject !== 's.0').map((c) => c.msgID)), new Set(['m1', 'm2', 'm3', 'm4', 'm5', 'm6']));
+    assert.deepEqual(p.stuckShards(0), [0], 'the home shard still counts as stuck (the doctor keeps nudging it)');
+    // The home stream answers again: the next batches go home.
+    stalled.clear();
+    await new Promise((r) => setTimeout(r, 15)); // past the probe interval
+    outbox.batches.push({ id: 99, shard: 0, msgId: 'm99', changes: 1, payload: new Uint8Array([0]) });
+    p.kick();
+    await until('published', () => outbox.batches.length === 0);
+    assert.equal(calls.at(-1)!.subject, 's.0');
+    assert.deepEqual(p.stuckShards(0), [], 'the probe succeeded: home again');
+  } finally {
+    p.stop();
+  }
+});
