@@ -9,6 +9,7 @@ import type { ChangeStamper } from '../capture/change-stamper.ts';
 import { assert } from '../util/assert.ts';
 import type { Logger } from '../util/log.ts';
 import { lwwWins } from './lww.ts';
+import type { GapTracker } from '../replication/gaps.ts';
 
 /** One message fetched from a shard stream. */
 export interface InboundMessage {
@@ -95,6 +96,8 @@ export class Applier {
     private readonly log: Logger,
     /** Node ids of the cluster: messages from any other origin are rejected. */
     private readonly members: ReadonlySet<string>,
+    /** Batch-number tracking per origin (gaps.ts); contiguous values are saved in the apply transaction. */
+    private readonly gaps: GapTracker | null = null,
   ) {
     this.waiting = Number(this.db.prepare('SELECT count(*) FROM __burrow_waiting').pluck().get() as bigint);
   }
@@ -228,7 +231,16 @@ export class Applier {
       if (typeof local === 'string') this.park(m, batch, c, wt, local);
       else this.applyChange(m, batch, c, wt, local);
     }
+    if (batch.n !== undefined && this.gaps) {
+      const moved = this.gaps.noteApplied(batch.o, batch.n);
+      if (moved !== null) this.saveContiguous(batch.o, moved);
+    }
     return { kind: 'applied' };
+  }
+
+  saveContiguous(origin: string, contiguous: number): void {
+    this.db.prepare('INSERT INTO __burrow_received(origin, contiguous) VALUES (?, ?) ON CONFLICT(origin) DO UPDATE SET contiguous = excluded.contiguous')
+      .run(origin, BigInt(contiguous));
   }
 
   /** LWW-apply one change to an existing local table; a change that cannot apply is dead-lettered. */

@@ -111,13 +111,18 @@ export class ChangeStamper {
     }
     out.push(...batches.values());
 
-    const insertOutbox = this.db.prepare('INSERT INTO __burrow_outbox(shard, msg_id, changes, payload) VALUES (?, ?, ?, ?)');
+    const insertOutbox = this.db.prepare('INSERT INTO __burrow_outbox(shard, msg_id, changes, payload, bseq) VALUES (?, ?, ?, ?, ?)');
+    let bseq = Number((this.db.prepare("SELECT value FROM __burrow_meta WHERE key = 'bseq'").pluck().get() as bigint | undefined) ?? 0n);
     for (const b of out) {
       const first = b.changes[0];
       assert(first, 'empty batch');
-      const payload = encodeBatch({ v: batchVersion, o: this.nodeId, s: b.shard, tables: b.tables, changes: b.changes });
+      bseq++;
+      const payload = encodeBatch({ v: batchVersion, o: this.nodeId, s: b.shard, n: bseq, tables: b.tables, changes: b.changes });
       // HLC timestamps of one node are unique, so the first change's stamp names the batch for ever.
-      insertOutbox.run(b.shard, `${this.clusterName}.${this.nodeId}.${first.h}`, b.changes.length, payload);
+      insertOutbox.run(b.shard, `${this.clusterName}.${this.nodeId}.${first.h}`, b.changes.length, payload, bseq);
+    }
+    if (out.length > 0) {
+      this.db.prepare("INSERT INTO __burrow_meta(key, value) VALUES ('bseq', ?) ON CONFLICT(key) DO UPDATE SET value = excluded.value").run(BigInt(bseq));
     }
     this.db.prepare('DELETE FROM __burrow_log WHERE seq <= ?').run(maxSeq);
     this.db.prepare("INSERT INTO __burrow_meta(key, value) VALUES ('hlc', ?) ON CONFLICT(key) DO UPDATE SET value = excluded.value")

@@ -27,11 +27,55 @@ export class SqliteOutbox {
     return out;
   }
 
+  /** Acknowledged batches leave the outbox for the sent log (kept a while for receivers that find gaps). */
   remove(ids: readonly number[]): void {
+    const keep = this.db.prepare('INSERT OR IGNORE INTO __burrow_sent(bseq, shard, at_ms, payload) '
+      + 'SELECT bseq, shard, ?, payload FROM __burrow_outbox WHERE id = ? AND bseq IS NOT NULL');
     const del = this.db.prepare('DELETE FROM __burrow_outbox WHERE id = ?');
+    const now = BigInt(Date.now());
     this.db.writeTx(() => {
-      for (const id of ids) del.run(BigInt(id));
+      for (const id of ids) {
+        keep.run(now, BigInt(id));
+        del.run(BigInt(id));
+      }
     });
+  }
+
+  /** Bound the sent log: drop batches older than `retainMs`, and all but the newest `countMax`. */
+  pruneSent(retainMs: number, countMax: number): number {
+    return this.db.writeTx(() => {
+      const a = this.db.prepare('DELETE FROM __burrow_sent WHERE at_ms < ?').run(BigInt(Date.now() - retainMs)).changes;
+      const b = this.db.prepare('DELETE FROM __burrow_sent WHERE bseq <= (SELECT max(bseq) FROM __burrow_sent) - ?').run(BigInt(countMax)).changes;
+      return a + b;
+    });
+  }
+
+  /** Sent batches by number, up to about `bytesMax` (at least one); numbers no longer kept are `gone`. */
+  sentBatches(want: readonly number[], bytesMax: number): { batches: Buffer[]; gone: number[] } {
+    const get = this.db.prepare('SELECT payload FROM __burrow_sent WHERE bseq = ?').pluck();
+    const batches: Buffer[] = [];
+    const gone: number[] = [];
+    let bytes = 0;
+    for (const n of want) {
+      const p = get.get(BigInt(n)) as Buffer | undefined;
+      if (!p) {
+        // Not sent yet (still in the outbox: it will arrive through JetStream) or no longer kept.
+        const queued = this.db.prepare('SELECT 1 FROM __burrow_outbox WHERE bseq = ?').pluck().get(BigInt(n)) !== undefined;
+        if (!queued) gone.push(n);
+        continue;
+      }
+      if (batches.length > 0 && bytes + p.length > bytesMax) break;
+      batches.push(p);
+      bytes += p.length;
+    }
+    return { batches, gone };
+  }
+
+  /** Every batch numbered up to this was acknowledged by JetStream (receivers should have it). */
+  publishedUpto(): number {
+    const minQueued = this.db.prepare('SELECT min(bseq) FROM __burrow_outbox').pluck().get() as bigint | null;
+    if (minQueued !== null) return Number(minQueued) - 1;
+    return Number((this.db.prepare("SELECT value FROM __burrow_meta WHERE key = 'bseq'").pluck().get() as bigint | undefined) ?? 0n);
   }
 
   counts(): { batches: number; changes: number } {

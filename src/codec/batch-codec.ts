@@ -34,6 +34,12 @@ export interface WireBatch {
   /** Origin node id. */
   readonly o: string;
   readonly s: number;
+  /**
+   * The origin's batch number (1, 2, 3 … over all its shards, in stamp order); receivers track
+   * which numbers they applied and ask the origin directly for any JetStream lost (gaps.ts).
+   * Absent in batches written before burrow tracked them.
+   */
+  readonly n?: number;
   readonly tables: readonly WireTable[];
   readonly changes: readonly WireChange[];
 }
@@ -65,6 +71,7 @@ export function decodeBatch(data: Uint8Array): WireBatch {
   if (o.v !== batchVersion) throw new MalformedBatchError(`unsupported batch version ${String(o.v)} (this node speaks ${batchVersion})`);
   if (!isStr(o.o)) throw new MalformedBatchError('missing origin node id');
   if (typeof o.s !== 'number' || !Number.isInteger(o.s) || o.s < 0) throw new MalformedBatchError('missing shard');
+  if (o.n !== undefined && (typeof o.n !== 'number' || !Number.isSafeInteger(o.n) || o.n < 1)) throw new MalformedBatchError('bad batch number');
   if (!Array.isArray(o.tables)) throw new MalformedBatchError('missing tables');
   if (!Array.isArray(o.changes)) throw new MalformedBatchError('missing changes');
   for (const [i, t] of (o.tables as unknown[]).entries()) {

@@ -15,6 +15,8 @@ import { nodeById, type Config, type NodeConfig } from '../config/config.ts';
 import { NatsSupervisor, pidAlive } from '../nats/nats-supervisor.ts';
 import { Inbound } from '../replication/inbound.ts';
 import { ShardDoctor } from './doctor.ts';
+import { GapTracker } from '../replication/gaps.ts';
+import { GapRepair } from '../replication/repair.ts';
 import { consumerAckWaitMs, FatalSetupError, NatsLink, sleep } from '../replication/nats-link.ts';
 import { Publisher } from '../replication/publisher.ts';
 import { ShardRouter, shardSubject, streamName } from '../shard/shard-router.ts';
@@ -34,11 +36,24 @@ const shardDoctorIntervalMs = 5_000;
 const shardStuckMs = 30_000;
 const shardNudgeIntervalMs = 60_000;
 
+/** Heartbeat period; a batch number missing this long without progress is fetched from its origin (repair.ts). */
+const repairHeartbeatMs = 2_000;
+const repairGapMs = 20_000;
+/** The sent log keeps published batches this long, and at most this many (outbox.ts). */
+const sentRetainMs = 15 * 60_000;
+const sentCountMax = 200_000;
+
 /** A shard whose publishes fail this long sends its batches through another shard's stream (publisher.ts). */
 const shardDetourAfterMs = 10_000;
 
 /** How often the tailer kicks the publisher even without local commits. */
 const publisherKickIntervalMs = 500;
+
+/** A positive integer from the environment (tests and tuning), or null. */
+function envInt(name: string): number | null {
+  const v = Number(process.env[name]);
+  return Number.isInteger(v) && v >= 1 ? v : null;
+}
 
 export type Phase = 'starting' | 'connecting' | 'running' | 'stopping' | 'stopped';
 
@@ -72,6 +87,10 @@ export class BurrowNode {
   private lastKickMs = 0;
   private doctorTimer: NodeJS.Timeout | null = null;
   private doctor: ShardDoctor | null = null;
+  private gaps!: GapTracker;
+  private repair: GapRepair | null = null;
+  private repairTimer: NodeJS.Timeout | null = null;
+  private lastSentPruneMs = 0;
   private lastError: { message: string; atMs: number } | null = null;
   /** Consecutive failed tail passes (backoff and log rate). */
   private tailFailures = 0;
@@ -123,7 +142,10 @@ export class BurrowNode {
     const r = this.capture.refresh();
     this.log.info('capture installed', { tables: this.capture.tables().length, added: r.added.join(',') || undefined, backfilled: r.backfilled || undefined });
     this.stamper = new ChangeStamper(this.db, this.capture, this.hlc, this.router, node.id, config.cluster.name, config.replication);
-    this.applier = new Applier(this.db, this.capture, this.stamper, this.hlc, node.id, this.log, new Set(config.nodes.map((n) => n.id)));
+    const received = new Map<string, number>();
+    for (const [o, c] of this.db.conn.prepare('SELECT origin, contiguous FROM __burrow_received').raw(true).all() as [string, bigint][]) received.set(o, Number(c));
+    this.gaps = new GapTracker(received);
+    this.applier = new Applier(this.db, this.capture, this.stamper, this.hlc, node.id, this.log, new Set(config.nodes.map((n) => n.id)), this.gaps);
     this.db.onTrouble = (t, ended) => {
       if (t) this.log.warn(t.kind === 'busy' ? 'database busy: another connection holds the write lock; the node waits and retries'
         : 'database write failed (disk full or I/O error); everything is kept, the node retries', { file: node.db });
@@ -215,6 +237,16 @@ export class BurrowNode {
           reshard: (payload, shard) => encodeBatch({ ...decodeBatch(payload), s: shard }),
         }, this.log);
         this.publisher.start();
+        this.repair = new GapRepair(this.link.nc, this.config.cluster.name, this.node.id, new Set(this.config.nodes.map((n) => n.id)), this.gaps, {
+          publishedUpto: () => this.outbox.publishedUpto(),
+          sentBatches: (want, bytesMax) => this.outbox.sentBatches(want, bytesMax),
+          apply: (msgs) => this.applyMessages(msgs),
+          busy: () => (this.inbound?.queued() ?? 0) > 0,
+        }, { heartbeatMs: repairHeartbeatMs, gapMs: envInt('BURROW_REPAIR_GAP_MS') ?? repairGapMs, requestNumbersMax: 500, replyBytesMax: 900 * 1024 }, this.log);
+        this.repair.start();
+        this.repairTimer = setInterval(() => {
+          if (this.phase === 'running') void this.repair?.tick().catch((err) => this.log.warn('gap repair failed', { error: errorMessage(err) }));
+        }, repairHeartbeatMs);
         this.doctor = new ShardDoctor(this.config.cluster.name, this.node.id, this.link, this.publisher, this.inbound,
           { stuckMs: shardStuckMs, nudgeIntervalMs: shardNudgeIntervalMs }, this.log);
         this.doctorTimer = setInterval(() => {
@@ -294,6 +326,10 @@ export class BurrowNode {
           this.publisher?.kick();
         }
       }
+      if (Date.now() - this.lastSentPruneMs >= 10_000) {
+        this.lastSentPruneMs = Date.now();
+        this.outbox.pruneSent(sentRetainMs, sentCountMax);
+      }
       if (this.applier.waitingCount() > 0 && Date.now() - this.lastWaitingRetryMs >= 200) {
         this.lastWaitingRetryMs = Date.now();
         const w = this.applier.retryWaiting(false);
@@ -365,6 +401,7 @@ export class BurrowNode {
       publish: this.publisher ? { ...this.publisher.stats, stuckShards: this.publisher.stuckShards(shardStuckMs) } : null,
       apply: { ...this.applier.stats, inbound: this.inbound ? { ...this.inbound.stats, resubscribes: this.inbound.restarts } : null },
       doctor: this.doctor?.stats ?? null,
+      repair: this.repair ? { ...this.repair.stats, origins: this.gaps.snapshot() } : null,
       holds: [...this.applier.holds.entries()].map(([origin, h]) => ({ origin, aheadMs: h.aheadMs, atMs: h.atMs })),
       deadLetters: dead,
       deadLettersRecent: this.db.conn.open ? this.db.conn.prepare('SELECT id, at_ms AS atMs, origin, tbl AS "table", reason FROM __burrow_dead ORDER BY id DESC LIMIT 5').all() : [],
@@ -395,6 +432,8 @@ export class BurrowNode {
     this.phase = 'stopping';
     if (this.tailTimer) clearTimeout(this.tailTimer);
     if (this.doctorTimer) clearInterval(this.doctorTimer);
+    if (this.repairTimer) clearInterval(this.repairTimer);
+    this.repair?.stop();
     await this.connectTask?.catch(() => {});
     await this.inbound?.stop().catch(() => {});
     if (this.db?.conn.open) {

@@ -60,6 +60,10 @@ export class Database {
     conn.pragma('foreign_keys = OFF');
     conn.pragma('recursive_triggers = OFF');
     conn.exec(internalSchemaSql);
+    // Databases from before batch numbers: add the column (NULL = not tracked).
+    if (!(conn.prepare('PRAGMA table_info(__burrow_outbox)').all() as { name: string }[]).some((c) => c.name === 'bseq')) {
+      conn.exec('ALTER TABLE __burrow_outbox ADD COLUMN bseq INTEGER');
+    }
     this.lastDataVersion = this.dataVersion();
     this.lastSchemaVersion = this.schemaVersion();
   }

@@ -13,6 +13,9 @@
  *                  (deleted = 1) keep deleted rows from being resurrected by older upserts.
  * __burrow_outbox  stamped, encoded batches waiting for their publish ack (one row = one
  *                  message, msg_id is the JetStream dedup id).
+ * __burrow_sent   published batches kept for a while (bounded), by batch number: a receiver
+ *                  that finds a number missing (JetStream lost it) asks this node for it.
+ * __burrow_received per origin node: every batch number up to `contiguous` is applied here.
  * __burrow_applied per shard: highest stream sequence applied (status).
  * __burrow_dead    changes that can never be applied (CHECK, NOT NULL, malformed or foreign
  *                  messages), with the reason and the message bytes (never silently lost).
@@ -55,9 +58,20 @@ CREATE TABLE IF NOT EXISTS __burrow_outbox(
   shard INTEGER NOT NULL,
   msg_id TEXT NOT NULL UNIQUE,
   changes INTEGER NOT NULL,
-  payload BLOB NOT NULL
+  payload BLOB NOT NULL,
+  bseq INTEGER
 );
 CREATE INDEX IF NOT EXISTS __burrow_outbox_shard ON __burrow_outbox(shard, id);
+CREATE TABLE IF NOT EXISTS __burrow_sent(
+  bseq INTEGER PRIMARY KEY,
+  shard INTEGER NOT NULL,
+  at_ms INTEGER NOT NULL,
+  payload BLOB NOT NULL
+);
+CREATE TABLE IF NOT EXISTS __burrow_received(
+  origin TEXT PRIMARY KEY,
+  contiguous INTEGER NOT NULL
+);
 CREATE TABLE IF NOT EXISTS __burrow_applied(
   shard INTEGER PRIMARY KEY,
   stream_seq INTEGER NOT NULL,

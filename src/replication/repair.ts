@@ -1,0 +1,150 @@
+import type { NatsConnection, Subscription } from '@nats-io/transport-node';
+import { pack, unpack } from 'msgpackr';
+import { decodeBatch } from '../codec/batch-codec.ts';
+import { errorMessage } from '../util/errors.ts';
+import type { Logger } from '../util/log.ts';
+import type { GapTracker } from './gaps.ts';
+import type { InboundMessage, InboundOutcome } from './inbound.ts';
+
+/** What repair needs from the node. */
+export interface RepairHost {
+  /** Every batch numbered up to this was acknowledged by JetStream. */
+  publishedUpto(): number;
+  /** Sent batches by number (about `bytesMax`), and the numbers no longer kept. */
+  sentBatches(want: readonly number[], bytesMax: number): { batches: Buffer[]; gone: number[] };
+  /** Apply batches (one transaction), as the consumers do. */
+  apply(msgs: readonly InboundMessage[]): readonly InboundOutcome[];
+  /** True while JetStream deliveries wait to be applied (then gaps are probably just lag). */
+  busy(): boolean;
+}
+
+export interface RepairLimits {
+  readonly heartbeatMs: number;
+  /** A number missing this long without progress is asked for. */
+  readonly gapMs: number;
+  /** Most numbers per request; most reply bytes. */
+  readonly requestNumbersMax: number;
+  readonly replyBytesMax: number;
+}
+
+export interface RepairStats {
+  heartbeatsSent: number;
+  requests: number;
+  requestFailures: number;
+  batchesRepaired: number;
+  /** Numbers an origin no longer had (lost beyond its sent-log retention): data may be missing here. */
+  lost: number;
+  lastLost: { origin: string; numbers: string; atMs: number } | null;
+  served: number;
+}
+
+/**
+ * Heartbeats and gap repair over core NATS (not JetStream, so it works while streams are stuck):
+ * every node announces how far JetStream acknowledged its batches (`burrow.<cluster>.hb`), answers
+ * requests for its sent batches (`burrow.<cluster>.replay.<node>`), and asks origins for numbers
+ * the GapTracker finds missing. Replayed batches go through the normal apply (idempotent LWW).
+ */
+export class GapRepair {
+  readonly stats: RepairStats = { heartbeatsSent: 0, requests: 0, requestFailures: 0, batchesRepaired: 0, lost: 0, lastLost: null, served: 0 };
+  private readonly subs: Subscription[] = [];
+  private hbTimer: NodeJS.Timeout | null = null;
+  private repairing = false;
+
+  constructor(
+    private readonly nc: NatsConnection,
+    private readonly cluster: string,
+    private readonly nodeId: string,
+    private readonly members: ReadonlySet<string>,
+    private readonly tracker: GapTracker,
+    private readonly host: RepairHost,
+    private readonly limits: RepairLimits,
+    private readonly log: Logger,
+  ) {}
+
+  start(): void {
+    const hb = this.nc.subscribe(`burrow.${this.cluster}.hb`, {
+      callback: (err, m) => {
+        if (err) return;
+        try {
+          const h = unpack(m.data) as { o?: unknown; u?: unknown };
+          if (typeof h.o !== 'string' || h.o === this.nodeId || !this.members.has(h.o) || typeof h.u !== 'number' || !Number.isSafeInteger(h.u)) return;
+          this.tracker.noteKnown(h.o, h.u);
+        } catch { /* not a heartbeat */ }
+      },
+    });
+    const replay = this.nc.subscribe(`burrow.${this.cluster}.replay.${this.nodeId}`, {
+      callback: (err, m) => {
+        if (err) return;
+        try {
+          const r = unpack(m.data) as { want?: unknown };
+          const want = Array.isArray(r.want) ? r.want.filter((n): n is number => Number.isSafeInteger(n)).slice(0, this.limits.requestNumbersMax) : [];
+          const { batches, gone } = this.host.sentBatches(want, this.limits.replyBytesMax);
+          this.stats.served += batches.length;
+          m.respond(pack({ b: batches, g: gone }));
+        } catch (e) {
+          this.log.warn('could not answer a replay request', { error: errorMessage(e) });
+        }
+      },
+    });
+    this.subs.push(hb, replay);
+    this.hbTimer = setInterval(() => this.heartbeat(), this.limits.heartbeatMs);
+  }
+
+  private heartbeat(): void {
+    if (this.nc.isClosed()) return;
+    try {
+      this.nc.publish(`burrow.${this.cluster}.hb`, pack({ o: this.nodeId, u: this.host.publishedUpto() }));
+      this.stats.heartbeatsSent++;
+    } catch { /* disconnected: next beat */ }
+  }
+
+  /** Ask origins for what is missing (called periodically by the node). */
+  async tick(): Promise<void> {
+    if (this.repairing || this.nc.isClosed() || this.host.busy()) return;
+    this.repairing = true;
+    try {
+      for (const req of this.tracker.due(this.limits.gapMs, this.limits.requestNumbersMax)) await this.repair(req.origin, req.missing);
+    } finally {
+      this.repairing = false;
+    }
+  }
+
+  private async repair(origin: string, missing: readonly number[]): Promise<void> {
+    this.stats.requests++;
+    let reply: { b?: unknown; g?: unknown };
+    try {
+      const m = await this.nc.request(`burrow.${this.cluster}.replay.${origin}`, pack({ want: missing }), { timeout: 5000 });
+      reply = unpack(m.data) as { b?: unknown; g?: unknown };
+    } catch (err) {
+      this.stats.requestFailures++;
+      this.log.warn('asking a node for batches missing here failed (retried later)', { origin, missing: missing.length, error: errorMessage(err) });
+      return;
+    }
+    const batches = Array.isArray(reply.b) ? reply.b.filter((x): x is Uint8Array => x instanceof Uint8Array) : [];
+    const msgs: InboundMessage[] = [];
+    for (const data of batches) {
+      try {
+        const b = decodeBatch(data);
+        if (b.o === origin) msgs.push({ shard: b.s, seq: 0, data });
+      } catch { /* the applier would dead-letter it; skip */ }
+    }
+    if (msgs.length > 0) {
+      this.host.apply(msgs);
+      this.stats.batchesRepaired += msgs.length;
+      this.log.warn('applied batches JetStream did not deliver, fetched from their origin', { origin, batches: msgs.length, asked: missing.length });
+    }
+    const gone = Array.isArray(reply.g) ? reply.g.filter((n): n is number => Number.isSafeInteger(n)) : [];
+    if (gone.length > 0) {
+      this.stats.lost += gone.length;
+      const numbers = gone.length > 5 ? `${gone.slice(0, 5).join(',')},… (${gone.length})` : gone.join(',');
+      this.stats.lastLost = { origin, numbers, atMs: Date.now() };
+      this.tracker.giveUp(origin, gone);
+      this.log.error('batches missing here are no longer kept by their origin: rows they changed may differ on this node', { origin, numbers });
+    }
+  }
+
+  stop(): void {
+    if (this.hbTimer) clearInterval(this.hbTimer);
+    for (const s of this.subs) s.unsubscribe();
+  }
+}
