@@ -7,6 +7,7 @@ import path from 'node:path';
 import { connect, type NatsConnection } from '@nats-io/transport-node';
 import { jetstream } from '@nats-io/jetstream';
 import { pack } from 'msgpackr';
+import BetterSqlite3 from 'better-sqlite3';
 import { TestCluster, freePort, repoRoot } from '../helpers/cluster.ts';
 import { batchVersion, encodeBatch } from '../../src/codec/batch-codec.ts';
 import { encodeValues } from '../../src/codec/value-codec.ts';
@@ -33,22 +34,18 @@ describe('hardening (3-node cluster)', () => {
     await c?.destroy();
   });
 
-  const pause = (id: string) => process.kill(c.node(id).pid!, 'SIGSTOP');
-  const resume = (id: string) => process.kill(c.node(id).pid!, 'SIGCONT');
-
   test('secondary UNIQUE conflict: the (hlc, node) winner keeps the value everywhere, losers land in __burrow_conflicts, the shard keeps flowing', async () => {
     c.execAll('CREATE TABLE users(id INTEGER PRIMARY KEY, email TEXT NOT NULL UNIQUE, name TEXT)');
-    // n2 and n3 are paused so all three inserts commit locally before any of them is seen elsewhere.
-    pause('n2');
-    pause('n3');
-    try {
-      c.db('n1').prepare('INSERT INTO users VALUES (1, ?, ?)').run('x@example.com', 'one on n1');
-      c.db('n2').prepare('INSERT INTO users VALUES (2, ?, ?)').run('x@example.com', 'two on n2');
-      c.db('n3').prepare('INSERT INTO users VALUES (3, ?, ?)').run('x@example.com', 'three on n3');
-    } finally {
-      resume('n2');
-      resume('n3');
-    }
+    await c.waitFor('every node captures users', async () => (await Promise.all(c.nodes.map((n) => c.status(n.id))))
+      .every((st) => st?.capture?.tables?.includes('users')));
+    // n2 and n3 are stopped so all three inserts commit locally before any of them is seen elsewhere.
+    await Promise.all([c.stopNode('n2'), c.stopNode('n3')]);
+    c.db('n1').prepare('INSERT INTO users VALUES (1, ?, ?)').run('x@example.com', 'one on n1');
+    c.db('n2').prepare('INSERT INTO users VALUES (2, ?, ?)').run('x@example.com', 'two on n2');
+    c.db('n3').prepare('INSERT INTO users VALUES (3, ?, ?)').run('x@example.com', 'three on n3');
+    c.startNode('n2');
+    c.startNode('n3');
+    await c.waitReady();
     const rows = await c.waitConverged('SELECT id, email, name FROM users ORDER BY id') as { id: string }[];
     assert.equal(rows.length, 1, `one row keeps the unique value: ${JSON.stringify(rows)}`);
     // The survivor is the (hlc, node) maximum of the three writes; the others are tombstoned at their own clock.
@@ -327,8 +324,24 @@ describe('hardening: disk full', () => {
     const cl = c;
     cl.execAll('CREATE TABLE blobs(id INTEGER PRIMARY KEY, origin TEXT, data BLOB)');
     await cl.waitFor('n3 captures blobs', async () => (await cl.status('n3'))?.capture?.tables?.includes('blobs'));
-    // n3's node is paused while its application commits rows (captured into its log), then the disk fills.
-    process.kill(cl.node('n3').pid!, 'SIGSTOP');
+    // n3's node is paused (outside any transaction of its own) while its application commits rows
+    // (captured into its log), then the disk fills.
+    const probe = new BetterSqlite3(cl.node('n3').db, { timeout: 0 });
+    try {
+      for (let attempt = 1; ; attempt++) {
+        process.kill(cl.node('n3').pid!, 'SIGSTOP');
+        try {
+          probe.exec('BEGIN IMMEDIATE; ROLLBACK');
+          break;
+        } catch (err) {
+          process.kill(cl.node('n3').pid!, 'SIGCONT');
+          if (attempt >= 50) throw err;
+          await new Promise((r) => setTimeout(r, 20));
+        }
+      }
+    } finally {
+      probe.close();
+    }
     const filler = path.join(mnt, 'filler');
     try {
       const ins = cl.db('n3').prepare('INSERT INTO blobs VALUES (?, ?, ?)');
