@@ -45,25 +45,30 @@ export class Observer {
         max_messages: 512,
         expires: 5000, // notice a dead server within seconds (missed heartbeats), not 30 s
         callback: (m) => {
-          try {
-            const b = decodeBatch(m.data);
-            for (const ch of b.changes) {
-              const table = b.tables[ch.t]!;
-              let v: string | null = null;
-              if (ch.r) {
-                const row = decodeValues(ch.r);
-                v = row[table.c.indexOf('v')] as string;
-              }
-              o.changes.push({ t: table.n as ChaosTable, k: keyId(decodeValues(ch.k)), hlc: ch.h, node: b.o, deleted: ch.d === 1, v });
-            }
-          } catch {
-            o.malformed++;
-          }
+          o.record(m.data);
           m.ack();
         },
       }));
     }
     return o;
+  }
+
+  /** Record the changes of one published batch (from a stream, or from a node's sent log). */
+  record(data: Uint8Array): void {
+    try {
+      const b = decodeBatch(data);
+      for (const ch of b.changes) {
+        const table = b.tables[ch.t]!;
+        let v: string | null = null;
+        if (ch.r) {
+          const row = decodeValues(ch.r);
+          v = row[table.c.indexOf('v')] as string;
+        }
+        this.changes.push({ t: table.n as ChaosTable, k: keyId(decodeValues(ch.k)), hlc: ch.h, node: b.o, deleted: ch.d === 1, v });
+      }
+    } catch {
+      this.malformed++;
+    }
   }
 
   /** Messages not yet delivered to or acknowledged by the observer, over all shards. */

@@ -180,6 +180,17 @@ export async function runChaos(opts: ChaosOptions): Promise<ChaosResult> {
     // Check.
     const history = readHistory(c.dir);
     const finals = new Map(ids.map((id) => [id, readFinal(c, id)]));
+    // Published = acknowledged by JetStream at least once: what the observer read, plus each node's
+    // sent log (JetStream 2.9 can lose acknowledged messages after quorum kills; nodes repair those
+    // gaps from the sent logs, so the observer may never have seen them).
+    let fromSentLogs = 0;
+    for (const id of ids) {
+      for (const p of c.query<{ payload: Buffer }>(id, 'SELECT payload FROM __burrow_sent')) {
+        observer.record(p.payload);
+        fromSentLogs++;
+      }
+    }
+    note('check', `observer read ${observer.changes.length} changes; ${fromSentLogs} sent-log batches added`);
     const { violations, stats } = checkRun(history, observer.changes, finals);
     const all: Violation[] = [...violations];
     const sum = c.checksum();
@@ -192,7 +203,7 @@ export async function runChaos(opts: ChaosOptions): Promise<ChaosResult> {
     const drained = statuses.every((s) => s && s.pending.logRows === 0 && s.pending.outboxBatches === 0);
     if (!drained) all.push({ kind: 'lost-write', detail: `change logs not drained: ${JSON.stringify(statuses.map((s) => s?.pending))}` });
     const faultCounts: Record<string, number> = {};
-    for (const f of faults) if (!['workload', 'heal', 'healed', 'killed', 'waiting', 'skipped', 'converged', 'restart', 'not-converged'].includes(f.kind)) faultCounts[f.kind] = (faultCounts[f.kind] ?? 0) + 1;
+    for (const f of faults) if (!['workload', 'heal', 'healed', 'killed', 'waiting', 'skipped', 'converged', 'restart', 'not-converged', 'check'].includes(f.kind)) faultCounts[f.kind] = (faultCounts[f.kind] ?? 0) + 1;
     const result: ChaosResult = {
       ok: all.length === 0, seed: opts.seed, nodes: opts.nodes, durationS: opts.durationS, faults, faultCounts,
       writesCommitted: history.length, transactions: new Set(history.map((h) => `${h.node}/${h.w}/${h.tx}`)).size,
