@@ -9,7 +9,7 @@ import type { ChangeStamper } from '../capture/change-stamper.ts';
 import { assert } from '../util/assert.ts';
 import type { Logger } from '../util/log.ts';
 import { lwwWins } from './lww.ts';
-import type { GapTracker } from '../replication/gaps.ts';
+import type { GapTracker, NoteResult } from '../replication/gaps.ts';
 
 /** One message fetched from a shard stream. */
 export interface InboundMessage {
@@ -231,16 +231,18 @@ export class Applier {
       if (typeof local === 'string') this.park(m, batch, c, wt, local);
       else this.applyChange(m, batch, c, wt, local);
     }
-    if (batch.n !== undefined && this.gaps) {
-      const moved = this.gaps.noteApplied(batch.o, batch.n);
-      if (moved !== null) this.saveContiguous(batch.o, moved);
-    }
+    if (batch.n !== undefined && this.gaps) this.saveReceived(batch.o, batch.n, this.gaps.noteApplied(batch.o, batch.n));
     return { kind: 'applied' };
   }
 
-  saveContiguous(origin: string, contiguous: number): void {
-    this.db.prepare('INSERT INTO __burrow_received(origin, contiguous) VALUES (?, ?) ON CONFLICT(origin) DO UPDATE SET contiguous = excluded.contiguous')
-      .run(origin, BigInt(contiguous));
+  /** Persist batch-number tracking (in the caller's transaction). */
+  saveReceived(origin: string, n: number, r: NoteResult): void {
+    if (r.above) this.db.prepare('INSERT OR IGNORE INTO __burrow_received_above(origin, n) VALUES (?, ?)').run(origin, BigInt(n));
+    if (r.contiguous !== null) {
+      this.db.prepare('INSERT INTO __burrow_received(origin, contiguous) VALUES (?, ?) ON CONFLICT(origin) DO UPDATE SET contiguous = excluded.contiguous')
+        .run(origin, BigInt(r.contiguous));
+      this.db.prepare('DELETE FROM __burrow_received_above WHERE origin = ? AND n <= ?').run(origin, BigInt(r.contiguous));
+    }
   }
 
   /** LWW-apply one change to an existing local table; a change that cannot apply is dead-lettered. */

@@ -142,8 +142,15 @@ export class BurrowNode {
     const r = this.capture.refresh();
     this.log.info('capture installed', { tables: this.capture.tables().length, added: r.added.join(',') || undefined, backfilled: r.backfilled || undefined });
     this.stamper = new ChangeStamper(this.db, this.capture, this.hlc, this.router, node.id, config.cluster.name, config.replication);
-    const received = new Map<string, number>();
-    for (const [o, c] of this.db.conn.prepare('SELECT origin, contiguous FROM __burrow_received').raw(true).all() as [string, bigint][]) received.set(o, Number(c));
+    const received = new Map<string, { contiguous: number; above: number[] }>();
+    for (const [o, c] of this.db.conn.prepare('SELECT origin, contiguous FROM __burrow_received').raw(true).all() as [string, bigint][]) {
+      received.set(o, { contiguous: Number(c), above: [] });
+    }
+    for (const [o, n] of this.db.conn.prepare('SELECT origin, n FROM __burrow_received_above').raw(true).all() as [string, bigint][]) {
+      const r = received.get(o) ?? { contiguous: 0, above: [] };
+      r.above.push(Number(n));
+      received.set(o, r);
+    }
     this.gaps = new GapTracker(received);
     this.applier = new Applier(this.db, this.capture, this.stamper, this.hlc, node.id, this.log, new Set(config.nodes.map((n) => n.id)), this.gaps);
     this.db.onTrouble = (t, ended) => {
@@ -242,6 +249,9 @@ export class BurrowNode {
           sentBatches: (want, bytesMax) => this.outbox.sentBatches(want, bytesMax),
           apply: (msgs) => this.applyMessages(msgs),
           busy: () => (this.inbound?.queued() ?? 0) > 0,
+          settle: (origin, numbers) => this.db.writeTx(() => {
+            for (const [i, r] of this.gaps.giveUp(origin, numbers).entries()) this.applier.saveReceived(origin, numbers[i]!, r);
+          }),
         }, { heartbeatMs: repairHeartbeatMs, gapMs: envInt('BURROW_REPAIR_GAP_MS') ?? repairGapMs, requestNumbersMax: 500, replyBytesMax: 900 * 1024 }, this.log);
         this.repair.start();
         this.repairTimer = setInterval(() => {

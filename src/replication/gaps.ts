@@ -1,22 +1,24 @@
 /**
  * End-to-end completeness, independent of JetStream: every batch an origin node stamps carries a
  * number (1, 2, 3 …, over all its shards). A receiver tracks, per origin, the highest number up
- * to which it applied everything (`contiguous`), the numbers it applied beyond that, and the
- * highest number the origin says JetStream acknowledged (its heartbeat). A number still missing
- * after `gapMs` without progress is one JetStream lost (nats-server 2.9 can lose acknowledged
- * messages when a quorum of replicas is SIGKILLed at once) or still holds in a stuck stream; the
- * node then asks the origin for it directly (node.ts), which answers from its sent log.
+ * to which it applied everything (`contiguous`), the numbers it applied beyond that (`above`,
+ * persisted by the node so a restart does not forget them), and the highest number the origin
+ * says JetStream acknowledged (its heartbeat). A number that was already due `gapMs` ago — known
+ * from a heartbeat, or below a number applied that long ago — and is still missing is one
+ * JetStream lost (nats-server 2.9 can lose acknowledged messages when a quorum of replicas is
+ * SIGKILLed at once) or holds in a stuck stream; the node then asks the origin for it directly
+ * (repair.ts), which answers from its sent log. Numbers newer than `gapMs` are never asked for:
+ * they are normally just in flight.
  *
- * Pure logic; the node persists `contiguous` in the apply transaction.
+ * Pure logic; the node persists `contiguous` and `above` in the apply transaction.
  */
 interface OriginState {
   contiguous: number;
   readonly above: Set<number>;
   maxAbove: number;
   known: number;
-  /** When the origin was last seen making progress (or first found behind). */
-  progressAtMs: number;
-  lastRequestMs: number;
+  /** (time, highest number due then): one entry per snapshot, oldest first, bounded. */
+  readonly targets: { atMs: number; target: number }[];
 }
 
 export interface GapRequest {
@@ -24,71 +26,94 @@ export interface GapRequest {
   readonly missing: readonly number[];
 }
 
+export interface NoteResult {
+  /** New contiguous value when it moved (numbers up to it can be forgotten from `above`). */
+  readonly contiguous: number | null;
+  /** The number was applied out of order and is now in `above`. */
+  readonly above: boolean;
+}
+
+const targetsMax = 64;
+
 export class GapTracker {
   private readonly origins = new Map<string, OriginState>();
 
-  constructor(initial: ReadonlyMap<string, number>, private readonly now: () => number = Date.now) {
-    for (const [o, c] of initial) this.origins.set(o, this.fresh(c));
+  constructor(initial: ReadonlyMap<string, { contiguous: number; above: readonly number[] }>, private readonly now: () => number = Date.now) {
+    for (const [o, c] of initial) {
+      const st = this.fresh(c.contiguous);
+      for (const n of c.above) {
+        if (n <= st.contiguous) continue;
+        st.above.add(n);
+        if (n > st.maxAbove) st.maxAbove = n;
+      }
+      while (st.above.delete(st.contiguous + 1)) st.contiguous++;
+      this.origins.set(o, st);
+    }
   }
 
   private fresh(contiguous: number): OriginState {
-    return { contiguous, above: new Set(), maxAbove: contiguous, known: contiguous, progressAtMs: this.now(), lastRequestMs: 0 };
+    return { contiguous, above: new Set(), maxAbove: contiguous, known: contiguous, targets: [] };
   }
 
-  /** A batch from `origin` numbered `n` was applied; returns the new contiguous value when it moved. */
-  noteApplied(origin: string, n: number): number | null {
+  /** A batch from `origin` numbered `n` was applied. */
+  noteApplied(origin: string, n: number): NoteResult {
     let st = this.origins.get(origin);
     if (!st) {
       // First batch ever seen from this origin: what came before predates this replica.
       st = this.fresh(n - 1);
       this.origins.set(origin, st);
     }
-    if (n <= st.contiguous || st.above.has(n)) return null;
+    if (n <= st.contiguous || st.above.has(n)) return { contiguous: null, above: false };
+    if (n === st.contiguous + 1) {
+      st.contiguous = n;
+      while (st.above.delete(st.contiguous + 1)) st.contiguous++;
+      return { contiguous: st.contiguous, above: false };
+    }
     st.above.add(n);
     if (n > st.maxAbove) st.maxAbove = n;
-    const before = st.contiguous;
-    while (st.above.delete(st.contiguous + 1)) st.contiguous++;
-    if (st.contiguous === before) return null;
-    st.progressAtMs = this.now();
-    return st.contiguous;
+    return { contiguous: null, above: true };
   }
 
   /** The origin's heartbeat: JetStream acknowledged every batch of it up to `upto`. */
   noteKnown(origin: string, upto: number): void {
-    let st = this.origins.get(origin);
+    const st = this.origins.get(origin);
     if (!st) {
-      st = this.fresh(upto);
-      this.origins.set(origin, st);
+      this.origins.set(origin, this.fresh(upto));
       return;
     }
-    if (upto > st.known) {
-      if (st.known <= st.contiguous && st.maxAbove <= st.contiguous) st.progressAtMs = this.now(); // newly behind: start the clock
-      st.known = upto;
-    }
+    if (upto > st.known) st.known = upto;
   }
 
-  /** Origins with numbers missing for `gapMs` without progress (at most `max` numbers each), at most one request per `gapMs`. */
+  /**
+   * Record where each origin stands now (call periodically), and return, per origin, up to `max`
+   * numbers that were already due `gapMs` ago and are still missing.
+   */
   due(gapMs: number, max: number): GapRequest[] {
     const now = this.now();
     const out: GapRequest[] = [];
     for (const [origin, st] of this.origins) {
       const target = Math.max(st.known, st.maxAbove);
-      if (target <= st.contiguous) continue;
-      if (now - st.progressAtMs < gapMs || now - st.lastRequestMs < gapMs) continue;
+      if (st.targets.length === 0 || st.targets[st.targets.length - 1]!.target !== target) {
+        st.targets.push({ atMs: now, target });
+        if (st.targets.length > targetsMax) st.targets.shift();
+      }
+      let dueTarget = -1;
+      while (st.targets.length > 0 && now - st.targets[0]!.atMs >= gapMs) {
+        dueTarget = st.targets[0]!.target;
+        if (st.targets.length > 1 && now - st.targets[1]!.atMs >= gapMs) st.targets.shift();
+        else break;
+      }
+      if (dueTarget <= st.contiguous) continue;
       const missing: number[] = [];
-      for (let n = st.contiguous + 1; n <= target && missing.length < max; n++) if (!st.above.has(n)) missing.push(n);
-      if (missing.length === 0) continue;
-      st.lastRequestMs = now;
-      out.push({ origin, missing });
+      for (let n = st.contiguous + 1; n <= dueTarget && missing.length < max; n++) if (!st.above.has(n)) missing.push(n);
+      if (missing.length > 0) out.push({ origin, missing });
     }
     return out;
   }
 
-  /** Numbers the origin no longer has: counted as settled so tracking goes on (reported by the node). */
-  giveUp(origin: string, numbers: readonly number[]): number | null {
-    let moved: number | null = null;
-    for (const n of numbers) moved = this.noteApplied(origin, n) ?? moved;
-    return moved;
+  /** Numbers the origin no longer has: settled so tracking goes on (the node reports them). */
+  giveUp(origin: string, numbers: readonly number[]): NoteResult[] {
+    return numbers.map((n) => this.noteApplied(origin, n));
   }
 
   snapshot(): { origin: string; contiguous: number; known: number; aheadApplied: number; behind: number }[] {

@@ -16,6 +16,8 @@ export interface RepairHost {
   apply(msgs: readonly InboundMessage[]): readonly InboundOutcome[];
   /** True while JetStream deliveries wait to be applied (then gaps are probably just lag). */
   busy(): boolean;
+  /** Record numbers the origin no longer has as settled (persisted). */
+  settle(origin: string, numbers: readonly number[]): void;
 }
 
 export interface RepairLimits {
@@ -100,10 +102,12 @@ export class GapRepair {
 
   /** Ask origins for what is missing (called periodically by the node). */
   async tick(): Promise<void> {
-    if (this.repairing || this.nc.isClosed() || this.host.busy()) return;
+    if (this.repairing || this.nc.isClosed()) return;
     this.repairing = true;
     try {
-      for (const req of this.tracker.due(this.limits.gapMs, this.limits.requestNumbersMax)) await this.repair(req.origin, req.missing);
+      const due = this.tracker.due(this.limits.gapMs, this.limits.requestNumbersMax); // also records where origins stand
+      if (this.host.busy()) return;
+      for (const req of due) await this.repair(req.origin, req.missing);
     } finally {
       this.repairing = false;
     }
@@ -138,7 +142,7 @@ export class GapRepair {
       this.stats.lost += gone.length;
       const numbers = gone.length > 5 ? `${gone.slice(0, 5).join(',')},… (${gone.length})` : gone.join(',');
       this.stats.lastLost = { origin, numbers, atMs: Date.now() };
-      this.tracker.giveUp(origin, gone);
+      this.host.settle(origin, gone);
       this.log.error('batches missing here are no longer kept by their origin: rows they changed may differ on this node', { origin, numbers });
     }
   }

@@ -15,7 +15,8 @@
  *                  message, msg_id is the JetStream dedup id).
  * __burrow_sent   published batches kept for a while (bounded), by batch number: a receiver
  *                  that finds a number missing (JetStream lost it) asks this node for it.
- * __burrow_received per origin node: every batch number up to `contiguous` is applied here.
+ * __burrow_received per origin node: every batch number up to `contiguous` is applied here;
+ *                  __burrow_received_above: numbers applied beyond it (out of order).
  * __burrow_applied per shard: highest stream sequence applied (status).
  * __burrow_dead    changes that can never be applied (CHECK, NOT NULL, malformed or foreign
  *                  messages), with the reason and the message bytes (never silently lost).
@@ -72,6 +73,11 @@ CREATE TABLE IF NOT EXISTS __burrow_received(
   origin TEXT PRIMARY KEY,
   contiguous INTEGER NOT NULL
 );
+CREATE TABLE IF NOT EXISTS __burrow_received_above(
+  origin TEXT NOT NULL,
+  n INTEGER NOT NULL,
+  PRIMARY KEY (origin, n)
+) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS __burrow_applied(
   shard INTEGER PRIMARY KEY,
   stream_seq INTEGER NOT NULL,

@@ -6,60 +6,70 @@ function clock() {
   let t = 1000;
   return { now: () => t, advance: (ms: number) => { t += ms; } };
 }
+const at = (contiguous: number, above: number[] = []) => ({ contiguous, above });
 
 test('gaps: batches applied in any order advance contiguous; nothing is due while complete', () => {
   const c = clock();
-  const g = new GapTracker(new Map([['n1', 10]]), c.now);
-  assert.equal(g.noteApplied('n1', 12), null);
-  assert.equal(g.noteApplied('n1', 13), null);
-  assert.equal(g.noteApplied('n1', 11), 13);
-  assert.equal(g.noteApplied('n1', 12), null, 'duplicates are ignored');
+  const g = new GapTracker(new Map([['n1', at(10)]]), c.now);
+  assert.deepEqual(g.noteApplied('n1', 12), { contiguous: null, above: true });
+  assert.deepEqual(g.noteApplied('n1', 13), { contiguous: null, above: true });
+  assert.deepEqual(g.noteApplied('n1', 11), { contiguous: 13, above: false });
+  assert.deepEqual(g.noteApplied('n1', 12), { contiguous: null, above: false }, 'duplicates are ignored');
+  g.due(20_000, 100);
   c.advance(60_000);
   assert.deepEqual(g.due(20_000, 100), []);
 });
 
-test('gaps: a hole that stays without progress for gapMs is due once per gapMs, with the missing numbers only', () => {
+test('gaps: a hole below numbers applied gapMs ago is due, with the missing numbers only — and again at each call until filled', () => {
   const c = clock();
-  const g = new GapTracker(new Map([['n1', 0]]), c.now);
+  const g = new GapTracker(new Map([['n1', at(0)]]), c.now);
   for (const n of [1, 2, 4, 5, 8]) g.noteApplied('n1', n);
+  assert.deepEqual(g.due(20_000, 100), [], 'just seen: probably in flight');
   c.advance(19_999);
   assert.deepEqual(g.due(20_000, 100), []);
   c.advance(1);
   assert.deepEqual(g.due(20_000, 100), [{ origin: 'n1', missing: [3, 6, 7] }]);
-  assert.deepEqual(g.due(20_000, 100), [], 'not asked again at once');
   g.noteApplied('n1', 3);
+  c.advance(2000);
+  assert.deepEqual(g.due(20_000, 100), [{ origin: 'n1', missing: [6, 7] }], 'progress does not restart the wait for what is still missing');
   g.noteApplied('n1', 6);
   g.noteApplied('n1', 7);
   assert.deepEqual(g.snapshot(), [{ origin: 'n1', contiguous: 8, known: 0, aheadApplied: 0, behind: 0 }]);
 });
 
-test('gaps: the heartbeat reveals a lost tail (no later batch ever arrives)', () => {
+test('gaps: the heartbeat reveals a lost tail; numbers newer than gapMs are not asked for', () => {
   const c = clock();
-  const g = new GapTracker(new Map([['n3', 40]]), c.now);
+  const g = new GapTracker(new Map([['n3', at(40)]]), c.now);
   g.noteKnown('n3', 45);
-  c.advance(25_000);
-  assert.deepEqual(g.due(20_000, 3), [{ origin: 'n3', missing: [41, 42, 43] }], 'capped at max numbers per request');
+  g.due(20_000, 100);
+  c.advance(10_000);
+  g.noteKnown('n3', 60);
+  g.due(20_000, 100);
+  c.advance(10_000);
+  assert.deepEqual(g.due(20_000, 100), [{ origin: 'n3', missing: [41, 42, 43, 44, 45] }], 'only what was due 20 s ago');
+  assert.deepEqual(g.due(20_000, 2), [{ origin: 'n3', missing: [41, 42] }], 'capped at max numbers per request');
 });
 
-test('gaps: progress resets the clock (a lagging but moving origin is not asked)', () => {
+test('gaps: a lagging origin whose batches keep arriving within gapMs is never asked', () => {
   const c = clock();
-  const g = new GapTracker(new Map([['n2', 0]]), c.now);
-  g.noteKnown('n2', 100);
-  for (let n = 1; n <= 50; n++) {
+  const g = new GapTracker(new Map([['n2', at(0)]]), c.now);
+  for (let n = 1; n <= 100; n++) {
+    g.noteKnown('n2', n + 5); // acknowledged a little before it is delivered here
     c.advance(1000);
     g.noteApplied('n2', n);
+    assert.deepEqual(g.due(20_000, 10), []);
   }
-  assert.deepEqual(g.due(20_000, 10), []);
-  c.advance(20_000);
-  assert.deepEqual(g.due(20_000, 2), [{ origin: 'n2', missing: [51, 52] }]);
 });
 
-test('gaps: first contact starts at the first batch seen (history before it predates this replica); giving up settles numbers', () => {
+test('gaps: numbers applied out of order survive a restart (persisted above); first contact starts at the first batch seen', () => {
   const c = clock();
-  const g = new GapTracker(new Map(), c.now);
-  assert.equal(g.noteApplied('n9', 500), 500);
+  const g = new GapTracker(new Map([['n1', at(5, [7, 8, 20])]]), c.now);
+  assert.deepEqual(g.snapshot()[0], { origin: 'n1', contiguous: 5, known: 5, aheadApplied: 3, behind: 12 });
+  assert.deepEqual(g.noteApplied('n1', 6), { contiguous: 8, above: false });
+  assert.deepEqual(g.noteApplied('n9', 500), { contiguous: 500, above: false });
   g.noteApplied('n9', 503);
+  g.due(20_000, 10);
   c.advance(30_000);
-  assert.deepEqual(g.due(20_000, 10), [{ origin: 'n9', missing: [501, 502] }]);
-  assert.equal(g.giveUp('n9', [501, 502]), 503);
+  assert.deepEqual(g.due(20_000, 10).find((r) => r.origin === 'n9'), { origin: 'n9', missing: [501, 502] });
+  assert.deepEqual(g.giveUp('n9', [501, 502]).at(-1), { contiguous: 503, above: false });
 });
