@@ -5,7 +5,7 @@ import type { HistoryWrite } from './workload.ts';
 export type FinalRows = Map<string, Map<string, string>>;
 
 export interface Violation {
-  readonly kind: 'divergence' | 'wrong-winner' | 'lost-write' | 'phantom-change' | 'phantom-row';
+  readonly kind: 'divergence' | 'wrong-winner' | 'lost-write' | 'phantom-change' | 'phantom-row' | 'not-converged';
   readonly detail: string;
 }
 

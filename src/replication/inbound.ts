@@ -44,6 +44,8 @@ export interface ShardPosition {
 export class Inbound {
   private queue: { shard: number; m: JsMsg; atMs: number }[] = [];
   private workingTimer: NodeJS.Timeout | null = null;
+  private readyTimer: NodeJS.Timeout | null = null;
+  private rechecking = false;
   private scheduled = false;
   private readonly iters: (ConsumerMessages | null)[];
   /** When each shard last delivered a message (or started): the doctor looks at long-silent shards. */
@@ -84,6 +86,9 @@ export class Inbound {
       }
     }, Math.max(100, this.limits.ackWaitMs / 4));
     const jsm = await this.js.jetstreamManager();
+    // A shard not caught up and silent (JetStream renumbered or lost messages after hard kills, so
+    // the start target is never delivered) is caught up when its consumer has nothing waiting.
+    this.readyTimer = setInterval(() => void this.recheckReadiness(jsm), 2000);
     await Promise.all(Array.from({ length: this.shards }, async (_, shard) => {
       const stream = streamName(this.cluster, shard);
       const info = await jsm.streams.info(stream);
@@ -102,7 +107,7 @@ export class Inbound {
     if (!this.running) return;
     this.iters[shard] = await consumer.consume({
       max_messages: this.limits.pullMessagesMax,
-      expires: 5000,
+      expires: 2000, // idle heartbeats every ~1 s: a consumer whose leader died is re-pulled within seconds
       callback: (m) => this.enqueue(shard, m),
     });
     this.lastMessageMs[shard] = Date.now();
@@ -121,6 +126,31 @@ export class Inbound {
     await it?.close().catch(() => {});
     this.restarts++;
     await this.consume(shard);
+  }
+
+  private async recheckReadiness(jsm: Awaited<ReturnType<JetStreamClient['jetstreamManager']>>): Promise<void> {
+    if (this.rechecking || !this.running) return;
+    const waiting = this.positions.flatMap((p, shard) => (p.caughtUp ? [] : [shard]));
+    if (waiting.length === 0) {
+      if (this.readyTimer) clearInterval(this.readyTimer);
+      this.readyTimer = null;
+      return;
+    }
+    this.rechecking = true;
+    try {
+      for (const shard of waiting) {
+        if (this.queue.some((q) => q.shard === shard)) continue;
+        try {
+          const ci = await jsm.consumers.info(streamName(this.cluster, shard), consumerName(this.nodeId));
+          if (ci.num_pending === 0 && ci.num_ack_pending === 0 && !this.queue.some((q) => q.shard === shard)) {
+            this.positions[shard]!.caughtUp = true;
+            this.log.info('shard caught up (its consumer has nothing waiting)', { shard, appliedSeq: this.positions[shard]!.appliedSeq, startSeq: this.positions[shard]!.targetSeq });
+          }
+        } catch { /* no answer now: next round */ }
+      }
+    } finally {
+      this.rechecking = false;
+    }
   }
 
   ready(): boolean {
@@ -177,6 +207,7 @@ export class Inbound {
   async stop(): Promise<void> {
     this.running = false;
     if (this.workingTimer) clearInterval(this.workingTimer);
+    if (this.readyTimer) clearInterval(this.readyTimer);
     await Promise.all(this.iters.map((it) => it?.close().catch(() => {})));
     // Unapplied queued messages are simply not acked: JetStream redelivers them after a restart.
     this.queue = [];
