@@ -199,6 +199,17 @@ try {
   if (only.has('lag')) {
   // 3. lag at fixed rates
   const lag: Record<string, unknown> = {};
+  // Lag is measured on a settled cluster: the throughput phase leaves JetStream deleting
+  // ~2M acknowledged messages and compacting; wait until every stream is empty, then 5 s more.
+  const jsmSettle = await jetstreamManager(nc);
+  const settleStart = Date.now();
+  for (;;) {
+    let msgs = 0;
+    for (let s = 0; s < 16; s++) msgs += (await jsmSettle.streams.info(`burrow_${c.clusterName}_${s}`)).state.messages;
+    if (msgs === 0 || Date.now() - settleStart > 60_000) break;
+    await sleep(250);
+  }
+  await sleep(5000);
   for (const rate of [1000, 5000]) {
     log(`lag: ${rate} single-row writes/s on n1 for ${seconds} s…`);
     const from = nextId;
