@@ -233,7 +233,7 @@ export class BurrowNode {
         this.inbound = new Inbound(this.link.js, this.config.cluster.name, this.node.id, this.config.cluster.shards, {
           apply: (msgs) => this.applyMessages(msgs),
         }, {
-          applyMessagesMax: this.config.replication.applyMessagesMax, pullMessagesMax: 256, retryDelayMs: 1000, ackWaitMs: consumerAckWaitMs,
+          applyMessagesMax: this.config.replication.applyMessagesMax, applyBytesMax: 2 * 1024 * 1024, pullMessagesMax: 256, retryDelayMs: 1000, ackWaitMs: consumerAckWaitMs,
         }, this.log, applied);
         await this.inbound.start();
         this.publisher = new Publisher(this.link.js, this.outbox, (s) => shardSubject(this.config.cluster.name, s), {

@@ -17,6 +17,8 @@ export interface MessageSink {
 }
 
 export interface InboundLimits {
+  /** Most bytes of messages handed to one apply call (at least one message). */
+  readonly applyBytesMax: number;
   /** Most messages handed to one apply call (one SQLite transaction). */
   readonly applyMessagesMax: number;
   /** Messages each shard's pull keeps buffered. */
@@ -175,7 +177,15 @@ export class Inbound {
   private drain(): void {
     this.scheduled = false;
     if (!this.running || this.queue.length === 0) return;
-    const take = this.queue.splice(0, this.limits.applyMessagesMax);
+    // One transaction takes up to applyMessagesMax messages and about applyBytesMax bytes (at least
+    // one): big batches make short transactions, so acks flow back while the next ones arrive.
+    let n = 0;
+    let bytes = 0;
+    while (n < this.queue.length && n < this.limits.applyMessagesMax && (n === 0 || bytes + this.queue[n]!.m.data.length <= this.limits.applyBytesMax)) {
+      bytes += this.queue[n]!.m.data.length;
+      n++;
+    }
+    const take = this.queue.splice(0, n);
     const msgs = take.map(({ shard, m }) => ({ shard, seq: m.seq, data: m.data }));
     let outcomes: readonly InboundOutcome[] | null = null;
     try {
