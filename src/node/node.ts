@@ -110,8 +110,7 @@ export class BurrowNode {
     this.log = log ?? createLogger(this.node.id);
     this.hlc = new Hlc(clock, config.cluster.hlcSkewMsMax);
     this.lockFile = path.join(this.node.dataDir, 'node.pid');
-    const pollEnv = Number(process.env.BURROW_POLL_INTERVAL_MS);
-    this.pollIntervalMs = Number.isInteger(pollEnv) && pollEnv >= 1 ? pollEnv : config.replication.pollIntervalMs;
+    this.pollIntervalMs = envInt('BURROW_POLL_INTERVAL_MS') ?? config.replication.pollIntervalMs;
   }
 
   static async start(opts: NodeOptions): Promise<BurrowNode> {

@@ -1,6 +1,7 @@
 import { after, test } from 'node:test';
 import assert from 'node:assert/strict';
-import { chmodSync, existsSync, readFileSync, writeFileSync } from 'node:fs';
+import { chmodSync, existsSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import os from 'node:os';
 import path from 'node:path';
 import { TestCluster } from '../helpers/cluster.ts';
 
@@ -15,7 +16,7 @@ after(async () => {
  * itself the first time it runs, then runs the real nats-server.
  */
 test('a nats-server killed while starting is started again; the node comes up', async () => {
-  const dir = path.join((await import('node:os')).tmpdir(), `burrow-killed-nats-${process.pid}`);
+  const dir = path.join(os.tmpdir(), `burrow-killed-nats-${process.pid}`);
   const marker = `${dir}.first-run-done`;
   const script = `${dir}.sh`;
   writeFileSync(script, `#!/bin/sh\nif [ ! -f "${marker}" ]; then touch "${marker}"; kill -9 $$; fi\nexec nats-server "$@"\n`);
@@ -28,10 +29,6 @@ test('a nats-server killed while starting is started again; the node comes up', 
     c.db('n1').exec('CREATE TABLE t(id INTEGER PRIMARY KEY)');
     assert.equal((await c.status('n1')).nats.restarts, 0);
   } finally {
-    for (const f of [marker, script]) {
-      try {
-        (await import('node:fs')).rmSync(f);
-      } catch { /* gone */ }
-    }
+    for (const f of [marker, script]) rmSync(f, { force: true });
   }
 });
