@@ -2,7 +2,7 @@ import type { Database } from '../sqlite/database.ts';
 import type { Hlc } from '../clock/hlc.ts';
 import type { ShardRouter } from '../shard/shard-router.ts';
 import { ValueWriter, type SqlValue } from '../codec/value-codec.ts';
-import { batchVersion, encodeBatch, type WireChange, type WireTable } from '../codec/batch-codec.ts';
+import { batchMsgId, batchVersion, encodeBatch, type WireChange, type WireTable } from '../codec/batch-codec.ts';
 import { logKeyColumnsMax } from '../sqlite/internal-schema.ts';
 import { assert } from '../util/assert.ts';
 import type { Capture, CapturedTable } from './capture.ts';
@@ -43,6 +43,8 @@ interface PendingBatch {
 export class ChangeStamper {
   private readonly keyWriter = new ValueWriter(256);
   private readonly rowWriter = new ValueWriter(4096);
+  /** Shards that got outbox batches since the last takeTouchedShards() (the publisher reads only those). */
+  private readonly touched = new Set<number>();
 
   constructor(
     private readonly db: Database,
@@ -53,6 +55,13 @@ export class ChangeStamper {
     private readonly clusterName: string,
     private readonly limits: StamperLimits,
   ) {}
+
+  /** Shards written since the last call (a rolled-back pass may name a shard with nothing new: harmless). */
+  takeTouchedShards(): number[] {
+    const out = [...this.touched];
+    this.touched.clear();
+    return out;
+  }
 
   /** Stamp up to ingestChangesMax log rows. Caller holds the write transaction. */
   stampPending(): StampResult {
@@ -118,8 +127,8 @@ export class ChangeStamper {
       assert(first, 'empty batch');
       bseq++;
       const payload = encodeBatch({ v: batchVersion, o: this.nodeId, s: b.shard, n: bseq, tables: b.tables, changes: b.changes });
-      // HLC timestamps of one node are unique, so the first change's stamp names the batch for ever.
-      insertOutbox.run(b.shard, `${this.clusterName}.${this.nodeId}.${first.h}`, b.changes.length, payload, bseq);
+      insertOutbox.run(b.shard, batchMsgId(this.clusterName, this.nodeId, first.h), b.changes.length, payload, bseq);
+      this.touched.add(b.shard);
     }
     if (out.length > 0) {
       this.db.prepare("INSERT INTO __burrow_meta(key, value) VALUES ('bseq', ?) ON CONFLICT(key) DO UPDATE SET value = excluded.value").run(BigInt(bseq));

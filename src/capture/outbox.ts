@@ -12,16 +12,22 @@ export interface OutboxRow {
 export class SqliteOutbox {
   constructor(private readonly db: Database) {}
 
-  /** Oldest batches of one shard, skipping ids in `exclude`, at most `limit`. */
+  /**
+   * Oldest batches of one shard, skipping ids in `exclude`, at most `limit`. Ids come from the
+   * (shard, id) index first, so payloads are read only for the batches returned, not for those
+   * already in flight.
+   */
   pending(shard: number, limit: number, exclude: ReadonlySet<number>): OutboxRow[] {
     if (limit <= 0) return [];
-    const rows = this.db.prepare('SELECT id, shard, msg_id, changes, payload FROM __burrow_outbox WHERE shard = ? ORDER BY id LIMIT ?')
-      .raw(true).all(BigInt(shard), limit + exclude.size) as [bigint, bigint, string, bigint, Buffer][];
+    const ids = this.db.prepare('SELECT id FROM __burrow_outbox WHERE shard = ? ORDER BY id LIMIT ?').pluck()
+      .all(BigInt(shard), limit + exclude.size) as bigint[];
+    const get = this.db.prepare('SELECT msg_id, changes, payload FROM __burrow_outbox WHERE id = ?').raw(true);
     const out: OutboxRow[] = [];
-    for (const [id, sh, msgId, changes, payload] of rows) {
+    for (const id of ids) {
       const n = Number(id);
       if (exclude.has(n)) continue;
-      out.push({ id: n, shard: Number(sh), msgId, changes: Number(changes), payload });
+      const r = get.get(id) as [string, bigint, Buffer] | undefined;
+      if (r) out.push({ id: n, shard, msgId: r[0], changes: Number(r[1]), payload: r[2] });
       if (out.length >= limit) break;
     }
     return out;

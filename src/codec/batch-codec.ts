@@ -44,6 +44,22 @@ export interface WireBatch {
   readonly changes: readonly WireChange[];
 }
 
+/**
+ * A batch's JetStream msgID: `<cluster>.<node>.<hlc of its first change>`. HLC stamps of one
+ * node are unique, so it names the batch for ever (publish retries are deduplicated).
+ */
+export function batchMsgId(cluster: string, node: string, firstHlc: bigint): string {
+  return `${cluster}.${node}.${firstHlc}`;
+}
+
+/** The origin node named by a msgID (node ids have no dots), or undefined. */
+export function originOfMsgId(msgId: string | undefined): string | undefined {
+  if (!msgId) return undefined;
+  const end = msgId.lastIndexOf('.');
+  const start = end > 0 ? msgId.lastIndexOf('.', end - 1) : -1;
+  return start >= 0 ? msgId.slice(start + 1, end) : undefined;
+}
+
 export class MalformedBatchError extends Error {
   override name = 'MalformedBatchError';
 }

@@ -287,7 +287,7 @@ export class BurrowNode {
     try {
       const outcomes = this.applier.applyMessages(msgs);
       // The apply transaction stamps pending local changes first: those batches must be published too.
-      this.publisher?.kick();
+      this.publisher?.kick(this.stamper.takeTouchedShards());
       return outcomes;
     } catch (err) {
       this.noteError(`apply: ${errorMessage(err)}`);
@@ -332,7 +332,7 @@ export class BurrowNode {
           this.localStats.stampPasses++;
           this.localStats.changesStamped += r.changes;
           this.localStats.logRowsStamped += r.logRows;
-          this.publisher?.kick();
+          this.publisher?.kick(this.stamper.takeTouchedShards());
         }
       }
       if (Date.now() - this.lastSentPruneMs >= 10_000) {
@@ -343,6 +343,7 @@ export class BurrowNode {
         this.lastWaitingRetryMs = Date.now();
         const w = this.applier.retryWaiting(false);
         if (w.applied >= 500) again = true;
+        this.publisher?.kick(this.stamper.takeTouchedShards());
       }
       this.tailFailures = 0;
     } catch (err) {

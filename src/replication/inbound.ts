@@ -1,12 +1,14 @@
 import type { Consumer, ConsumerMessages, JetStreamClient, JsMsg } from '@nats-io/jetstream';
 import { consumerName, streamName } from '../shard/shard-router.ts';
 import { errorMessage } from '../util/errors.ts';
+import { originOfMsgId } from '../codec/batch-codec.ts';
 import type { Logger } from '../util/log.ts';
 
 export interface InboundMessage {
   readonly shard: number;
   readonly seq: number;
   readonly data: Uint8Array;
+  readonly origin?: string;
 }
 
 export type InboundOutcome = { readonly kind: 'applied' } | { readonly kind: 'held' };
@@ -186,7 +188,7 @@ export class Inbound {
       n++;
     }
     const take = this.queue.splice(0, n);
-    const msgs = take.map(({ shard, m }) => ({ shard, seq: m.seq, data: m.data }));
+    const msgs = take.map(({ shard, m }) => ({ shard, seq: m.seq, data: m.data, origin: originOfMsgId(m.headers?.get('Nats-Msg-Id')) }));
     let outcomes: readonly InboundOutcome[] | null = null;
     try {
       outcomes = this.sink.apply(msgs);

@@ -64,6 +64,8 @@ export class Publisher {
   private readonly inFlight = new Set<number>();
   private readonly inFlightShard = new Map<number, number>();
   private readonly perShard: number[] = [];
+  /** Per shard: the outbox may hold batches not yet in flight (cleared when a read comes back short). */
+  private readonly hasMore: boolean[];
   private nextShard = 0;
   /** Per shard: when its current streak of failed publishes began (absent: no failure since the last success). */
   private readonly failingSince = new Map<number, number>();
@@ -81,15 +83,26 @@ export class Publisher {
     private readonly subjectOf: (shard: number) => string,
     private readonly limits: PublisherLimits,
     private readonly log: Logger,
-  ) {}
+  ) {
+    this.hasMore = Array.from({ length: limits.shards }, () => true);
+  }
 
   start(): void {
     this.running = true;
     this.kick();
   }
 
-  /** New batches may be in the outbox. */
-  kick(): void {
+  /**
+   * New batches may be in the outbox: of `shards` (the stamper says which it wrote), or of any
+   * shard when not given. Shards not named and last read to the end are not read again.
+   */
+  kick(shards?: Iterable<number>): void {
+    if (shards === undefined) this.hasMore.fill(true);
+    else for (const s of shards) if (s >= 0 && s < this.hasMore.length) this.hasMore[s] = true;
+    this.pump();
+  }
+
+  private pump(): void {
     if (!this.running || this.pumping) return;
     this.pumping = true;
     try {
@@ -99,10 +112,13 @@ export class Publisher {
       this.nextShard = (this.nextShard + 1) % n;
       for (let i = 0; i < n && this.inFlight.size < this.limits.inFlightMax; i++) {
         const shard = (start + i) % n;
+        if (!this.hasMore[shard]) continue;
         const busy = this.perShard[shard] ?? 0;
         const room = Math.min(this.limits.inFlightPerShardMax - busy, this.limits.inFlightMax - this.inFlight.size);
         if (room <= 0) continue;
-        for (const b of this.source.pending(shard, room, this.inFlight)) {
+        const batches = this.source.pending(shard, room, this.inFlight);
+        if (batches.length < room) this.hasMore[shard] = false;
+        for (const b of batches) {
           assert(!this.inFlight.has(b.id), 'outbox returned a batch already in flight');
           assert(b.shard === shard, 'outbox returned a batch of another shard');
           this.inFlight.add(b.id);
@@ -211,7 +227,7 @@ export class Publisher {
     this.removeFailures = 0;
     for (const id of ids) this.release(id);
     this.stats.inFlight = this.inFlight.size;
-    this.kick();
+    this.pump();
   }
 
   private release(id: number): void {

@@ -2,7 +2,7 @@ import { test, describe } from 'node:test';
 import assert from 'node:assert/strict';
 import { pack } from 'msgpackr';
 import {
-  encodeBatch, decodeBatch, batchVersion, MalformedBatchError, type WireBatch, type WireChange,
+  encodeBatch, decodeBatch, batchVersion, batchMsgId, originOfMsgId, MalformedBatchError, type WireBatch, type WireChange,
 } from '../../src/codec/batch-codec.ts';
 import { encodeValues } from '../../src/codec/value-codec.ts';
 import { seededRandom } from '../../src/util/random.ts';
@@ -210,5 +210,19 @@ describe('table index and hlc range', () => {
 
   test('an hlc above int64 max (uint64 on the wire) is rejected', () => {
     rejects(withChange(0, { h: 2n ** 64n - 1n }), /changes\[0\] is malformed/);
+  });
+});
+
+describe('msgID', () => {
+  test('names cluster, origin and first hlc; the origin is read back (cluster names may hold dots)', () => {
+    assert.equal(batchMsgId('prod', 'n1', 123n), 'prod.n1.123');
+    assert.equal(originOfMsgId(batchMsgId('prod', 'n-2_x', 9223372036854775807n)), 'n-2_x');
+    assert.equal(originOfMsgId(batchMsgId('eu.west', 'n3', 1n)), 'n3');
+  });
+  test('no origin from a missing or foreign msgID', () => {
+    assert.equal(originOfMsgId(undefined), undefined);
+    assert.equal(originOfMsgId(''), undefined);
+    assert.equal(originOfMsgId('abc'), undefined);
+    assert.equal(originOfMsgId('a.b'), undefined);
   });
 });

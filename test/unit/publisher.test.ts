@@ -7,8 +7,11 @@ import { silentLogger } from '../../src/util/log.ts';
 class MemoryOutbox implements OutboxSource {
   batches: OutboxBatch[] = [];
   removed: number[] = [];
+  reads: { shard: number; skipped: number }[] = [];
   pending(shard: number, limit: number, exclude: ReadonlySet<number>): OutboxBatch[] {
-    return this.batches.filter((b) => b.shard === shard && !exclude.has(b.id)).slice(0, limit);
+    const mine = this.batches.filter((b) => b.shard === shard);
+    this.reads.push({ shard, skipped: mine.filter((b) => exclude.has(b.id)).length });
+    return mine.filter((b) => !exclude.has(b.id)).slice(0, limit);
   }
   remove(ids: readonly number[]): void {
     this.removed.push(...ids);
@@ -124,6 +127,39 @@ test('a shard stuck longer than detourAfterMs publishes through another shard (r
     await until('published', () => outbox.batches.length === 0);
     assert.equal(calls.at(-1)!.subject, 's.0');
     assert.deepEqual(p.stuckShards(0), [], 'the probe succeeded: home again');
+  } finally {
+    p.stop();
+  }
+});
+
+test('the outbox is read only for shards the stamper wrote', async () => {
+  const outbox = new MemoryOutbox();
+  const calls: { subject: string; msgID: string }[] = [];
+  const stalled = new Set(['s.1']);
+  const p = new Publisher(fakeJs(stalled, calls), outbox, (s) => `s.${s}`,
+    { shards: 4, inFlightMax: 16, inFlightPerShardMax: 4, timeoutMs: 5, retryDelayMsMin: 1, retryDelayMsMax: 5 }, silentLogger);
+  p.start();
+  try {
+    assert.deepEqual(outbox.reads.map((r) => r.shard).sort(), [0, 1, 2, 3], 'start reads every shard once');
+    outbox.reads = [];
+    // Shard 1 is stalled: two batches stay in flight; a third is read, skipping them.
+    outbox.batches.push({ id: 1, shard: 1, msgId: 'm1', changes: 1, payload: new Uint8Array(1) });
+    outbox.batches.push({ id: 2, shard: 1, msgId: 'm2', changes: 1, payload: new Uint8Array(1) });
+    p.kick([1]);
+    assert.deepEqual(outbox.reads, [{ shard: 1, skipped: 0 }]);
+    outbox.batches.push({ id: 3, shard: 1, msgId: 'm3', changes: 1, payload: new Uint8Array(1) });
+    outbox.batches.push({ id: 4, shard: 2, msgId: 'm4', changes: 1, payload: new Uint8Array(1) });
+    p.kick([1, 2]);
+    assert.deepEqual(outbox.reads.slice(1).sort((a, b) => a.shard - b.shard), [{ shard: 1, skipped: 2 }, { shard: 2, skipped: 0 }]);
+    await until('shard 2 published', () => outbox.removed.includes(4));
+    const readsAfterAck = outbox.reads.length;
+    // An ack pumps again, but shards read to the end are not read until named (or a full kick).
+    await new Promise((r) => setTimeout(r, 20));
+    assert.equal(outbox.reads.length, readsAfterAck);
+    stalled.clear();
+    await until('shard 1 drained', () => outbox.batches.length === 0);
+    assert.deepEqual(outbox.removed.sort(), [1, 2, 3, 4]);
+    assert.deepEqual(new Set(calls.filter((c) => c.subject === 's.1').map((c) => c.msgID)), new Set(['m1', 'm2', 'm3']));
   } finally {
     p.stop();
   }
