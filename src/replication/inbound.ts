@@ -111,7 +111,10 @@ export class Inbound {
     if (!this.running) return;
     this.iters[shard] = await consumer.consume({
       max_messages: this.limits.pullMessagesMax,
-      expires: 2000, // idle heartbeats every ~1 s: a consumer whose leader died is re-pulled within seconds
+      expires: 2000,
+      // The server sends a heartbeat every 0.5 s while a pull is idle; two missed (a pull lost to a
+      // consumer leader change or a dead server) and the client pulls again: ~1 s, not 2.
+      idle_heartbeat: 500,
       callback: (m) => this.enqueue(shard, m),
     });
     this.lastMessageMs[shard] = Date.now();
