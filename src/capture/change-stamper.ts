@@ -66,8 +66,11 @@ export class ChangeStamper {
   /** Stamp up to ingestChangesMax log rows. Caller holds the write transaction. */
   stampPending(): StampResult {
     assert(this.db.conn.inTransaction, 'stampPending outside a write transaction');
+    // Read only as many key columns as the widest captured key (usually 1 of logKeyColumnsMax).
+    let keyCols = 1;
+    for (const t of this.capture.tables()) keyCols = Math.max(keyCols, t.schema.keyColumns.length);
     const rows = this.db.prepare(
-      `SELECT seq, tid, ${Array.from({ length: logKeyColumnsMax }, (_, i) => `k${i}`).join(', ')} FROM __burrow_log ORDER BY seq LIMIT ?`,
+      `SELECT seq, tid, ${Array.from({ length: Math.min(keyCols, logKeyColumnsMax) }, (_, i) => `k${i}`).join(', ')} FROM __burrow_log ORDER BY seq LIMIT ?`,
     ).raw(true).all(this.limits.ingestChangesMax) as SqlValue[][];
     if (rows.length === 0) return { logRows: 0, changes: 0, batches: 0 };
 

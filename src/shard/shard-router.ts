@@ -9,7 +9,10 @@ import { assert } from '../util/assert.ts';
  *   shard = jump consistent hash (Lamping & Veach 2014) of h into `shards` buckets
  */
 export class ShardRouter {
-  private static readonly sep = new Uint8Array([0]);
+  /** utf8(table) ‖ 0x00 per table name (a handful of tables; reset if it ever grows large). */
+  private readonly prefixes = new Map<string, Buffer>();
+  /** Scratch input buffer: one update() per hash instead of three. */
+  private input = Buffer.alloc(1024);
 
   private constructor(private readonly hasher: IHasher, readonly shards: number) {}
 
@@ -18,17 +21,33 @@ export class ShardRouter {
     return new ShardRouter(await createXXHash64(0, 0), shards);
   }
 
-  hash(table: string, key: Uint8Array): bigint {
+  /** xxhash64 digest (8 bytes, big-endian) of utf8(table) ‖ 0x00 ‖ key. */
+  private digest(table: string, key: Uint8Array): Uint8Array {
+    let prefix = this.prefixes.get(table);
+    if (!prefix) {
+      if (this.prefixes.size >= 10_000) this.prefixes.clear();
+      prefix = Buffer.concat([Buffer.from(table, 'utf8'), Buffer.from([0])]);
+      this.prefixes.set(table, prefix);
+    }
+    const n = prefix.length + key.length;
+    if (n > this.input.length) this.input = Buffer.alloc(2 * n);
+    prefix.copy(this.input, 0);
+    this.input.set(key, prefix.length);
     const h = this.hasher;
     h.init();
-    h.update(table);
-    h.update(ShardRouter.sep);
-    h.update(key);
-    return h.digest('binary').reduce((acc, byte) => (acc << 8n) | BigInt(byte), 0n);
+    h.update(this.input.subarray(0, n));
+    return h.digest('binary');
+  }
+
+  hash(table: string, key: Uint8Array): bigint {
+    const d = this.digest(table, key);
+    return new DataView(d.buffer, d.byteOffset, 8).getBigUint64(0);
   }
 
   shardOf(table: string, key: Uint8Array): number {
-    return jumpHash(this.hash(table, key), this.shards);
+    const d = this.digest(table, key);
+    const v = new DataView(d.buffer, d.byteOffset, 8);
+    return jumpHash32(v.getUint32(0), v.getUint32(4), this.shards);
   }
 }
 
@@ -36,14 +55,44 @@ const mask64 = (1n << 64n) - 1n;
 
 /** Jump consistent hash: uint64 key → bucket in [0, buckets). */
 export function jumpHash(key: bigint, buckets: number): number {
+  const k = key & mask64;
+  return jumpHash32(Number(k >> 32n), Number(k & 0xffffffffn), buckets);
+}
+
+// The LCG multiplier 2862933555777941757 = 0x27BB2EE6_87B0B0FD in 32- and 16-bit parts.
+const mulHi = 0x27bb2ee6;
+const mulLo = 0x87b0b0fd;
+const mulLo0 = 0xb0fd;
+const mulLo1 = 0x87b0;
+
+/**
+ * Jump consistent hash (Lamping & Veach 2014) of the uint64 key hi·2^32 + lo, in 32-bit
+ * arithmetic (no BigInt on the hot path): k = k·2862933555777941757 + 1 mod 2^64;
+ * j = ⌊(b + 1) · 2^31 / ((k >> 33) + 1)⌋.
+ */
+export function jumpHash32(hi: number, lo: number, buckets: number): number {
   assert(buckets >= 1, 'buckets must be >= 1');
-  let k = key & mask64;
   let b = -1;
   let j = 0;
   while (j < buckets) {
     b = j;
-    k = (k * 2862933555777941757n + 1n) & mask64;
-    j = Math.floor((b + 1) * (2 ** 31 / (Number(k >> 33n) + 1)));
+    // 64-bit product mod 2^64: lo·mulLo in full (16-bit limbs), cross terms only in the high word.
+    const a0 = lo & 0xffff;
+    const a1 = lo >>> 16;
+    const p0 = a0 * mulLo0;
+    const p1 = a1 * mulLo0;
+    const p2 = a0 * mulLo1;
+    const p3 = a1 * mulLo1;
+    const mid = (p0 >>> 16) + (p1 & 0xffff) + (p2 & 0xffff);
+    let nlo = ((((mid & 0xffff) << 16) | (p0 & 0xffff)) >>> 0) + 1;
+    let nhi = p3 + Math.floor(p1 / 0x10000) + Math.floor(p2 / 0x10000) + Math.floor(mid / 0x10000) + Math.imul(hi, mulLo) + Math.imul(lo, mulHi);
+    if (nlo === 0x100000000) {
+      nlo = 0;
+      nhi += 1;
+    }
+    hi = nhi >>> 0;
+    lo = nlo;
+    j = Math.floor((b + 1) * (2 ** 31 / ((hi >>> 1) + 1)));
   }
   return b;
 }

@@ -129,6 +129,31 @@ describe('jumpHash', () => {
     assert.equal(jumpHash((1n << 64n) + 1n, 1000), jumpHash(1n, 1000));
   });
 
+  test('the 32-bit implementation equals the BigInt reference on 20,000 pseudo-random keys', () => {
+    const ref = (key: bigint, buckets: number): number => {
+      let k = key & ((1n << 64n) - 1n);
+      let b = -1;
+      let j = 0;
+      while (j < buckets) {
+        b = j;
+        k = (k * 2862933555777941757n + 1n) & ((1n << 64n) - 1n);
+        j = Math.floor((b + 1) * (2 ** 31 / (Number(k >> 33n) + 1)));
+      }
+      return b;
+    };
+    let x = 0x9e3779b97f4a7c15n;
+    for (let i = 0; i < 20_000; i++) {
+      x = (x * 6364136223846793005n + 1442695040888963407n) & ((1n << 64n) - 1n);
+      const buckets = [1, 2, 16, 17, 1000, 65_536][i % 6]!;
+      assert.equal(jumpHash(x, buckets), ref(x, buckets), `key 0x${x.toString(16)}, ${buckets} buckets`);
+    }
+    // shardOf (hi/lo path) agrees with jumpHash(hash()) (BigInt path).
+    for (let i = 0; i < 2000; i++) {
+      const key = encodeValues([BigInt(i), `k${i}`]);
+      assert.equal(router.shardOf('tbl', key), jumpHash(router.hash('tbl', key), router.shards));
+    }
+  });
+
   test('rejects zero buckets', () => {
     assert.throws(() => jumpHash(1n, 0), /buckets must be >= 1/);
   });
