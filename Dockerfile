@@ -5,4 +5,6 @@ WORKDIR /app
 COPY package.json package-lock.json ./
 RUN npm ci --no-audit --no-fund
 COPY . .
+# See src/node/process-flags.ts.
+ENV NODE_OPTIONS=--max-semi-space-size=64
 ENTRYPOINT ["node", "bin/burrow.js"]

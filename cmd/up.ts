@@ -3,6 +3,7 @@ import { mkdirSync, openSync, closeSync, readFileSync } from 'node:fs';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { loadConfig, type NodeConfig } from '../src/config/config.ts';
+import { nodeProcessFlags } from '../src/node/process-flags.ts';
 import { getJson } from './node-client.ts';
 import { formatStatusLine } from './status.ts';
 
@@ -25,7 +26,7 @@ export async function runUp(configFile: string): Promise<number> {
     mkdirSync(node.dataDir, { recursive: true });
     const logFile = path.join(node.dataDir, 'burrow.log');
     const fd = openSync(logFile, 'a');
-    const proc = spawn(process.execPath, [binPath, 'start', '--config', config.file, '--node', node.id], {
+    const proc = spawn(process.execPath, [...nodeProcessFlags, binPath, 'start', '--config', config.file, '--node', node.id], {
       stdio: ['ignore', fd, fd],
       detached: true, // own process group: Ctrl-C reaches `up`, which stops the nodes in order
     });

@@ -5,6 +5,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import BetterSqlite3 from 'better-sqlite3';
+import { nodeProcessFlags } from '../../src/node/process-flags.ts';
 
 /**
  * Test harness: a real burrow cluster — each node a `burrow start` process with its embedded
@@ -116,7 +117,7 @@ export class TestCluster {
     const node = this.node(id);
     if (node.proc && node.proc.exitCode === null && node.proc.signalCode === null) throw new Error(`${id} already running`);
     const fd = openSync(node.logFile, 'a');
-    const proc = spawn(process.execPath, [...node.execArgv, binPath, 'start', '--config', this.configFile, '--node', id], {
+    const proc = spawn(process.execPath, [...nodeProcessFlags, ...node.execArgv, binPath, 'start', '--config', this.configFile, '--node', id], {
       stdio: ['ignore', fd, fd], env: { ...process.env, BURROW_LOG_LEVEL: 'info', ...node.env }, detached: true,
     });
     closeSync(fd);
