@@ -43,8 +43,12 @@ const repairGapMs = 20_000;
 const sentRetainMs = 15 * 60_000;
 const sentCountMax = 200_000;
 
-/** A shard whose publishes fail this long sends its batches through another shard's stream (publisher.ts). */
-const shardDetourAfterMs = 10_000;
+/**
+ * A shard whose publishes fail this long sends its batches through another shard's stream
+ * (publisher.ts): a stream whose leader died takes JetStream 4–9 s to re-elect one, so its
+ * changes go through a live stream after the first publish timeout instead.
+ */
+const shardDetourAfterMs = 2_000;
 
 /** How often the tailer kicks the publisher even without local commits. */
 const publisherKickIntervalMs = 500;
@@ -72,6 +76,7 @@ export class BurrowNode {
   private hlc!: Hlc;
   private capture!: Capture;
   private stamper!: ChangeStamper;
+  private stopLeaderWatch: (() => void) | null = null;
   private applier!: Applier;
   private outbox!: SqliteOutbox;
   private router!: ShardRouter;
@@ -237,12 +242,18 @@ export class BurrowNode {
         await this.inbound.start();
         this.publisher = new Publisher(this.link.js, this.outbox, (s) => shardSubject(this.config.cluster.name, s), {
           shards: this.config.cluster.shards, inFlightMax: this.config.replication.publishInFlightMax,
-          inFlightPerShardMax: Math.max(2, Math.ceil((2 * this.config.replication.publishInFlightMax) / this.config.cluster.shards)),
+          // A fair share each: shards whose stream leader died hold their slots until the publish
+          // times out, and must not be able to take the whole window from the live shards.
+          inFlightPerShardMax: Math.max(2, Math.ceil(this.config.replication.publishInFlightMax / this.config.cluster.shards)),
           timeoutMs: this.config.replication.publishTimeoutMs, retryDelayMsMin: 50, retryDelayMsMax: 1000,
           detourAfterMs: shardDetourAfterMs, detourProbeMs: 2000,
           reshard: (payload, shard) => encodeBatch({ ...decodeBatch(payload), s: shard }),
         }, this.log);
         this.publisher.start();
+        this.stopLeaderWatch = this.link.onLeaderElected(this.config.cluster.name, this.node.id, {
+          stream: (shard) => this.publisher?.leaderElected(shard),
+          consumer: (shard) => this.inbound?.consumerLeaderElected(shard),
+        });
         this.repair = new GapRepair(this.link.nc, this.config.cluster.name, this.node.id, new Set(this.config.nodes.map((n) => n.id)), this.gaps, {
           publishedUpto: () => this.outbox.publishedUpto(),
           sentBatches: (want, bytesMax) => this.outbox.sentBatches(want, bytesMax),
@@ -441,6 +452,8 @@ export class BurrowNode {
     const wasRunning = this.phase === 'running';
     this.phase = 'stopping';
     if (this.tailTimer) clearTimeout(this.tailTimer);
+    this.stopLeaderWatch?.();
+    this.stopLeaderWatch = null;
     if (this.doctorTimer) clearInterval(this.doctorTimer);
     if (this.repairTimer) clearInterval(this.repairTimer);
     this.repair?.stop();

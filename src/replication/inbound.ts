@@ -59,7 +59,8 @@ export class Inbound {
   restarts = 0;
   private running = false;
   readonly positions: ShardPosition[];
-  readonly stats = { received: 0, acked: 0, naked: 0, failedApplies: 0, lastError: null as string | null };
+  readonly stats = { received: 0, acked: 0, naked: 0, failedApplies: 0, leaderRestarts: 0, lastError: null as string | null };
+  private readonly leaderRestartMs: number[] = [];
 
   constructor(
     private readonly js: JetStreamClient,
@@ -132,7 +133,30 @@ export class Inbound {
     this.iters[shard] = null;
     await it?.close().catch(() => {});
     this.restarts++;
-    await this.consume(shard);
+    // A consumer just re-elected may not answer at once: retry (bounded); the doctor takes over after.
+    for (let attempt = 1; this.running; attempt++) {
+      try {
+        await this.consume(shard);
+        return;
+      } catch (err) {
+        if (attempt >= 20) throw err;
+        await new Promise((r) => setTimeout(r, Math.min(1000, 100 * attempt)));
+      }
+    }
+  }
+
+  /**
+   * JetStream elected a new leader for this node's consumer on `shard` (an advisory): the pull
+   * waiting on the old leader is gone with it, so pull from the new one now rather than after the
+   * missed heartbeats and the client's backoff (seconds).
+   */
+  consumerLeaderElected(shard: number): void {
+    if (!this.running || shard < 0 || shard >= this.shards || !this.iters[shard]) return;
+    const now = Date.now();
+    if (now - (this.leaderRestartMs[shard] ?? 0) < 250) return;
+    this.leaderRestartMs[shard] = now;
+    this.stats.leaderRestarts++;
+    this.restartShard(shard).catch((err) => this.log.warn('re-pulling after a consumer leader election failed; the shard doctor will retry', { shard, error: errorMessage(err) }));
   }
 
   private async recheckReadiness(jsm: Awaited<ReturnType<JetStreamClient['jetstreamManager']>>): Promise<void> {

@@ -242,6 +242,37 @@ export class NatsLink {
     return new TextDecoder().decode(r.data);
   }
 
+  /**
+   * Call back when JetStream elects a leader for one of the cluster's shard streams, or for this
+   * node's consumer on one (the server's LEADER_ELECTED advisories), so waiting publishes and pulls
+   * move to the new leader at once instead of after timeouts. Returns the unsubscribe.
+   */
+  onLeaderElected(cluster: string, nodeId: string, on: { stream(shard: number): void; consumer(shard: number): void }): () => void {
+    const prefix = `${streamName(cluster, 0).slice(0, -1)}`;
+    const shardOf = (stream: string | undefined): number => {
+      if (!stream?.startsWith(prefix)) return -1;
+      const n = Number(stream.slice(prefix.length));
+      return Number.isInteger(n) ? n : -1;
+    };
+    const subs = [
+      this.nc.subscribe('$JS.EVENT.ADVISORY.STREAM.LEADER_ELECTED.*', {
+        callback: (err, m) => {
+          const shard = err ? -1 : shardOf(m.subject.split('.')[5]);
+          if (shard >= 0) on.stream(shard);
+        },
+      }),
+      this.nc.subscribe(`$JS.EVENT.ADVISORY.CONSUMER.LEADER_ELECTED.*.${consumerName(nodeId)}`, {
+        callback: (err, m) => {
+          const shard = err ? -1 : shardOf(m.subject.split('.')[5]);
+          if (shard >= 0) on.consumer(shard);
+        },
+      }),
+    ];
+    return () => {
+      for (const s of subs) s.unsubscribe();
+    };
+  }
+
   async close(): Promise<void> {
     try {
       await this.nc.drain();

@@ -48,6 +48,8 @@ export interface PublisherStats {
   retries: number;
   /** Batches published through another shard's stream because their own was stuck. */
   detoured: number;
+  /** Times a stream leader election woke waiting publishes. */
+  leaderWakeups: number;
   inFlight: number;
   lastError: string | null;
   lastErrorAtMs: number | null;
@@ -60,7 +62,7 @@ export interface PublisherStats {
  * only after its ack; on any error it stays and is retried with backoff — never dropped.
  */
 export class Publisher {
-  readonly stats: PublisherStats = { published: 0, changesPublished: 0, duplicates: 0, retries: 0, detoured: 0, inFlight: 0, lastError: null, lastErrorAtMs: null };
+  readonly stats: PublisherStats = { published: 0, changesPublished: 0, duplicates: 0, retries: 0, detoured: 0, leaderWakeups: 0, inFlight: 0, lastError: null, lastErrorAtMs: null };
   private readonly inFlight = new Set<number>();
   private readonly inFlightShard = new Map<number, number>();
   private readonly perShard: number[] = [];
@@ -76,6 +78,8 @@ export class Publisher {
   private flushScheduled = false;
   private removeFailures = 0;
   private idleWaiters: (() => void)[] = [];
+  /** Per shard: sends waiting on a publish or a backoff, woken when the stream elects a leader. */
+  private readonly wakers = new Map<number, Set<() => void>>();
 
   constructor(
     private readonly js: JetStreamClient,
@@ -114,7 +118,7 @@ export class Publisher {
         const shard = (start + i) % n;
         if (!this.hasMore[shard]) continue;
         const busy = this.perShard[shard] ?? 0;
-        const room = Math.min(this.limits.inFlightPerShardMax - busy, this.limits.inFlightMax - this.inFlight.size);
+        const room = Math.min(this.shardCap(shard) - busy, this.limits.inFlightMax - this.inFlight.size);
         if (room <= 0) continue;
         const batches = this.source.pending(shard, room, this.inFlight);
         if (batches.length < room) this.hasMore[shard] = false;
@@ -132,6 +136,42 @@ export class Publisher {
       this.stats.inFlight = this.inFlight.size;
     }
     this.notifyIdle();
+  }
+
+  /**
+   * Publishes a shard may have in flight: the per-shard cap, but 1 while its publishes fail (and
+   * are not yet detoured) — a retrying batch holds its slot, so several dead stream leaders would
+   * otherwise take every slot of the window and stall the healthy shards too.
+   */
+  private shardCap(shard: number): number {
+    const since = this.failingSince.get(shard);
+    if (since === undefined) return this.limits.inFlightPerShardMax;
+    const after = this.limits.detourAfterMs ?? 0;
+    const detouring = after > 0 && this.limits.reshard !== undefined && Date.now() - since >= after;
+    return detouring ? this.limits.inFlightPerShardMax : 1;
+  }
+
+  /**
+   * JetStream elected a new leader for `shard`'s stream (an advisory): publishes waiting on the
+   * old one (its reply will never come) or sleeping in backoff are retried now, with their msgID.
+   */
+  leaderElected(shard: number): void {
+    const w = this.wakers.get(shard);
+    if (!w) return;
+    this.wakers.delete(shard);
+    this.stats.leaderWakeups++;
+    for (const f of w) f();
+  }
+
+  /** Resolves 'woken' when leaderElected(shard) is called first. */
+  private wakeable<T>(shard: number, p: Promise<T>): Promise<T | 'woken'> {
+    return new Promise<T | 'woken'>((resolve, reject) => {
+      let set = this.wakers.get(shard);
+      if (!set) this.wakers.set(shard, (set = new Set()));
+      const wake = () => resolve('woken');
+      set.add(wake);
+      p.then(resolve, reject).finally(() => this.wakers.get(shard)?.delete(wake));
+    });
   }
 
   /** The shard whose stream carries `home`'s next publish: home, or a detour while home is stuck. */
@@ -154,9 +194,16 @@ export class Publisher {
   private async send(b: OutboxBatch, attempt: number): Promise<void> {
     for (;;) {
       const to = this.target(b.shard);
+      const startedMs = Date.now();
       try {
         const payload = to === b.shard ? b.payload : this.limits.reshard!(b.payload, to);
-        const ack = await this.js.publish(this.subjectOf(to), payload, { msgID: b.msgId, timeout: this.limits.timeoutMs });
+        const sent = this.js.publish(this.subjectOf(to), payload, { msgID: b.msgId, timeout: this.limits.timeoutMs });
+        sent.catch(() => {}); // when abandoned for a new leader, its timeout is of no interest
+        const ack = await this.wakeable(to, sent);
+        if (ack === 'woken') {
+          attempt++;
+          continue; // the stream has a new leader: publish again now (same msgID: deduplicated)
+        }
         this.stats.published++;
         this.stats.changesPublished += b.changes;
         this.failingSince.delete(to);
@@ -174,7 +221,8 @@ export class Publisher {
       } catch (err) {
         attempt++;
         this.stats.retries++;
-        if (!this.failingSince.has(to)) this.failingSince.set(to, Date.now());
+        // Failing since this attempt began (a timeout reports it only after timeoutMs).
+        if (!this.failingSince.has(to)) this.failingSince.set(to, startedMs);
         this.stats.lastError = `${(err as Error).name ?? 'Error'}: ${errorMessage(err)}`;
         this.stats.lastErrorAtMs = Date.now();
         if (attempt === 1 || attempt % 20 === 0) {
@@ -189,7 +237,17 @@ export class Publisher {
         const delay = Math.min(this.limits.retryDelayMsMax, this.limits.retryDelayMsMin * 2 ** Math.min(attempt - 1, 10));
         // A batch that can take a detour now does not wait out the backoff.
         if (this.target(b.shard) !== to && to === b.shard) continue;
-        await new Promise((r) => setTimeout(r, delay * (0.75 + Math.random() * 0.5)));
+        // Several batches of a failing shard retrying at once only hold slots: one keeps probing,
+        // the others go back to the outbox (published again, in order, once the shard recovers).
+        if ((this.perShard[b.shard] ?? 0) > this.shardCap(b.shard)) {
+          this.release(b.id);
+          this.hasMore[b.shard] = true;
+          this.pump(); // the freed slot goes to a live shard
+          return;
+        }
+        let timer: NodeJS.Timeout | undefined;
+        await this.wakeable(to, new Promise<void>((r) => (timer = setTimeout(r, delay * (0.75 + Math.random() * 0.5)))));
+        clearTimeout(timer);
       }
     }
   }

@@ -6,6 +6,7 @@ import { TestCluster, stringify } from '../helpers/cluster.ts';
 import { decodeBatch } from '../../src/codec/batch-codec.ts';
 import { decodeValues } from '../../src/codec/value-codec.ts';
 import { lwwWins } from '../../src/apply/lww.ts';
+import { consumerName, streamName } from '../../src/shard/shard-router.ts';
 
 /**
  * The core cluster against real processes: three `burrow start` nodes, each with its embedded
@@ -280,6 +281,24 @@ con.close()
     assert.deepEqual(await c.waitConverged('SELECT id, a, b FROM late ORDER BY id'), [
       { id: '1n', a: 'x', b: '7n' }, { id: '2n', a: 'y', b: '42n' }, { id: '100n', a: 'same on all', b: null },
     ]);
+  });
+
+  test('consumer leader elections: the node pulls from each new leader at once (JetStream advisory), writes keep flowing', async () => {
+    c.execAll('CREATE TABLE leaders(id INTEGER PRIMARY KEY, v TEXT)');
+    await c.waitConverged('SELECT count(*) n FROM leaders');
+    const before = (await c.status('n2')).apply.inbound.leaderRestarts as number;
+    let steppedDown = 0;
+    for (let s = 0; s < 16; s++) {
+      const r = await nc.request(`$JS.API.CONSUMER.LEADER.STEPDOWN.${streamName(c.clusterName, s)}.${consumerName('n2')}`, new Uint8Array(0), { timeout: 5000 });
+      if ((JSON.parse(new TextDecoder().decode(r.data)) as { success?: boolean }).success) steppedDown++;
+    }
+    assert.ok(steppedDown >= 12, `stepped down ${steppedDown} of 16 consumer leaders`);
+    await c.waitFor('n2 re-pulled after the elections', async () => (await c.status('n2')).apply.inbound.leaderRestarts - before >= steppedDown, 10_000);
+    const t0 = Date.now();
+    const ins = c.db('n1').prepare('INSERT INTO leaders(id, v) VALUES (?, ?)');
+    for (let i = 1; i <= 200; i++) ins.run(BigInt(i), `row ${i}`);
+    await c.waitFor('every row on n2', () => c.query<{ n: bigint }>('n2', 'SELECT count(*) n FROM leaders')[0]!.n === 200n, 20_000, 10);
+    process.stderr.write(`# 200 rows on n2 ${Date.now() - t0} ms after the consumer elections\n`);
   });
 
   test('burrow status reports every node; a down node makes it exit 1', async () => {

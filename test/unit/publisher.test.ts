@@ -164,3 +164,54 @@ test('the outbox is read only for shards the stamper wrote', async () => {
     p.stop();
   }
 });
+
+test('a stream leader election wakes publishes waiting on the dead leader: retried at once, same msgID', async () => {
+  const outbox = new MemoryOutbox();
+  outbox.batches.push({ id: 1, shard: 0, msgId: 'm1', changes: 1, payload: new Uint8Array(1) });
+  const calls: string[] = [];
+  let leaderAlive = false;
+  const js = {
+    publish: (_subject: string, _p: Uint8Array, opts: { msgID: string }) => {
+      calls.push(opts.msgID);
+      // The dead leader never answers (the real client would time out after timeoutMs).
+      return leaderAlive ? Promise.resolve({ stream: 's', seq: 1, duplicate: false }) : new Promise(() => {});
+    },
+  } as unknown as JetStreamClient;
+  const p = new Publisher(js, outbox, (s) => `s.${s}`,
+    { shards: 2, inFlightMax: 4, inFlightPerShardMax: 2, timeoutMs: 60_000, retryDelayMsMin: 1, retryDelayMsMax: 5 }, silentLogger);
+  p.start();
+  try {
+    await until('published once', () => calls.length === 1);
+    leaderAlive = true;
+    p.leaderElected(1); // another shard's election: nothing to wake
+    await new Promise((r) => setTimeout(r, 10));
+    assert.equal(calls.length, 1);
+    p.leaderElected(0);
+    await until('removed after the retry', () => outbox.batches.length === 0, 500);
+    assert.deepEqual(calls, ['m1', 'm1']);
+    assert.equal(p.stats.leaderWakeups, 1);
+  } finally {
+    p.stop();
+  }
+});
+
+test('shards whose publishes fail keep one batch in flight: the live shards keep the window', async () => {
+  const outbox = new MemoryOutbox();
+  let id = 0;
+  for (const shard of [0, 1, 2]) for (let i = 0; i < 6; i++) outbox.batches.push({ id: ++id, shard, msgId: `m${id}`, changes: 1, payload: new Uint8Array(1) });
+  const calls: { subject: string; msgID: string }[] = [];
+  const stalled = new Set(['s.0', 's.1']);
+  // Window 4, 2 per shard: the two dead shards take all 4 slots until their first timeouts.
+  const p = new Publisher(fakeJs(stalled, calls), outbox, (s) => `s.${s}`,
+    { shards: 3, inFlightMax: 4, inFlightPerShardMax: 2, timeoutMs: 5, retryDelayMsMin: 20, retryDelayMsMax: 20 }, silentLogger);
+  p.start();
+  try {
+    await until('shard 2 drained while 0 and 1 are down', () => outbox.batches.every((b) => b.shard !== 2), 1000);
+    assert.ok(p.inFlightCount() <= 2, `one probe per failing shard (in flight: ${p.inFlightCount()})`);
+    stalled.clear();
+    await until('all drained', () => outbox.batches.length === 0, 2000);
+    assert.equal(new Set(outbox.removed).size, 18);
+  } finally {
+    p.stop();
+  }
+});
