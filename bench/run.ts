@@ -18,12 +18,14 @@ import path from 'node:path';
 import { parseArgs } from 'node:util';
 import BetterSqlite3 from 'better-sqlite3';
 import { connect } from '@nats-io/transport-node';
-import { jetstream, jetstreamManager, RetentionPolicy, StorageType, DiscardPolicy } from '@nats-io/jetstream';
+import { jetstream, jetstreamManager, RetentionPolicy, StorageType, DiscardPolicy, AckPolicy, DeliverPolicy } from '@nats-io/jetstream';
 import { TestCluster, repoRoot } from '../test/helpers/cluster.ts';
 import { Database } from '../src/sqlite/database.ts';
 import { Capture } from '../src/capture/capture.ts';
 import { silentLogger } from '../src/util/log.ts';
 import { streamName } from '../src/shard/shard-router.ts';
+import { decodeBatch } from '../src/codec/batch-codec.ts';
+import { decodeValues } from '../src/codec/value-codec.ts';
 
 const { values } = parseArgs({ options: {
   json: { type: 'string' }, seconds: { type: 'string', default: '10' },
@@ -115,6 +117,72 @@ async function waitCount(c: TestCluster, table: string, want: number, timeoutMs:
   }
 }
 
+function arrivals(c: TestCluster, id: string, from: number, to: number): { id: number; commit: number; arrival: number }[] {
+  const d = new BetterSqlite3(c.node(id).db, { readonly: true });
+  try {
+    return d.prepare('SELECT l.id, l.at AS "commit", a.at AS arrival FROM bench_arrival a JOIN bench_lag l ON l.id = a.id WHERE a.id BETWEEN ? AND ?')
+      .all(from, to) as { id: number; commit: number; arrival: number }[];
+  } finally {
+    d.close();
+  }
+}
+
+/**
+ * JetStream by itself, shaped like burrow: 16 R3 file streams with interest retention, a durable
+ * pull consumer per server (explicit acks, the same pull options as a node), one publisher at
+ * `msgsPerS`; latency = publish → delivered to the consumers on the two other servers.
+ */
+async function rawDeliveryLatency(c: TestCluster, msgsPerS: number, bytes: number, secs: number) {
+  const ncs = await Promise.all(c.nodes.map((n) => connect({ servers: n.natsUrl, noAsyncTraces: true })));
+  const jsm = await jetstreamManager(ncs[0]!);
+  const shards = 16;
+  const name = (s: number) => `bench_lat_${c.clusterName}_${s}`;
+  const delivered: number[] = [];
+  const acked: number[] = [];
+  const iters: { close(): Promise<void | Error> }[] = [];
+  try {
+    for (let s = 0; s < shards; s++) {
+      await jsm.streams.add({ name: name(s), subjects: [`bench.lat.${s}`], storage: StorageType.File, num_replicas: 3, retention: RetentionPolicy.Interest, discard: DiscardPolicy.New });
+      for (let n = 0; n < ncs.length; n++) {
+        await jsm.consumers.add(name(s), { durable_name: `c${n}`, ack_policy: AckPolicy.Explicit, deliver_policy: DeliverPolicy.All, ack_wait: 5_000_000_000, max_ack_pending: 1024, max_waiting: 512 });
+      }
+    }
+    await sleep(2000); // consumer leaders settle
+    for (let n = 0; n < ncs.length; n++) {
+      const js = jetstream(ncs[n]!);
+      for (let s = 0; s < shards; s++) {
+        const consumer = await js.consumers.get(name(s), `c${n}`);
+        iters.push(await consumer.consume({ max_messages: 256, expires: 2000, idle_heartbeat: 500, callback: (m) => {
+          if (n > 0) delivered.push(nowMs() - new DataView(m.data.buffer, m.data.byteOffset, 8).getFloat64(0));
+          m.ack();
+        } }));
+      }
+    }
+    const js = jetstream(ncs[0]!);
+    const t0 = nowMs();
+    let sent = 0;
+    const pending: Promise<unknown>[] = [];
+    while (nowMs() - t0 < secs * 1000) {
+      const due = Math.floor(((nowMs() - t0) / 1000) * msgsPerS);
+      while (sent < due) {
+        const payload = new Uint8Array(Math.max(8, bytes));
+        const at = nowMs();
+        new DataView(payload.buffer).setFloat64(0, at);
+        pending.push(js.publish(`bench.lat.${sent % shards}`, payload).then(() => acked.push(nowMs() - at), () => {}));
+        sent++;
+      }
+      await sleep(1);
+    }
+    await Promise.all(pending);
+    await sleep(1000);
+    return { msgsPerS, messageBytes: bytes, publishAck: summarize(acked), delivered: summarize(delivered) };
+  } finally {
+    for (const it of iters) await it.close().catch(() => {});
+    for (let s = 0; s < shards; s++) await jsm.streams.delete(name(s)).catch(() => {});
+    for (const nc of ncs) await nc.close();
+  }
+}
+
 function lagsMs(c: TestCluster, id: string, from: number, to: number): number[] {
   const d = new BetterSqlite3(c.node(id).db, { readonly: true });
   try {
@@ -161,11 +229,24 @@ try {
   const nc = await connect({ servers: c.nodes.map((n) => n.natsUrl) });
   let msgBytes = 0;
   let msgCount = 0;
+  // During the lag phases: when each lag row was first seen on the wire (published to JetStream).
+  const lagWire: { seen: Map<number, number> | null } = { seen: null };
   const sub = nc.subscribe(`burrow.${c.clusterName}.s.>`);
   void (async () => {
     for await (const m of sub) {
       msgBytes += m.data.length;
       msgCount++;
+      const wireSeen = lagWire.seen;
+      if (wireSeen) {
+        const t = nowMs();
+        const b = decodeBatch(m.data);
+        if (b.tables.some((t) => t.n === 'bench_lag')) {
+          for (const ch of b.changes) {
+            const id = Number(decodeValues(ch.k)[0]);
+            if (!wireSeen.has(id)) wireSeen.set(id, t);
+          }
+        }
+      }
     }
   })();
 
@@ -214,14 +295,25 @@ try {
     log(`lag: ${rate} single-row writes/s on n1 for ${seconds} s…`);
     const from = nextId;
     const pubBefore = (await c.status('n1'))?.publish ?? {};
+    lagWire.seen = new Map();
+    const bytesBefore = msgBytes;
     const w = await runWriter({ db: c.node('n1').db, mode: 'rate', idStart: from, seconds, ratePerSec: rate });
     const pubAfter = (await c.status('n1'))?.publish ?? {};
     nextId = from + w.rows;
     await waitCount(c, 'bench_lag', nextId - 1, 120_000);
+    const seen = lagWire.seen;
+    lagWire.seen = null;
     const per = Object.fromEntries(['n2', 'n3'].map((id) => [id, summarize(lagsMs(c, id, from, nextId - 1))]));
     const all = ['n2', 'n3'].flatMap((id) => lagsMs(c, id, from, nextId - 1));
+    // Where the time goes: COMMIT → published (capture, stamping, publishing on n1) and
+    // published → applied (JetStream store and delivery, apply on n2/n3).
+    const split = ['n2', 'n3'].flatMap((id) => arrivals(c, id, from, nextId - 1))
+      .filter((a) => seen.has(a.id)).map((a) => ({ pub: seen.get(a.id)! - a.commit, del: a.arrival - seen.get(a.id)! }));
+    const messages = pubAfter.published - pubBefore.published;
     lag[`${rate}PerS`] = {
       offeredPerS: rate, achievedPerS: w.rows / ((w.lastCommitMs - w.firstCommitMs) / 1000), ...summarize(all), perNode: per,
+      commitToPublished: summarize(split.map((x) => x.pub)), publishedToApplied: summarize(split.map((x) => x.del)),
+      messagesPerS: messages / seconds, avgMessageBytes: (msgBytes - bytesBefore) / Math.max(1, messages),
       n1Publish: { messages: pubAfter.published - pubBefore.published, retries: pubAfter.retries - pubBefore.retries,
         duplicates: pubAfter.duplicates - pubBefore.duplicates, lastError: pubAfter.lastError },
     };
@@ -250,6 +342,13 @@ try {
   }));
   const rawPerS = published / ((nowMs() - rawT0) / 1000);
   await jsm.streams.delete(rawStream);
+  // The floor under the lag: JetStream alone at the message rate of burrow's 1k/s lag phase.
+  const lag1k = (result.lag as Record<string, any> | undefined)?.['1000PerS'];
+  let rawLag: Awaited<ReturnType<typeof rawDeliveryLatency>> | null = null;
+  if (lag1k) {
+    log(`limit: raw JetStream publish → delivery at ${Math.round(lag1k.messagesPerS)} msg/s (16 R3 streams × 3 durable consumers)…`);
+    rawLag = await rawDeliveryLatency(c, lag1k.messagesPerS, Math.round(lag1k.avgMessageBytes), seconds);
+  }
   const sqlite = (result.capture ?? captureOverhead(dir)) as ReturnType<typeof captureOverhead>;
   result.limits = {
     jetstreamMsgsPerS: rawPerS, messageBytes: payload.length, inFlight,
@@ -257,6 +356,7 @@ try {
     sqliteInsertsPerS1000RowTx: sqlite.thousandRowTx.plainPerS,
     burrowVsJetstream: oneWriter.appliedAllPerS / (rawPerS * oneWriter.avgChangesPerMessage),
     burrowVsSqlite: oneWriter.appliedAllPerS / sqlite.thousandRowTx.plainPerS,
+    jetstreamDeliveryAtLagRate: rawLag,
   };
 
   }
@@ -320,7 +420,12 @@ section(r.throughput, () => [
 ]);
 section(r.lag, () => [
   'replication lag, COMMIT on n1 → applied on n2/n3 (ms)       p50      p90      p99      max',
-  ...Object.values(r.lag).map((l: any) => `  ${String(l.offeredPerS).padStart(5)} single-row writes/s                          ${f2(l.p50).padStart(8)} ${f2(l.p90).padStart(8)} ${f2(l.p99).padStart(8)} ${f2(l.max).padStart(8)}`),
+  ...Object.values(r.lag).flatMap((l: any) => [
+    `  ${String(l.offeredPerS).padStart(5)} single-row writes/s                          ${f2(l.p50).padStart(8)} ${f2(l.p90).padStart(8)} ${f2(l.p99).padStart(8)} ${f2(l.max).padStart(8)}`,
+    `        COMMIT → published (n1: capture, stamp, publish)  ${f2(l.commitToPublished.p50).padStart(8)} ${f2(l.commitToPublished.p90).padStart(8)} ${f2(l.commitToPublished.p99).padStart(8)} ${f2(l.commitToPublished.max).padStart(8)}`,
+    `        published → applied (JetStream, n2/n3 apply)     ${f2(l.publishedToApplied.p50).padStart(8)} ${f2(l.publishedToApplied.p90).padStart(8)} ${f2(l.publishedToApplied.p99).padStart(8)} ${f2(l.publishedToApplied.max).padStart(8)}`,
+    `        (${f0(l.messagesPerS)} messages/s of ${f0(l.avgMessageBytes)} B)`,
+  ]),
 ]);
 section(r.limits, () => [
   'limits measured in this run',
@@ -328,6 +433,11 @@ section(r.limits, () => [
   `  raw better-sqlite3 inserts (1000-row tx)               ${f0(r.limits.sqliteInsertsPerS1000RowTx).padStart(12)} rows/s`,
   `  burrow one-writer throughput / JetStream ceiling        ${f2(r.limits.burrowVsJetstream).padStart(12)}`,
   `  burrow one-writer throughput / SQLite ceiling           ${f2(r.limits.burrowVsSqlite).padStart(12)}`,
+  ...(r.limits.jetstreamDeliveryAtLagRate ? [
+    `  raw JetStream at the 1k/s lag phase's rate (${f0(r.limits.jetstreamDeliveryAtLagRate.msgsPerS)} msg/s, 16 R3 streams × 3 durable consumers), ms:`,
+    `    publish → delivered p50 / p90 / p99 / max          ${[r.limits.jetstreamDeliveryAtLagRate.delivered.p50, r.limits.jetstreamDeliveryAtLagRate.delivered.p90, r.limits.jetstreamDeliveryAtLagRate.delivered.p99, r.limits.jetstreamDeliveryAtLagRate.delivered.max].map(f2).join(' / ')}`,
+    `    burrow's 1k/s lag / this floor, p50 and p99         ${f2(r.lag['1000PerS'].p50 / r.limits.jetstreamDeliveryAtLagRate.delivered.p50)} and ${f2(r.lag['1000PerS'].p99 / r.limits.jetstreamDeliveryAtLagRate.delivered.p99)}`,
+  ] : []),
 ]);
 section(r.failover, () => [
   `failover: SIGKILL ${r.failover.victim}'s nats-server (leader of ${r.failover.streamsLed} streams) under 500 writes/s, restarted by its node`,
