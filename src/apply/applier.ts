@@ -10,16 +10,7 @@ import { assert } from '../util/assert.ts';
 import type { Logger } from '../util/log.ts';
 import { lwwWins } from './lww.ts';
 import type { GapTracker, NoteResult } from '../replication/gaps.ts';
-
-/** One message fetched from a shard stream. */
-export interface InboundMessage {
-  readonly shard: number;
-  readonly seq: number;
-  readonly data: Uint8Array;
-  /** The origin named by the message's msgID header, when it has one (originOfMsgId). */
-  readonly origin?: string;
-}
-
+import type { InboundMessage } from '../replication/inbound.ts';
 
 export type MessageOutcome =
   | { readonly kind: 'applied' }

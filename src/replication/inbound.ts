@@ -4,10 +4,12 @@ import { errorMessage } from '../util/errors.ts';
 import { originOfMsgId } from '../codec/batch-codec.ts';
 import type { Logger } from '../util/log.ts';
 
+/** One message fetched from a shard stream. */
 export interface InboundMessage {
   readonly shard: number;
   readonly seq: number;
   readonly data: Uint8Array;
+  /** The origin named by the message's msgID header, when it has one (originOfMsgId). */
   readonly origin?: string;
 }
 

@@ -3,7 +3,7 @@ import {
   AckPolicy, DeliverPolicy, JetStreamApiCodes, JetStreamApiError, DiscardPolicy, jetstream, jetstreamManager, ReplayPolicy, RetentionPolicy, StorageType,
   type JetStreamClient, type JetStreamManager, type StreamConfig,
 } from '@nats-io/jetstream';
-import { consumerName, shardSubject, streamName } from '../shard/shard-router.ts';
+import { consumerName, shardOfStream, shardSubject, streamName } from '../shard/shard-router.ts';
 import { errorMessage, StartupError } from '../util/errors.ts';
 import type { Logger } from '../util/log.ts';
 
@@ -125,8 +125,7 @@ export class NatsLink {
     this.log.info('streams and consumers in place', { shards: plan.shards, ms: Date.now() - t0 });
     const names: string[] = [];
     for await (const n of this.jsm.streams.names()) names.push(n);
-    const prefix = `burrow_${plan.cluster}_`;
-    const extra = names.filter((n) => n.startsWith(prefix) && Number(n.slice(prefix.length)) >= plan.shards);
+    const extra = names.filter((n) => shardOfStream(plan.cluster, n) >= plan.shards);
     if (extra.length > 0) {
       throw new FatalSetupError(`${plan.configFile}: cluster.shards = ${plan.shards}, but the running cluster "${plan.cluster}" has streams `
         + `${extra.slice(0, 3).join(', ')}${extra.length > 3 ? ', …' : ''} beyond it: the shard count cannot change on a running cluster `
@@ -248,22 +247,16 @@ export class NatsLink {
    * move to the new leader at once instead of after timeouts. Returns the unsubscribe.
    */
   onLeaderElected(cluster: string, nodeId: string, on: { stream(shard: number): void; consumer(shard: number): void }): () => void {
-    const prefix = `${streamName(cluster, 0).slice(0, -1)}`;
-    const shardOf = (stream: string | undefined): number => {
-      if (!stream?.startsWith(prefix)) return -1;
-      const n = Number(stream.slice(prefix.length));
-      return Number.isInteger(n) ? n : -1;
-    };
     const subs = [
       this.nc.subscribe('$JS.EVENT.ADVISORY.STREAM.LEADER_ELECTED.*', {
         callback: (err, m) => {
-          const shard = err ? -1 : shardOf(m.subject.split('.')[5]);
+          const shard = err ? -1 : shardOfStream(cluster, m.subject.split('.')[5]);
           if (shard >= 0) on.stream(shard);
         },
       }),
       this.nc.subscribe(`$JS.EVENT.ADVISORY.CONSUMER.LEADER_ELECTED.*.${consumerName(nodeId)}`, {
         callback: (err, m) => {
-          const shard = err ? -1 : shardOf(m.subject.split('.')[5]);
+          const shard = err ? -1 : shardOfStream(cluster, m.subject.split('.')[5]);
           if (shard >= 0) on.consumer(shard);
         },
       }),

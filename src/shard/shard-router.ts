@@ -102,6 +102,14 @@ export function streamName(cluster: string, shard: number): string {
   return `burrow_${cluster}_${shard}`;
 }
 
+/** The shard a stream name of `cluster` stands for, or -1 for any other name. */
+export function shardOfStream(cluster: string, stream: string | undefined): number {
+  const prefix = `burrow_${cluster}_`;
+  if (!stream?.startsWith(prefix)) return -1;
+  const rest = stream.slice(prefix.length);
+  return /^\d{1,9}$/.test(rest) ? Number(rest) : -1;
+}
+
 export function shardSubject(cluster: string, shard: number): string {
   return `burrow.${cluster}.s.${shard}`;
 }

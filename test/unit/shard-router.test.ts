@@ -1,7 +1,7 @@
 import { test, describe, before } from 'node:test';
 import assert from 'node:assert/strict';
 import { xxhash64 } from 'hash-wasm';
-import { ShardRouter, jumpHash, streamName, shardSubject, consumerName } from '../../src/shard/shard-router.ts';
+import { ShardRouter, jumpHash, streamName, shardOfStream, shardSubject, consumerName } from '../../src/shard/shard-router.ts';
 import { encodeValues, type SqlValue } from '../../src/codec/value-codec.ts';
 
 /*
@@ -203,6 +203,14 @@ describe('JetStream names', () => {
   test('streamName', () => {
     assert.equal(streamName('demo', 0), 'burrow_demo_0');
     assert.equal(streamName('my-cluster_1', 15), 'burrow_my-cluster_1_15');
+  });
+  test('shardOfStream reads streamName back; other names give -1', () => {
+    assert.equal(shardOfStream('my-cluster_1', streamName('my-cluster_1', 15)), 15);
+    assert.equal(shardOfStream('demo', streamName('demo', 0)), 0);
+    assert.equal(shardOfStream('demo', streamName('other', 3)), -1);
+    assert.equal(shardOfStream('demo', 'burrow_demo_x'), -1);
+    assert.equal(shardOfStream('demo', 'burrow_demo_'), -1);
+    assert.equal(shardOfStream('demo', undefined), -1);
   });
   test('shardSubject', () => {
     assert.equal(shardSubject('demo', 0), 'burrow.demo.s.0');
