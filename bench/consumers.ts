@@ -20,19 +20,17 @@ import { parseArgs } from 'node:util';
 import { connect, type NatsConnection } from '@nats-io/transport-node';
 import { jetstream, jetstreamManager, RetentionPolicy, StorageType, DiscardPolicy, AckPolicy, DeliverPolicy, type JsMsg, type JetStreamManager } from '@nats-io/jetstream';
 import { freePort } from '../test/helpers/cluster.ts';
+import { nowMs, pct, sleep } from './harness.ts';
 
 const { values, positionals } = parseArgs({ allowPositionals: true, options: { rate: { type: 'string', default: '700' }, seconds: { type: 'string', default: '10' } } });
 const rate = Number(values.rate);
 const secs = Number(values.seconds);
 const variants = positionals.length ? positionals : ['base', 'ackall', 'r1', 'mem', 'none'];
 const ackMs = Number(process.env.ACKMS ?? 20);
-const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
-const nowMs = () => performance.timeOrigin + performance.now();
 const cpuMs = (pid: number) => {
   const f = readFileSync(`/proc/${pid}/stat`, 'utf8').split(') ')[1]!.split(' ');
   return (Number(f[11]) + Number(f[12])) * 10; // utime + stime, 100 ticks/s
 };
-const pct = (xs: number[], p: number) => [...xs].sort((a, b) => a - b)[Math.min(xs.length - 1, Math.floor((p / 100) * xs.length))] ?? NaN;
 
 async function run(variant: string): Promise<string> {
   const dir = mkdtempSync(path.join(os.tmpdir(), 'burrow-consumers-'));

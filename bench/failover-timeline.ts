@@ -8,28 +8,24 @@
  *
  *   npx tsx bench/failover-timeline.ts        (LOGS=1 also prints the node logs)
  */
-import { spawn } from 'node:child_process';
 import { mkdirSync } from 'node:fs';
 import path from 'node:path';
 import BetterSqlite3 from 'better-sqlite3';
 import { connect } from '@nats-io/transport-node';
 import { jetstreamManager } from '@nats-io/jetstream';
-import { TestCluster, repoRoot } from '../test/helpers/cluster.ts';
+import { TestCluster } from '../test/helpers/cluster.ts';
+import { arrivalTriggerSql, lagTablesSql, nowMs, runWriter, sleep } from './harness.ts';
 import { decodeBatch } from '../src/codec/batch-codec.ts';
 import { decodeValues } from '../src/codec/value-codec.ts';
 import { streamName, consumerName } from '../src/shard/shard-router.ts';
 
-const nowMs = () => performance.timeOrigin + performance.now();
-const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 const c = await TestCluster.create({ nodes: 3 });
 for (const n of c.nodes) {
   mkdirSync(path.dirname(n.db), { recursive: true });
   const d = new BetterSqlite3(n.db);
   d.pragma('journal_mode = WAL');
-  d.exec(`CREATE TABLE bench_lag(id INTEGER PRIMARY KEY, at REAL NOT NULL, pad TEXT);
-    CREATE TABLE bench_arrival(id INTEGER PRIMARY KEY, at REAL NOT NULL);`);
-  if (n.id !== 'n1') d.exec(`CREATE TRIGGER bench_arrival_stamp AFTER INSERT ON bench_lag BEGIN
-        INSERT INTO bench_arrival(id, at) VALUES (NEW.id, (julianday('now') - 2440587.5) * 86400000.0); END`);
+  d.exec(lagTablesSql);
+  if (n.id !== 'n1') d.exec(arrivalTriggerSql);
   d.close();
 }
 try {
@@ -49,11 +45,7 @@ try {
   const consLeader: string[] = [];
   for (let s = 0; s < 16; s++) consLeader[s] = (await jsm.consumers.info(streamName(c.clusterName, s), consumerName(survivor))).cluster?.leader ?? '';
   console.log(`victim ${victim}; streams led: ${streamLeader.map((l, s) => l === victim ? s : -1).filter((s) => s >= 0)}; survivor ${survivor} consumers led by victim: ${consLeader.map((l, s) => l === victim ? s : -1).filter((s) => s >= 0)}`);
-  const writer = new Promise<string>((resolve, reject) => {
-    const p = spawn(process.execPath, ['--import', 'tsx', path.join(repoRoot, 'bench', 'writer.ts'),
-      JSON.stringify({ db: c.node('n1').db, mode: 'rate', idStart: 1, seconds: 20, ratePerSec: 500 })], { stdio: ['ignore', 'pipe', 'inherit'] });
-    let s = ''; p.stdout.on('data', (d) => (s += d)); p.on('exit', (code) => (code === 0 ? resolve(s) : reject(new Error(`writer ${code}`))));
-  });
+  const writer = runWriter({ db: c.node('n1').db, mode: 'rate', idStart: 1, seconds: 20, ratePerSec: 500 });
   await sleep(5000);
   const killedAt = nowMs();
   process.kill(c.natsPid(victim)!, 'SIGKILL');
@@ -73,7 +65,7 @@ try {
       await sleep(200);
     }
   })();
-  const rows = JSON.parse(await writer).rows as number;
+  const { rows } = await writer;
   await watch;
   await c.waitFor('all', () => Number(c.query<{ n: bigint }>(survivor, 'SELECT count(*) n FROM bench_arrival')[0]!.n) >= rows, 120_000, 50);
   const d = new BetterSqlite3(c.node(survivor).db, { readonly: true });

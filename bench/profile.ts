@@ -5,12 +5,12 @@
  *
  *   npx tsx bench/profile.ts [--seconds 8] [--top 25]
  */
-import { spawn } from 'node:child_process';
 import { mkdirSync, readdirSync, readFileSync } from 'node:fs';
 import path from 'node:path';
 import { parseArgs } from 'node:util';
 import BetterSqlite3 from 'better-sqlite3';
-import { TestCluster, repoRoot } from '../test/helpers/cluster.ts';
+import { TestCluster } from '../test/helpers/cluster.ts';
+import { runWriter } from './harness.ts';
 
 const { values } = parseArgs({ options: { seconds: { type: 'string', default: '8' }, top: { type: 'string', default: '25' } } });
 const c = await TestCluster.create({ nodes: 3 });
@@ -25,14 +25,7 @@ for (const n of c.nodes) {
 }
 try {
   await c.start();
-  const out = await new Promise<string>((resolve, reject) => {
-    const p = spawn(process.execPath, ['--import', 'tsx', path.join(repoRoot, 'bench', 'writer.ts'),
-      JSON.stringify({ db: c.node('n1').db, mode: 'max', idStart: 1, seconds: Number(values.seconds), rowsPerTx: 1000 })], { stdio: ['ignore', 'pipe', 'inherit'] });
-    let s = '';
-    p.stdout.on('data', (d) => (s += d));
-    p.on('exit', (code) => (code === 0 ? resolve(s) : reject(new Error(`writer ${code}`))));
-  });
-  const rows = (JSON.parse(out) as { rows: number }).rows;
+  const { rows } = await runWriter({ db: c.node('n1').db, table: 'bench_tp', mode: 'max', idStart: 1, seconds: Number(values.seconds), rowsPerTx: 1000 });
   await c.waitFor('every node has every row', () => c.nodes.every((n) => Number(c.query<{ n: bigint }>(n.id, 'SELECT count(*) n FROM bench_tp')[0]!.n) >= rows), 300_000, 100);
   for (const id of ['n1', 'n2']) await c.stopNode(id); // a clean exit writes the profile
   for (const id of ['n1', 'n2']) {

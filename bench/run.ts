@@ -11,7 +11,6 @@
  *  5. failover           the nats-server leading stream(s) is SIGKILLed (and restarted by its node)
  *                        under 500 writes/s: how long writes take to reach the other nodes
  */
-import { spawn } from 'node:child_process';
 import { mkdtempSync, rmSync, writeFileSync, mkdirSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
@@ -19,7 +18,8 @@ import { parseArgs } from 'node:util';
 import BetterSqlite3 from 'better-sqlite3';
 import { connect } from '@nats-io/transport-node';
 import { jetstream, jetstreamManager, RetentionPolicy, StorageType, DiscardPolicy, AckPolicy, DeliverPolicy } from '@nats-io/jetstream';
-import { TestCluster, repoRoot } from '../test/helpers/cluster.ts';
+import { TestCluster } from '../test/helpers/cluster.ts';
+import { arrivalTriggerSql, lagTablesSql, nowMs, pct, runWriter, sleep } from './harness.ts';
 import { Database } from '../src/sqlite/database.ts';
 import { Capture } from '../src/capture/capture.ts';
 import { silentLogger } from '../src/util/log.ts';
@@ -33,13 +33,6 @@ const { values } = parseArgs({ options: {
 } });
 const seconds = Number(values.seconds);
 const only = new Set(values.only!.split(','));
-const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
-const nowMs = () => performance.timeOrigin + performance.now();
-const pct = (xs: number[], p: number) => {
-  if (xs.length === 0) return NaN;
-  const s = [...xs].sort((a, b) => a - b);
-  return s[Math.min(s.length - 1, Math.floor((p / 100) * s.length))]!;
-};
 const median = (xs: number[]) => pct(xs, 50);
 const log = (s: string) => process.stderr.write(`bench: ${s}\n`);
 
@@ -93,15 +86,6 @@ function captureOverhead(dir: string) {
 }
 
 // ---------------------------------------------------------------- cluster helpers
-function runWriter(job: Record<string, unknown>): Promise<{ rows: number; firstCommitMs: number; lastCommitMs: number }> {
-  return new Promise((resolve, reject) => {
-    const p = spawn(process.execPath, ['--import', 'tsx', path.join(repoRoot, 'bench', 'writer.ts'), JSON.stringify(job)], { stdio: ['ignore', 'pipe', 'inherit'], cwd: repoRoot });
-    let out = '';
-    p.stdout.on('data', (d) => (out += d));
-    p.on('exit', (code) => (code === 0 ? resolve(JSON.parse(out)) : reject(new Error(`writer exited ${code}`))));
-  });
-}
-
 async function waitCount(c: TestCluster, table: string, want: number, timeoutMs: number): Promise<number> {
   const readers = c.nodes.map((n) => new BetterSqlite3(n.db, { readonly: true }));
   try {
@@ -212,15 +196,9 @@ try {
     const d = new BetterSqlite3(n.db);
     d.pragma('journal_mode = WAL');
     d.exec(`CREATE TABLE bench_tp1(id INTEGER PRIMARY KEY, v TEXT NOT NULL, n INTEGER);
-      CREATE TABLE bench_tp3(id INTEGER PRIMARY KEY, v TEXT NOT NULL, n INTEGER);
-      CREATE TABLE bench_lag(id INTEGER PRIMARY KEY, at REAL NOT NULL, pad TEXT);
-      CREATE TABLE bench_arrival(id INTEGER PRIMARY KEY, at REAL NOT NULL);`);
-    // Receivers stamp each lag row's arrival inside the apply transaction (burrow does not capture
-    // writes made while it applies, so these stay local).
-    if (n.id !== 'n1') {
-      d.exec(`CREATE TRIGGER bench_arrival_stamp AFTER INSERT ON bench_lag BEGIN
-        INSERT INTO bench_arrival(id, at) VALUES (NEW.id, (julianday('now') - 2440587.5) * 86400000.0); END`);
-    }
+      CREATE TABLE bench_tp3(id INTEGER PRIMARY KEY, v TEXT NOT NULL, n INTEGER);`);
+    d.exec(lagTablesSql);
+    if (n.id !== 'n1') d.exec(arrivalTriggerSql);
     d.close();
   }
   const t0 = Date.now();
