@@ -287,10 +287,29 @@ con.close()
     c.execAll('CREATE TABLE leaders(id INTEGER PRIMARY KEY, v TEXT)');
     await c.waitConverged('SELECT count(*) n FROM leaders');
     const before = (await c.status('n2')).apply.inbound.leaderRestarts as number;
+    // n1's nats-server was SIGKILLed and replaced by the test before: its Raft groups may still be
+    // catching up, and a consumer without a leader answers no API request. Wait for every leader first.
+    const api = async (subject: string): Promise<Record<string, any> | undefined> => {
+      try {
+        const r = await nc.request(subject, new Uint8Array(0), { timeout: 2000 });
+        return JSON.parse(new TextDecoder().decode(r.data)) as Record<string, any>;
+      } catch {
+        return undefined; // no leader to answer yet: the caller polls
+      }
+    };
+    const consumerApi = (verb: string, s: number) => `$JS.API.CONSUMER.${verb}.${streamName(c.clusterName, s)}.${consumerName('n2')}`;
+    await c.waitFor('every n2 consumer has a leader', async () => {
+      for (let s = 0; s < 16; s++) if (!(await api(consumerApi('INFO', s)))?.cluster?.leader) return false;
+      return true;
+    }, 30_000, 200);
     let steppedDown = 0;
     for (let s = 0; s < 16; s++) {
-      const r = await nc.request(`$JS.API.CONSUMER.LEADER.STEPDOWN.${streamName(c.clusterName, s)}.${consumerName('n2')}`, new Uint8Array(0), { timeout: 5000 });
-      if ((JSON.parse(new TextDecoder().decode(r.data)) as { success?: boolean }).success) steppedDown++;
+      for (let attempt = 0; attempt < 3; attempt++) {
+        const r = await api(consumerApi('LEADER.STEPDOWN', s));
+        if (r === undefined) continue;
+        if (r.success) steppedDown++;
+        break;
+      }
     }
     assert.ok(steppedDown >= 12, `stepped down ${steppedDown} of 16 consumer leaders`);
     await c.waitFor('n2 re-pulled after the elections', async () => (await c.status('n2')).apply.inbound.leaderRestarts - before >= steppedDown, 10_000);
