@@ -320,6 +320,21 @@ con.close()
     process.stderr.write(`# 200 rows on n2 ${Date.now() - t0} ms after the consumer elections\n`);
   });
 
+  test('an idle node watches its WAL instead of polling fast, and a commit by the sqlite3 shell wakes it', async () => {
+    c.execAll('CREATE TABLE wake(id INTEGER PRIMARY KEY, v TEXT)');
+    await c.waitConverged('SELECT count(*) n FROM wake');
+    // A second without commits by other connections: the node goes idle (slow fallback poll + inotify on the WAL).
+    await c.waitFor('n1 idle', async () => (await c.status('n1'))?.capture.idle === true, 15_000, 50);
+    const before = (await c.status('n1')).capture.idleWakeups as number;
+    const t0 = Date.now();
+    c.sqlite3('n1', "INSERT INTO wake VALUES (1, 'written while n1 was idle')");
+    await c.waitFor('the row on n2 and n3', () => ['n2', 'n3'].every((id) => c.query(id, 'SELECT * FROM wake').length === 1), 10_000, 2);
+    process.stderr.write(`# idle n1: a sqlite3 shell commit reached n2 and n3 in ${Date.now() - t0} ms (sqlite3 process start included)\n`);
+    const after = await c.status('n1');
+    assert.ok(after.capture.idleWakeups > before, `the WAL watch woke the node (idleWakeups ${before} → ${after.capture.idleWakeups})`);
+    assert.deepEqual(c.query('n3', 'SELECT * FROM wake'), [{ id: 1n, v: 'written while n1 was idle' }]);
+  });
+
   test('burrow status reports every node; a down node makes it exit 1', async () => {
     const out = execFileSync(process.execPath, ['bin/burrow.js', 'status', '--config', c.configFile, '--json'], { encoding: 'utf8', cwd: process.cwd() });
     const s = JSON.parse(out) as any[];
