@@ -345,9 +345,8 @@ export class BurrowNode {
     let again = false;
     try {
       this.refreshSchemaIfChanged();
-      const changed = this.db.dataChanged();
-      if (changed || this.logBacklog) this.markActive();
-      if (changed || this.logBacklog) {
+      if (this.db.dataChanged() || this.logBacklog) {
+        this.markActive();
         const r = this.db.writeTx(() => this.stamper.stampPending());
         this.logBacklog = r.logRows >= this.config.replication.ingestChangesMax;
         again = this.logBacklog;
@@ -400,11 +399,10 @@ export class BurrowNode {
   /**
    * Idle: watch the WAL file, whose every commit by any process writes it (inotify), and poll only
    * every idlePollMs as a fallback — an idle node polled 500 times a second (~4 % of a core; ~1.7 %
-   * this way). Returns false where the watch cannot be set up (fast polling goes on).
+   * this way). Where the watch cannot be set up, fast polling goes on.
    */
-  private watchWal(): boolean {
-    if (this.walWatcher) return true;
-    if (Date.now() < this.walWatchRetryMs) return false;
+  private watchWal(): void {
+    if (this.walWatcher || Date.now() < this.walWatchRetryMs) return;
     const file = `${this.node.db}-wal`;
     try {
       const w = watch(file, { persistent: false }, () => this.wakeFromIdle());
@@ -413,11 +411,9 @@ export class BurrowNode {
         this.walWatchRetryMs = Date.now() + 10_000;
       });
       this.walWatcher = w;
-      return true;
     } catch (err) {
       if (this.walWatchRetryMs === 0) this.log.info('cannot watch the WAL file; polling at the configured interval', { file, error: errorMessage(err) });
       this.walWatchRetryMs = Date.now() + 10_000;
-      return false;
     }
   }
 

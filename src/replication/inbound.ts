@@ -2,6 +2,7 @@ import type { Consumer, ConsumerMessages, JetStreamClient, JsMsg } from '@nats-i
 import { consumerName, streamName } from '../shard/shard-router.ts';
 import { errorMessage } from '../util/errors.ts';
 import { originOfMsgId } from '../codec/batch-codec.ts';
+import { sleep } from './nats-link.ts';
 import type { Logger } from '../util/log.ts';
 
 /** One message fetched from a shard stream. */
@@ -142,7 +143,7 @@ export class Inbound {
         return;
       } catch (err) {
         if (attempt >= 20) throw err;
-        await new Promise((r) => setTimeout(r, Math.min(1000, 100 * attempt)));
+        await sleep(Math.min(1000, 100 * attempt));
       }
     }
   }

@@ -247,19 +247,16 @@ export class NatsLink {
    * move to the new leader at once instead of after timeouts. Returns the unsubscribe.
    */
   onLeaderElected(cluster: string, nodeId: string, on: { stream(shard: number): void; consumer(shard: number): void }): () => void {
+    // $JS.EVENT.ADVISORY.<STREAM|CONSUMER>.LEADER_ELECTED.<stream>[.<consumer>]: token 5 is the stream.
+    const advisory = (subject: string, call: (shard: number) => void) => this.nc.subscribe(subject, {
+      callback: (err, m) => {
+        const shard = err ? -1 : shardOfStream(cluster, m.subject.split('.')[5]);
+        if (shard >= 0) call(shard);
+      },
+    });
     const subs = [
-      this.nc.subscribe('$JS.EVENT.ADVISORY.STREAM.LEADER_ELECTED.*', {
-        callback: (err, m) => {
-          const shard = err ? -1 : shardOfStream(cluster, m.subject.split('.')[5]);
-          if (shard >= 0) on.stream(shard);
-        },
-      }),
-      this.nc.subscribe(`$JS.EVENT.ADVISORY.CONSUMER.LEADER_ELECTED.*.${consumerName(nodeId)}`, {
-        callback: (err, m) => {
-          const shard = err ? -1 : shardOfStream(cluster, m.subject.split('.')[5]);
-          if (shard >= 0) on.consumer(shard);
-        },
-      }),
+      advisory('$JS.EVENT.ADVISORY.STREAM.LEADER_ELECTED.*', (s) => on.stream(s)),
+      advisory(`$JS.EVENT.ADVISORY.CONSUMER.LEADER_ELECTED.*.${consumerName(nodeId)}`, (s) => on.consumer(s)),
     ];
     return () => {
       for (const s of subs) s.unsubscribe();

@@ -8,6 +8,14 @@ class MemoryOutbox implements OutboxSource {
   batches: OutboxBatch[] = [];
   removed: number[] = [];
   reads: { shard: number; skipped: number }[] = [];
+  private lastId = 0;
+  /** Appends `count` one-change batches of `shard` with the next ids (msgId `m<id>`). */
+  add(shard: number, count = 1): void {
+    for (let i = 0; i < count; i++) {
+      const id = ++this.lastId;
+      this.batches.push({ id, shard, msgId: `m${id}`, changes: 1, payload: new Uint8Array(1) });
+    }
+  }
   pending(shard: number, limit: number, exclude: ReadonlySet<number>): OutboxBatch[] {
     const mine = this.batches.filter((b) => b.shard === shard);
     this.reads.push({ shard, skipped: mine.filter((b) => exclude.has(b.id)).length });
@@ -42,9 +50,8 @@ const until = async (what: string, fn: () => boolean, ms = 2000) => {
 
 test('a shard whose leader is gone cannot starve the other shards (per-shard in-flight cap)', async () => {
   const outbox = new MemoryOutbox();
-  let id = 0;
-  for (let i = 0; i < 10; i++) outbox.batches.push({ id: ++id, shard: 0, msgId: `m${id}`, changes: 1, payload: new Uint8Array(1) });
-  for (let i = 0; i < 10; i++) outbox.batches.push({ id: ++id, shard: 1, msgId: `m${id}`, changes: 1, payload: new Uint8Array(1) });
+  outbox.add(0, 10);
+  outbox.add(1, 10);
   const calls: { subject: string; msgID: string }[] = [];
   const stalled = new Set(['s.0']);
   const p = new Publisher(fakeJs(stalled, calls), outbox, (s) => `s.${s}`,
@@ -94,8 +101,7 @@ test('a batch leaves the outbox only after its ack', async () => {
 
 test('a shard stuck longer than detourAfterMs publishes through another shard (re-addressed), and goes home once its stream answers', async () => {
   const outbox = new MemoryOutbox();
-  let id = 0;
-  for (let i = 0; i < 6; i++) outbox.batches.push({ id: ++id, shard: 0, msgId: `m${id}`, changes: 1, payload: new Uint8Array([0]) });
+  outbox.add(0, 6);
   const calls: { subject: string; msgID: string }[] = [];
   const payloads: { subject: string; payload: number }[] = [];
   const stalled = new Set(['s.0']);
@@ -143,12 +149,11 @@ test('the outbox is read only for shards the stamper wrote', async () => {
     assert.deepEqual(outbox.reads.map((r) => r.shard).sort(), [0, 1, 2, 3], 'start reads every shard once');
     outbox.reads = [];
     // Shard 1 is stalled: two batches stay in flight; a third is read, skipping them.
-    outbox.batches.push({ id: 1, shard: 1, msgId: 'm1', changes: 1, payload: new Uint8Array(1) });
-    outbox.batches.push({ id: 2, shard: 1, msgId: 'm2', changes: 1, payload: new Uint8Array(1) });
+    outbox.add(1, 2); // ids 1, 2
     p.kick([1]);
     assert.deepEqual(outbox.reads, [{ shard: 1, skipped: 0 }]);
-    outbox.batches.push({ id: 3, shard: 1, msgId: 'm3', changes: 1, payload: new Uint8Array(1) });
-    outbox.batches.push({ id: 4, shard: 2, msgId: 'm4', changes: 1, payload: new Uint8Array(1) });
+    outbox.add(1); // id 3
+    outbox.add(2); // id 4
     p.kick([1, 2]);
     assert.deepEqual(outbox.reads.slice(1).sort((a, b) => a.shard - b.shard), [{ shard: 1, skipped: 2 }, { shard: 2, skipped: 0 }]);
     await until('shard 2 published', () => outbox.removed.includes(4));
@@ -167,7 +172,7 @@ test('the outbox is read only for shards the stamper wrote', async () => {
 
 test('a stream leader election wakes publishes waiting on the dead leader: retried at once, same msgID', async () => {
   const outbox = new MemoryOutbox();
-  outbox.batches.push({ id: 1, shard: 0, msgId: 'm1', changes: 1, payload: new Uint8Array(1) });
+  outbox.add(0); // m1
   const calls: string[] = [];
   let leaderAlive = false;
   const js = {
@@ -197,8 +202,7 @@ test('a stream leader election wakes publishes waiting on the dead leader: retri
 
 test('shards whose publishes fail keep one batch in flight: the live shards keep the window', async () => {
   const outbox = new MemoryOutbox();
-  let id = 0;
-  for (const shard of [0, 1, 2]) for (let i = 0; i < 6; i++) outbox.batches.push({ id: ++id, shard, msgId: `m${id}`, changes: 1, payload: new Uint8Array(1) });
+  for (const shard of [0, 1, 2]) outbox.add(shard, 6);
   const calls: { subject: string; msgID: string }[] = [];
   const stalled = new Set(['s.0', 's.1']);
   // Window 4, 2 per shard: the two dead shards take all 4 slots until their first timeouts.
