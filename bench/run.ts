@@ -21,6 +21,7 @@ import { jetstream, jetstreamManager, RetentionPolicy, StorageType, DiscardPolic
 import { TestCluster } from '../test/helpers/cluster.ts';
 import { arrivalTriggerSql, lagTablesSql, nowMs, pct, runWriter, sleep } from './harness.ts';
 import { Database } from '../src/sqlite/database.ts';
+import { ClockStore } from '../src/store/clock-store.ts';
 import { Capture } from '../src/capture/capture.ts';
 import { silentLogger } from '../src/util/log.ts';
 import { streamName } from '../src/shard/shard-router.ts';
@@ -68,7 +69,7 @@ function captureOverhead(dir: string) {
     d.close();
   }
   const db = Database.open(captured, { synchronous: 'NORMAL', busyTimeoutMs: 5000 });
-  new Capture(db, silentLogger).refresh();
+  new Capture(db, new ClockStore(db), silentLogger).refresh();
   db.close();
   const out: Record<string, number[]> = { plain1: [], captured1: [], plain1000: [], captured1000: [] };
   for (let round = 0; round < 3; round++) {

@@ -10,10 +10,7 @@ import { mkdtempSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import BetterSqlite3 from 'better-sqlite3';
-import { Database } from '../src/sqlite/database.ts';
-import { Capture } from '../src/capture/capture.ts';
-import { ChangeStamper } from '../src/capture/change-stamper.ts';
-import { Hlc } from '../src/clock/hlc.ts';
+import { Replica } from '../src/node/replica.ts';
 import { SystemClock } from '../src/clock/clock.ts';
 import { ShardRouter } from '../src/shard/shard-router.ts';
 import { silentLogger } from '../src/util/log.ts';
@@ -24,10 +21,11 @@ const app = new BetterSqlite3(file);
 app.pragma('journal_mode = WAL');
 app.pragma('synchronous = NORMAL');
 app.exec('CREATE TABLE t(id INTEGER PRIMARY KEY, v TEXT NOT NULL, n INTEGER)');
-const db = Database.open(file, { synchronous: 'NORMAL', busyTimeoutMs: 5000 });
-const capture = new Capture(db, silentLogger);
-capture.refresh();
-const stamper = new ChangeStamper(db, capture, new Hlc(new SystemClock(), 60000), await ShardRouter.create(16), 'n1', 'c', { ingestChangesMax: 20000, batchChangesMax: 2000, batchBytesMax: 512 * 1024 });
+const replica = await Replica.open({
+  file, sqlite: { synchronous: 'NORMAL', busyTimeoutMs: 5000 }, nodeId: 'n1', clusterName: 'c', shards: 16, members: ['n1'], hlcSkewMsMax: 60000,
+  limits: { ingestChangesMax: 20000, batchChangesMax: 2000, batchBytesMax: 512 * 1024 }, clock: new SystemClock(), log: silentLogger,
+});
+const { db, capture, stamper, clocks } = replica;
 const ins = app.prepare('INSERT INTO t(id, v, n) VALUES (?, ?, ?)');
 let id = 1;
 const write = app.transaction((k: number) => { for (let i = 0; i < k; i++) ins.run(id++, 'burrow benchmark row payload 0123456789abcdef', i); });
@@ -56,10 +54,9 @@ tx(() => {
 
   const w = new ValueWriter(256);
   const keys = rows.map((r) => w.reset().writeAll([r[2]]).bytes());
-  T('selectRow', () => { for (const r of rows) table.selectRow.get(r[2]); return rows.length; });
-  const up = db.conn.prepare('INSERT INTO __burrow_clock(tid, pk, hlc, node, deleted) VALUES (?, ?, ?, ?, ?) ON CONFLICT(tid, pk) DO UPDATE SET hlc = excluded.hlc, node = excluded.node, deleted = excluded.deleted');
+  T('readRow', () => { for (const r of rows) table.readRow([r[2]]); return rows.length; });
   let h = 1n << 40n;
-  T('clock upsert', () => { for (const k of keys) up.run(table.tid, k, h++, 'n1', 0n); return keys.length; });
+  T('clock upsert', () => { for (const r of rows) clocks.setIfNewer(table.tid, [r[2]], h++, 'n1', false); return rows.length; });
   T('shardOf', () => { for (const k of keys) router.shardOf('t', k); return keys.length; });
   T('keyWriter', () => { for (const r of rows) w.reset().writeAll([r[2]]).bytes(); return rows.length; });
   T('id strings+map', () => { const m = new Map(); for (const k of keys) { const id = `1:${k.toString('latin1')}`; m.delete(id); m.set(id, k); } return keys.length; });

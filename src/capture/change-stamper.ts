@@ -4,6 +4,9 @@ import type { ShardRouter } from '../shard/shard-router.ts';
 import { ValueWriter, type SqlValue } from '../codec/value-codec.ts';
 import { batchMsgId, batchVersion, encodeBatch, type WireChange, type WireTable } from '../codec/batch-codec.ts';
 import { logKeyColumnsMax } from '../sqlite/internal-schema.ts';
+import { ExactSelect } from '../sqlite/exact.ts';
+import type { ClockStore } from '../store/clock-store.ts';
+import type { MetaStore } from '../store/meta-store.ts';
 import { assert } from '../util/assert.ts';
 import type { Capture, CapturedTable } from './capture.ts';
 
@@ -23,6 +26,8 @@ export interface StampResult {
   readonly changes: number;
   /** Outbox batches written. */
   readonly batches: number;
+  /** Tables whose rows were stamped (their UNIQUE losers may fit now). */
+  readonly tids: ReadonlySet<number>;
 }
 
 interface PendingBatch {
@@ -45,10 +50,15 @@ export class ChangeStamper {
   private readonly rowWriter = new ValueWriter(4096);
   /** Shards that got outbox batches since the last takeTouchedShards() (the publisher reads only those). */
   private readonly touched = new Set<number>();
+  private logSelect: { keyCols: number; select: ExactSelect } | null = null;
+  /** Log rows with a NULL key (written before the NULL-key guard): not replicated, counted. */
+  nullKeysSkipped = 0;
 
   constructor(
     private readonly db: Database,
     private readonly capture: Capture,
+    private readonly clocks: ClockStore,
+    private readonly meta: MetaStore,
     private readonly hlc: Hlc,
     private readonly router: ShardRouter,
     private readonly nodeId: string,
@@ -66,16 +76,14 @@ export class ChangeStamper {
   /** Stamp up to ingestChangesMax log rows. Caller holds the write transaction. */
   stampPending(): StampResult {
     assert(this.db.conn.inTransaction, 'stampPending outside a write transaction');
-    // Read only as many key columns as the widest captured key (usually 1 of logKeyColumnsMax).
-    let keyCols = 1;
-    for (const t of this.capture.tables()) keyCols = Math.max(keyCols, t.schema.keyColumns.length);
-    const rows = this.db.prepare(
-      `SELECT seq, tid, ${Array.from({ length: Math.min(keyCols, logKeyColumnsMax) }, (_, i) => `k${i}`).join(', ')} FROM __burrow_log ORDER BY seq LIMIT ?`,
-    ).raw(true).all(this.limits.ingestChangesMax) as SqlValue[][];
-    if (rows.length === 0) return { logRows: 0, changes: 0, batches: 0 };
+    // The schema is read inside this transaction: a migration committed while we waited for the
+    // write lock is seen before any row is read with the old column list.
+    this.capture.sync();
+    const rows = this.readLog();
+    if (rows.length === 0) return { logRows: 0, changes: 0, batches: 0, tids: new Set() };
 
     // Coalesce: one change per (table, key), at the position of its last write.
-    const latest = new Map<string, { table: CapturedTable; key: SqlValue[]; keyBytes: Buffer }>();
+    const latest = new Map<string, { table: CapturedTable; key: SqlValue[] }>();
     let maxSeq = 0n;
     for (const r of rows) {
       maxSeq = r[0] as bigint;
@@ -83,22 +91,26 @@ export class ChangeStamper {
       const table = this.capture.byTid(tid);
       if (!table) continue; // table dropped since the write: nothing left to replicate
       const key = r.slice(2, 2 + table.schema.keyColumns.length);
-      const keyBytes = this.keyWriter.reset().writeAll(key).bytes();
-      const id = `${tid}:${keyBytes.toString('latin1')}`;
+      if (key.some((v) => v === null)) {
+        // Only log rows written before the NULL-key guard existed can hold one: NULL names no row.
+        this.nullKeysSkipped++;
+        continue;
+      }
+      const id = `${tid}:${this.keyWriter.reset().writeAll(key).bytes().toString('latin1')}`;
       latest.delete(id);
-      latest.set(id, { table, key, keyBytes });
+      latest.set(id, { table, key });
     }
-
     const batches = new Map<number, PendingBatch>();
     const out: PendingBatch[] = [];
-    const upsertClock = this.db.prepare(
-      'INSERT INTO __burrow_clock(tid, pk, hlc, node, deleted) VALUES (?, ?, ?, ?, ?) '
-      + 'ON CONFLICT(tid, pk) DO UPDATE SET hlc = excluded.hlc, node = excluded.node, deleted = excluded.deleted',
-    );
-    for (const { table, key, keyBytes } of latest.values()) {
-      const row = table.selectRow.get(...key) as SqlValue[] | undefined;
-      const hlc = this.hlc.now();
-      upsertClock.run(table.tid, keyBytes, hlc, this.nodeId, row ? 0n : 1n);
+    const tids = new Set<number>();
+    for (const { table, key: loggedKey } of latest.values()) {
+      const row = table.readRow(loggedKey);
+      // The change names the row by the key it holds now (equal to the logged key under SQLite's
+      // comparison, maybe not in bytes: 'ALPHA' for 'alpha' under NOCASE).
+      const key = row ? table.keyIndexes.map((i) => row[i]!) : loggedKey;
+      const keyBytes = this.keyWriter.reset().writeAll(key).bytes();
+      const hlc = this.stampClock(table.tid, key, !row);
+      tids.add(table.tid);
       const shard = this.router.shardOf(table.schema.name, keyBytes);
       let b = batches.get(shard);
       const rowBytes = row ? this.rowWriter.reset().writeAll(row).bytes() : undefined;
@@ -124,7 +136,7 @@ export class ChangeStamper {
     out.push(...batches.values());
 
     const insertOutbox = this.db.prepare('INSERT INTO __burrow_outbox(shard, msg_id, changes, payload, bseq) VALUES (?, ?, ?, ?, ?)');
-    let bseq = Number((this.db.prepare("SELECT value FROM __burrow_meta WHERE key = 'bseq'").pluck().get() as bigint | undefined) ?? 0n);
+    let bseq = this.meta.lastBatchNumber();
     for (const b of out) {
       const first = b.changes[0];
       assert(first, 'empty batch');
@@ -133,13 +145,38 @@ export class ChangeStamper {
       insertOutbox.run(b.shard, batchMsgId(this.clusterName, this.nodeId, first.h), b.changes.length, payload, bseq);
       this.touched.add(b.shard);
     }
-    if (out.length > 0) {
-      this.db.prepare("INSERT INTO __burrow_meta(key, value) VALUES ('bseq', ?) ON CONFLICT(key) DO UPDATE SET value = excluded.value").run(BigInt(bseq));
-    }
+    if (out.length > 0) this.meta.saveLastBatchNumber(bseq);
     this.db.prepare('DELETE FROM __burrow_log WHERE seq <= ?').run(maxSeq);
-    this.db.prepare("INSERT INTO __burrow_meta(key, value) VALUES ('hlc', ?) ON CONFLICT(key) DO UPDATE SET value = excluded.value")
-      .run(this.hlc.peek());
-    return { logRows: rows.length, changes: latest.size, batches: out.length };
+    this.meta.saveHlc(this.hlc.peek());
+    return { logRows: rows.length, changes: latest.size, batches: out.length, tids };
+  }
+
+  /** Log rows, oldest first (exact values: keys may be TEXT that is not UTF-8). */
+  private readLog(): SqlValue[][] {
+    // Read only as many key columns as the widest captured key (usually 1 of logKeyColumnsMax).
+    let keyCols = 1;
+    for (const t of this.capture.tables()) keyCols = Math.max(keyCols, t.schema.keyColumns.length);
+    keyCols = Math.min(keyCols, logKeyColumnsMax);
+    if (this.logSelect?.keyCols !== keyCols) {
+      const exprs = ['seq', 'tid', ...Array.from({ length: keyCols }, (_, i) => `k${i}`)];
+      this.logSelect = { keyCols, select: new ExactSelect(this.db.conn, exprs, 'FROM __burrow_log ORDER BY seq LIMIT ?') };
+    }
+    return this.logSelect.select.all(this.limits.ingestChangesMax);
+  }
+
+  /**
+   * Stamp one row's clock with a fresh HLC, always above the clock the row already carries (a
+   * restored or hand-edited replica may hold clocks above the persisted mark).
+   */
+  private stampClock(tid: number, key: readonly SqlValue[], deleted: boolean): bigint {
+    const hlc = this.hlc.now();
+    if (this.clocks.setIfNewer(tid, key, hlc, this.nodeId, deleted)) return hlc;
+    const cur = this.clocks.get(tid, key);
+    assert(cur, 'a clock refused the stamp, so it exists');
+    this.hlc.observe(cur.hlc);
+    const above = this.hlc.now();
+    this.clocks.set(tid, key, above, this.nodeId, deleted);
+    return above;
   }
 }
 

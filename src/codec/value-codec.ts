@@ -1,3 +1,4 @@
+import { isUtf8 } from 'node:buffer';
 import { assert } from '../util/assert.ts';
 
 /**
@@ -7,14 +8,26 @@ import { assert } from '../util/assert.ts';
  *   NULL    0x00
  *   INTEGER 0x01 + 8 bytes big-endian two's complement      (JS: bigint)
  *   REAL    0x02 + 8 bytes big-endian IEEE-754 binary64     (JS: number; keeps -0.0)
- *   TEXT    0x03 + u32 BE byte length + UTF-8               (JS: string)
+ *   TEXT    0x03 + u32 BE byte length + the stored bytes    (JS: string, or TextBytes when not valid UTF-8)
  *   BLOB    0x04 + u32 BE byte length + bytes               (JS: Buffer/Uint8Array)
  *
  * Values are concatenated without a count; the reader knows how many to expect (or reads to end).
  * better-sqlite3 with safe integers returns exactly these JS types, and binds them back to the
- * same storage classes (bigint → INTEGER, number → REAL).
+ * same storage classes (bigint → INTEGER, number → REAL). SQLite stores any bytes as TEXT;
+ * better-sqlite3 would hand back invalid UTF-8 with U+FFFD replacements, so such values are read
+ * as their bytes (sqlite/exact.ts) and carried as TextBytes, bound back with CAST(? AS TEXT).
  */
-export type SqlValue = null | bigint | number | string | Uint8Array;
+export type SqlValue = null | bigint | number | string | Uint8Array | TextBytes;
+
+/** A TEXT value whose stored bytes are not valid UTF-8 (a JS string cannot hold them exactly). */
+export class TextBytes {
+  constructor(readonly bytes: Buffer) {}
+}
+
+/** Stored TEXT bytes as a value: a string when they are valid UTF-8 (exact round trip), else TextBytes. */
+export function textFromBytes(bytes: Buffer): string | TextBytes {
+  return isUtf8(bytes) ? bytes.toString('utf8') : new TextBytes(Buffer.from(bytes));
+}
 
 const T_NULL = 0, T_INT = 1, T_REAL = 2, T_TEXT = 3, T_BLOB = 4;
 
@@ -62,6 +75,13 @@ export class ValueWriter {
       this.buf.writeUInt32BE(len, this.pos);
       this.pos += 4;
       this.pos += this.buf.write(v, this.pos, len, 'utf8');
+    } else if (v instanceof TextBytes) {
+      this.ensure(5 + v.bytes.length);
+      this.buf[this.pos++] = T_TEXT;
+      this.buf.writeUInt32BE(v.bytes.length, this.pos);
+      this.pos += 4;
+      this.buf.set(v.bytes, this.pos);
+      this.pos += v.bytes.length;
     } else if (v instanceof Uint8Array) {
       this.ensure(5 + v.length);
       this.buf[this.pos++] = T_BLOB;
@@ -115,7 +135,7 @@ export function decodeValues(buf: Uint8Array): SqlValue[] {
         const len = b.readUInt32BE(pos);
         pos += 4;
         if (pos + len > b.length) throw new RangeError('truncated TEXT value');
-        out.push(b.toString('utf8', pos, pos + len));
+        out.push(textFromBytes(b.subarray(pos, pos + len)));
         pos += len;
         break;
       }

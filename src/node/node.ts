@@ -2,25 +2,27 @@ import type http from 'node:http';
 import { mkdirSync, readFileSync, rmSync, watch, writeFileSync, type FSWatcher } from 'node:fs';
 import path from 'node:path';
 import { startHttp } from '../api/http-server.ts';
-import { Applier } from '../apply/applier.ts';
+import type { Applier } from '../apply/applier.ts';
 import { lwwInverted } from '../apply/lww.ts';
-import { Capture } from '../capture/capture.ts';
-import { ChangeStamper } from '../capture/change-stamper.ts';
-import { checksumTables, type TableChecksum } from '../capture/checksum.ts';
-import { SqliteOutbox } from '../capture/outbox.ts';
+import type { Capture } from '../capture/capture.ts';
+import type { ChangeStamper } from '../capture/change-stamper.ts';
+import type { TableChecksum } from '../capture/checksum.ts';
+import type { SqliteOutbox } from '../capture/outbox.ts';
 import { SystemClock, type Clock } from '../clock/clock.ts';
-import { Hlc, hlcFormat } from '../clock/hlc.ts';
+import { hlcFormat, type Hlc } from '../clock/hlc.ts';
 import { decodeBatch, encodeBatch } from '../codec/batch-codec.ts';
 import { nodeById, type Config, type NodeConfig } from '../config/config.ts';
 import { NatsSupervisor, pidAlive } from '../nats/nats-supervisor.ts';
 import { Inbound } from '../replication/inbound.ts';
 import { ShardDoctor } from './doctor.ts';
-import { GapTracker } from '../replication/gaps.ts';
+import type { GapTracker } from '../replication/gaps.ts';
 import { GapRepair } from '../replication/repair.ts';
 import { consumerAckWaitMs, FatalSetupError, NatsLink, sleep } from '../replication/nats-link.ts';
 import { Publisher } from '../replication/publisher.ts';
-import { ShardRouter, shardSubject, streamName } from '../shard/shard-router.ts';
-import { Database } from '../sqlite/database.ts';
+import { shardSubject } from '../shard/shard-router.ts';
+import type { Database } from '../sqlite/database.ts';
+import type { MetaStore } from '../store/meta-store.ts';
+import { Replica } from './replica.ts';
 import { errorMessage, StartupError, type BurrowError } from '../util/errors.ts';
 import { createLogger, type Logger } from '../util/log.ts';
 
@@ -76,6 +78,7 @@ export class BurrowNode {
   private readonly startedAtMs = Date.now();
   private readonly log: Logger;
   private readonly node: NodeConfig;
+  private replica!: Replica;
   private db!: Database;
   private hlc!: Hlc;
   private capture!: Capture;
@@ -83,7 +86,6 @@ export class BurrowNode {
   private stopLeaderWatch: (() => void) | null = null;
   private applier!: Applier;
   private outbox!: SqliteOutbox;
-  private router!: ShardRouter;
   private httpServer: http.Server | null = null;
   private supervisor: NatsSupervisor | null = null;
   private link: NatsLink | null = null;
@@ -120,10 +122,9 @@ export class BurrowNode {
   /** config replication.poll_interval_ms, or BURROW_POLL_INTERVAL_MS for this process (tests, tuning). */
   private readonly pollIntervalMs: number;
 
-  private constructor(private readonly config: Config, nodeId: string, clock: Clock, log: Logger | undefined) {
+  private constructor(private readonly config: Config, nodeId: string, private readonly clock: Clock, log: Logger | undefined) {
     this.node = nodeById(config, nodeId);
     this.log = log ?? createLogger(this.node.id);
-    this.hlc = new Hlc(clock, config.cluster.hlcSkewMsMax);
     this.lockFile = path.join(this.node.dataDir, 'node.pid');
     this.pollIntervalMs = envInt('BURROW_POLL_INTERVAL_MS') ?? config.replication.pollIntervalMs;
   }
@@ -145,34 +146,17 @@ export class BurrowNode {
     mkdirSync(node.dataDir, { recursive: true });
     this.takeLock();
     if (lwwInverted) this.log.error('BURROW_TEST_INVERT_LWW=1: last-writer-wins is INVERTED (test-only broken apply); replicas will not converge correctly');
-    this.db = Database.open(node.db, config.sqlite);
-    this.checkMeta();
-    const seed = this.db.conn.prepare("SELECT value FROM __burrow_meta WHERE key = 'hlc'").pluck().get() as bigint | undefined;
-    const maxOwn = this.db.conn.prepare('SELECT max(hlc) FROM __burrow_clock WHERE node = ?').pluck().get(node.id) as bigint | null;
-    this.hlc.observe(seed ?? 0n);
-    this.hlc.observe(maxOwn ?? 0n);
-    this.router = await ShardRouter.create(config.cluster.shards);
-    this.capture = new Capture(this.db, this.log);
-    const r = this.capture.refresh();
-    this.log.info('capture installed', { tables: this.capture.tables().length, added: r.added.join(',') || undefined, backfilled: r.backfilled || undefined });
-    this.stamper = new ChangeStamper(this.db, this.capture, this.hlc, this.router, node.id, config.cluster.name, config.replication);
-    const received = new Map<string, { contiguous: number; above: number[] }>();
-    for (const [o, c] of this.db.conn.prepare('SELECT origin, contiguous FROM __burrow_received').raw(true).all() as [string, bigint][]) {
-      received.set(o, { contiguous: Number(c), above: [] });
-    }
-    for (const [o, n] of this.db.conn.prepare('SELECT origin, n FROM __burrow_received_above').raw(true).all() as [string, bigint][]) {
-      const r = received.get(o) ?? { contiguous: 0, above: [] };
-      r.above.push(Number(n));
-      received.set(o, r);
-    }
-    this.gaps = new GapTracker(received);
-    this.applier = new Applier(this.db, this.capture, this.stamper, this.hlc, node.id, this.log, new Set(config.nodes.map((n) => n.id)), this.gaps);
+    this.replica = await Replica.open({
+      file: node.db, sqlite: config.sqlite, nodeId: node.id, clusterName: config.cluster.name, shards: config.cluster.shards,
+      members: config.nodes.map((n) => n.id), hlcSkewMsMax: config.cluster.hlcSkewMsMax, limits: config.replication,
+      clock: this.clock, log: this.log, check: (meta) => this.checkMeta(meta),
+    });
+    ({ db: this.db, hlc: this.hlc, capture: this.capture, stamper: this.stamper, applier: this.applier, outbox: this.outbox, gaps: this.gaps } = this.replica);
     this.db.onTrouble = (t, ended) => {
       if (t) this.log.warn(t.kind === 'busy' ? 'database busy: another connection holds the write lock; the node waits and retries'
         : 'database write failed (disk full or I/O error); everything is kept, the node retries', { file: node.db });
       if (ended) this.log.info(`database writable again after ${Date.now() - ended.sinceMs} ms`, { kind: ended.kind, failedWrites: ended.errors });
     };
-    this.outbox = new SqliteOutbox(this.db);
     this.httpServer = await startHttp(node.http, {
       status: () => this.status(),
       ready: () => this.ready(),
@@ -211,20 +195,17 @@ export class BurrowNode {
     writeFileSync(this.lockFile, `${process.pid}\n`);
   }
 
-  private checkMeta(): void {
-    const get = (k: string) => this.db.conn.prepare('SELECT value FROM __burrow_meta WHERE key = ?').pluck().get(k) as unknown;
-    const set = (k: string, v: unknown) => this.db.conn.prepare(
-      'INSERT INTO __burrow_meta(key, value) VALUES (?, ?) ON CONFLICT(key) DO UPDATE SET value = excluded.value').run(k, v);
+  private checkMeta(meta: MetaStore): void {
     const facts: [string, unknown][] = [['node_id', this.node.id], ['cluster', this.config.cluster.name], ['shards', BigInt(this.config.cluster.shards)]];
     for (const [k, want] of facts) {
-      const have = get(k);
+      const have = meta.get(k);
       if (have === undefined) continue;
       if (have !== want) {
         throw new StartupError(`${this.node.db} belongs to ${k} ${String(have)}, but ${this.config.file} says ${String(want)} for node ${this.node.id}: `
           + 'use the database of this node, or a new empty one');
       }
     }
-    for (const [k, v] of facts) set(k, v);
+    for (const [k, v] of facts) meta.set(k, v);
   }
 
   /** Connect to NATS, create streams and consumers, start publishing and applying; retried until it works. */
@@ -240,10 +221,7 @@ export class BurrowNode {
           streamBytesMax: this.config.cluster.streamBytesMax, nodeIds: this.config.nodes.map((n) => n.id), configFile: this.config.file,
         }, this.config.nodes.indexOf(this.node));
         if (this.phase !== 'connecting') return;
-        const applied = new Map<number, number>();
-        for (const [s, q] of this.db.conn.prepare('SELECT shard, stream_seq FROM __burrow_applied').raw(true).all() as [bigint, bigint][]) {
-          applied.set(Number(s), Number(q));
-        }
+        const applied = this.replica.received.positions();
         this.inbound = new Inbound(this.link.js, this.config.cluster.name, this.node.id, this.config.cluster.shards, {
           apply: (msgs) => this.applyMessages(msgs),
         }, {
@@ -269,9 +247,18 @@ export class BurrowNode {
           sentBatches: (want, bytesMax) => this.outbox.sentBatches(want, bytesMax),
           apply: (msgs) => this.applyMessages(msgs),
           busy: () => (this.inbound?.queued() ?? 0) > 0,
-          settle: (origin, numbers) => this.db.writeTx(() => {
-            for (const [i, r] of this.gaps.giveUp(origin, numbers).entries()) this.applier.saveReceived(origin, numbers[i]!, r);
-          }),
+          settle: (origin, numbers) => {
+            this.gaps.begin();
+            try {
+              this.db.writeTx(() => {
+                for (const [i, r] of this.gaps.giveUp(origin, numbers).entries()) this.replica.received.save(origin, numbers[i]!, r);
+              });
+              this.gaps.commit();
+            } catch (err) {
+              this.gaps.rollback();
+              throw err;
+            }
+          },
         }, { heartbeatMs: repairHeartbeatMs, gapMs: envInt('BURROW_REPAIR_GAP_MS') ?? repairGapMs, requestNumbersMax: 500, replyBytesMax: 900 * 1024 }, this.log);
         this.repair.start();
         this.repairTimer = setInterval(() => {
@@ -316,22 +303,28 @@ export class BurrowNode {
     }
   }
 
+  /**
+   * A hint only (PRAGMA schema_version outside a transaction): the schema is re-read inside the
+   * write transaction that uses it (Capture.sync, called by every stamp pass).
+   */
   private refreshSchemaIfChanged(): void {
     if (!this.db.schemaChanged() && !this.schemaDirty) return;
     this.schemaDirty = true; // stays set until a refresh succeeds
-    const r = this.capture.refresh();
-    this.applier.wakeWaiting(); // changes waiting for a table or column may apply now
+    const gen = this.capture.generation;
+    const r = this.db.writeTx(() => this.capture.sync());
     this.schemaDirty = false;
     this.db.schemaChanged(); // our own trigger DDL bumped it
-    this.applier.resetStatements();
-    this.localStats.schemaRefreshes++;
-    if (r.added.length || r.retriggered.length || r.removed.length) {
+    if (this.capture.generation !== gen) this.localStats.schemaRefreshes++;
+    if (r && (r.added.length || r.retriggered.length || r.removed.length || r.recreated.length)) {
       this.log.info('schema changed', {
-        added: r.added.join(',') || undefined, retriggered: r.retriggered.join(',') || undefined,
+        added: r.added.join(',') || undefined, retriggered: r.retriggered.join(',') || undefined, recreated: r.recreated.join(',') || undefined,
         removed: r.removed.join(',') || undefined, backfilled: r.backfilled || undefined,
       });
     }
-    if (r.backfilled > 0) this.logBacklog = true;
+    if (r && r.backfilled > 0) this.logBacklog = true;
+    // Changes waiting for a table or column may apply now (the next apply transaction sees the
+    // new schema generation and makes them due).
+    if (r && this.applier.waitingCount() > 0) this.lastWaitingRetryMs = 0;
   }
 
   private scheduleTail(ms: number): void {
@@ -347,7 +340,7 @@ export class BurrowNode {
       this.refreshSchemaIfChanged();
       if (this.db.dataChanged() || this.logBacklog) {
         this.markActive();
-        const r = this.db.writeTx(() => this.stamper.stampPending());
+        const r = this.applier.stampLocal();
         this.logBacklog = r.logRows >= this.config.replication.ingestChangesMax;
         again = this.logBacklog;
         if (r.logRows > 0) {
@@ -449,7 +442,8 @@ export class BurrowNode {
   status(): Record<string, unknown> {
     const counts = this.db.conn.open ? this.outbox.counts() : { batches: 0, changes: 0 };
     const hlc = this.hlc.peek();
-    const dead = this.db.conn.open ? Number(this.db.conn.prepare('SELECT count(*) FROM __burrow_dead').pluck().get() as bigint) : 0;
+    const open = this.db.conn.open;
+    const dead = open ? this.replica.quarantine.deadCount() : 0;
     return {
       id: this.node.id,
       cluster: this.config.cluster.name,
@@ -487,25 +481,17 @@ export class BurrowNode {
       repair: this.repair ? { ...this.repair.stats, origins: this.gaps.snapshot() } : null,
       holds: [...this.applier.holds.entries()].map(([origin, h]) => ({ origin, aheadMs: h.aheadMs, atMs: h.atMs })),
       deadLetters: dead,
-      deadLettersRecent: this.db.conn.open ? this.db.conn.prepare('SELECT id, at_ms AS atMs, origin, tbl AS "table", reason FROM __burrow_dead ORDER BY id DESC LIMIT 5').all() : [],
-      waiting: this.db.conn.open ? {
-        changes: this.applier.waitingCount(),
-        tables: this.db.conn.prepare('SELECT tbl AS "table", reason, count(*) AS changes, max(attempts) AS attempts, min(next_ms) AS nextRetryAtMs '
-          + 'FROM __burrow_waiting GROUP BY tbl, reason ORDER BY tbl LIMIT 20').all(),
-      } : null,
-      conflicts: this.db.conn.open ? Number(this.db.conn.prepare('SELECT count(*) FROM __burrow_conflicts').pluck().get() as bigint) : 0,
+      deadLettersRecent: open ? this.replica.quarantine.recentDead(5) : [],
+      waiting: open ? { changes: this.applier.waitingCount(), tables: this.applier.waiting.summary(20) } : null,
+      conflicts: open ? this.replica.quarantine.conflictCount() : 0,
+      unique: this.applier.unique.stats,
       database: { trouble: this.db.trouble, busyTimeoutMs: this.config.sqlite.busyTimeoutMs },
       lastError: this.lastError,
     };
   }
 
   async checksum(): Promise<TableChecksum[]> {
-    const reader = this.db.openReader();
-    try {
-      return await checksumTables(reader, this.capture.tables().map((t) => t.schema));
-    } finally {
-      reader.close();
-    }
+    return this.replica.checksum();
   }
 
   /** Stop cleanly: stop consuming, stamp what is left, flush the outbox (bounded), stop NATS, close. */
@@ -524,7 +510,7 @@ export class BurrowNode {
     await this.inbound?.stop().catch(() => {});
     if (this.db?.conn.open) {
       try {
-        while (this.db.writeTx(() => this.stamper.stampPending()).logRows > 0) { /* drain the log */ }
+        while (this.applier.stampLocal().logRows > 0) { /* drain the log */ }
       } catch (err) {
         this.log.warn('could not stamp remaining changes before stop (they stay in the log)', { error: errorMessage(err) });
       }

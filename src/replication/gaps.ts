@@ -37,6 +37,8 @@ const targetsMax = 64;
 
 export class GapTracker {
   private readonly origins = new Map<string, OriginState>();
+  /** While a transaction is open: each origin's state before it (null = unknown before), for rollback. */
+  private journal: Map<string, OriginState | null> | null = null;
 
   constructor(initial: ReadonlyMap<string, { contiguous: number; above: readonly number[] }>, private readonly now: () => number = Date.now) {
     for (const [o, c] of initial) {
@@ -55,12 +57,41 @@ export class GapTracker {
     return { contiguous, above: new Set(), maxAbove: contiguous, known: contiguous, targets: [] };
   }
 
+  /**
+   * Notes taken until commit() or rollback() belong to one database transaction: rollback() puts
+   * every origin back as it was (the transaction that persisted them did not commit).
+   */
+  begin(): void {
+    this.journal = new Map();
+  }
+
+  commit(): void {
+    this.journal = null;
+  }
+
+  rollback(): void {
+    if (!this.journal) return;
+    for (const [origin, st] of this.journal) {
+      if (st) this.origins.set(origin, st);
+      else this.origins.delete(origin);
+    }
+    this.journal = null;
+  }
+
+  private remember(origin: string): void {
+    if (!this.journal || this.journal.has(origin)) return;
+    const st = this.origins.get(origin);
+    this.journal.set(origin, st ? { ...st, above: new Set(st.above), targets: st.targets.map((t) => ({ ...t })) } : null);
+  }
+
   /** A batch from `origin` numbered `n` was applied. */
   noteApplied(origin: string, n: number): NoteResult {
+    this.remember(origin);
     let st = this.origins.get(origin);
     if (!st) {
-      // First batch ever seen from this origin: what came before predates this replica.
-      st = this.fresh(n - 1);
+      // First batch seen from this origin: every number from 1 is due (one JetStream lost is
+      // fetched by repair; a number its origin no longer has is reported as lost, not skipped).
+      st = this.fresh(0);
       this.origins.set(origin, st);
     }
     if (n <= st.contiguous || st.above.has(n)) return { contiguous: null, above: false };
@@ -78,7 +109,8 @@ export class GapTracker {
   noteKnown(origin: string, upto: number): void {
     const st = this.origins.get(origin);
     if (!st) {
-      this.origins.set(origin, this.fresh(upto));
+      // First heartbeat from this origin: its numbers up to `upto` are due here, not assumed applied.
+      this.origins.set(origin, { ...this.fresh(0), known: upto });
       return;
     }
     if (upto > st.known) st.known = upto;

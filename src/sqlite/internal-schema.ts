@@ -9,8 +9,10 @@
  *                  which key of which table changed (up to 8 key columns, no type affinity so
  *                  values stay exact). The node stamps and drains it.
  * __burrow_tables  captured tables: local table id (tid), name, key columns.
- * __burrow_clock   per-row clock: (tid, key) → HLC and node of the data in the row; tombstones
- *                  (deleted = 1) keep deleted rows from being resurrected by older upserts.
+ * __burrow_clock_<tid>  per-row clock of table tid (store/clock-store.ts): key columns declared with
+ *                  the user key's affinity and collation → HLC and node of the data in the row;
+ *                  tombstones (deleted = 1) keep deleted rows from being resurrected by older
+ *                  upserts; `shadow` holds a version hidden by a UNIQUE clash.
  * __burrow_outbox  stamped, encoded batches waiting for their publish ack (one row = one
  *                  message, msg_id is the JetStream dedup id).
  * __burrow_sent   published batches kept for a while (bounded), by batch number: a receiver
@@ -23,7 +25,8 @@
  * __burrow_waiting changes whose table or columns do not exist here yet (a migration not yet
  *                  run on this node): retried with backoff and whenever the schema changes.
  * __burrow_conflicts secondary UNIQUE conflicts resolved by (hlc, node): both rows, as JSON.
- * __burrow_meta    key/value facts: node id, cluster name, shard count, HLC high-water mark.
+ * __burrow_meta    key/value facts: node id, cluster name, shard count, HLC high-water mark (every
+ *                  HLC seen or issued; store/meta-store.ts), last batch number.
  */
 export const logKeyColumnsMax = 8;
 
@@ -46,14 +49,8 @@ CREATE TABLE IF NOT EXISTS __burrow_tables(
   name TEXT NOT NULL UNIQUE,
   key_columns TEXT NOT NULL
 );
-CREATE TABLE IF NOT EXISTS __burrow_clock(
-  tid INTEGER NOT NULL,
-  pk BLOB NOT NULL,
-  hlc INTEGER NOT NULL,
-  node TEXT NOT NULL,
-  deleted INTEGER NOT NULL,
-  PRIMARY KEY (tid, pk)
-) WITHOUT ROWID;
+-- Before per-table clocks (keys compared as bytes): gone; capture restamps every row once.
+DROP TABLE IF EXISTS __burrow_clock;
 CREATE TABLE IF NOT EXISTS __burrow_outbox(
   id INTEGER PRIMARY KEY,
   shard INTEGER NOT NULL,

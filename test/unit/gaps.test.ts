@@ -61,15 +61,39 @@ test('gaps: a lagging origin whose batches keep arriving within gapMs is never a
   }
 });
 
-test('gaps: numbers applied out of order survive a restart (persisted above); first contact starts at the first batch seen', () => {
+test('gaps: numbers applied out of order survive a restart (persisted above); a new origin is due from its first batch', () => {
   const c = clock();
   const g = new GapTracker(new Map([['n1', at(5, [7, 8, 20])]]), c.now);
   assert.deepEqual(g.snapshot()[0], { origin: 'n1', contiguous: 5, known: 5, aheadApplied: 3, behind: 12 });
   assert.deepEqual(g.noteApplied('n1', 6), { contiguous: 8, above: false });
-  assert.deepEqual(g.noteApplied('n9', 500), { contiguous: 500, above: false });
-  g.noteApplied('n9', 503);
+  // First batch seen from n9 is number 3: 1 and 2 are missing (JetStream may have lost them), not assumed applied.
+  assert.deepEqual(g.noteApplied('n9', 3), { contiguous: null, above: true });
   g.due(20_000, 10);
   c.advance(30_000);
-  assert.deepEqual(g.due(20_000, 10).find((r) => r.origin === 'n9'), { origin: 'n9', missing: [501, 502] });
-  assert.deepEqual(g.giveUp('n9', [501, 502]).at(-1), { contiguous: 503, above: false });
+  assert.deepEqual(g.due(20_000, 10).find((r) => r.origin === 'n9'), { origin: 'n9', missing: [1, 2] });
+  assert.deepEqual(g.giveUp('n9', [1, 2]).at(-1), { contiguous: 3, above: false });
+});
+
+test('gaps: a first heartbeat makes every number up to it due, none assumed applied', () => {
+  const c = clock();
+  const g = new GapTracker(new Map(), c.now);
+  g.noteKnown('n4', 3);
+  g.due(20_000, 10);
+  c.advance(30_000);
+  assert.deepEqual(g.due(20_000, 10), [{ origin: 'n4', missing: [1, 2, 3] }]);
+});
+
+test('gaps: notes of a rolled-back transaction are forgotten (the batch is asked for again)', () => {
+  const c = clock();
+  const g = new GapTracker(new Map([['n1', at(5, [])]]), c.now);
+  g.begin();
+  assert.deepEqual(g.noteApplied('n1', 6), { contiguous: 6, above: false });
+  g.noteApplied('n2', 1);
+  g.rollback();
+  assert.deepEqual(g.snapshot(), [{ origin: 'n1', contiguous: 5, known: 5, aheadApplied: 0, behind: 0 }]);
+  g.begin();
+  assert.deepEqual(g.noteApplied('n1', 6), { contiguous: 6, above: false }, 'the same batch counts again after the rollback');
+  g.commit();
+  g.rollback(); // no transaction open: nothing to undo
+  assert.equal(g.snapshot()[0]!.contiguous, 6);
 });

@@ -1,0 +1,79 @@
+import type { Database } from '../sqlite/database.ts';
+
+/** Most changes kept waiting for a schema; beyond it messages are held in JetStream (redelivered later). */
+export const waitingChangesMax = 1_000_000;
+const retryMsMin = 1_000;
+const retryMsMax = 60_000;
+
+export interface WaitingChange {
+  readonly id: bigint;
+  readonly attempts: number;
+  readonly shard: number;
+  readonly seq: number;
+  /** The change as a one-change batch (batch-codec). */
+  readonly change: Buffer;
+}
+
+/**
+ * Owner of `__burrow_waiting`: changes whose table or columns do not exist here yet (a migration
+ * not yet run on this node), retried with backoff and whenever the schema changes. The count is
+ * kept in memory and re-read after a rolled-back transaction (`recount`).
+ */
+export class WaitingRoom {
+  private n: number;
+
+  constructor(private readonly db: Database) {
+    this.n = this.recount();
+  }
+
+  count(): number {
+    return this.n;
+  }
+
+  full(): boolean {
+    return this.n >= waitingChangesMax;
+  }
+
+  recount(): number {
+    this.n = Number(this.db.prepare('SELECT count(*) FROM __burrow_waiting').pluck().get() as bigint);
+    return this.n;
+  }
+
+  park(shard: number, seq: number, origin: string, table: string, hlc: bigint, reason: string, change: Buffer): void {
+    const now = Date.now();
+    this.db.prepare('INSERT INTO __burrow_waiting(at_ms, next_ms, attempts, shard, stream_seq, origin, tbl, hlc, reason, change) VALUES (?, ?, 0, ?, ?, ?, ?, ?, ?, ?)')
+      .run(BigInt(now), BigInt(now + retryMsMin), BigInt(shard), BigInt(seq), origin, table, hlc, reason, change);
+    this.n++;
+  }
+
+  /** Changes due for a retry (all of them when `all`), oldest due first. */
+  due(all: boolean, limit: number): WaitingChange[] {
+    const rows = this.db.prepare(
+      'SELECT id, attempts, shard, stream_seq, change FROM __burrow_waiting WHERE next_ms <= ? ORDER BY next_ms, id LIMIT ?',
+    ).raw(true).all(all ? BigInt(Number.MAX_SAFE_INTEGER) : BigInt(Date.now()), BigInt(limit)) as [bigint, bigint, bigint | null, bigint | null, Buffer][];
+    return rows.map(([id, attempts, shard, seq, change]) => ({ id, attempts: Number(attempts), shard: Number(shard ?? -1), seq: Number(seq ?? 0), change }));
+  }
+
+  remove(id: bigint): void {
+    this.db.prepare('DELETE FROM __burrow_waiting WHERE id = ?').run(id);
+    this.n--;
+  }
+
+  /** Not yet: try again later (exponential backoff up to a minute). */
+  later(w: WaitingChange, reason: string): void {
+    const attempts = w.attempts + 1;
+    const delay = Math.min(retryMsMax, retryMsMin * 2 ** Math.min(attempts, 10));
+    this.db.prepare('UPDATE __burrow_waiting SET attempts = ?, next_ms = ?, reason = ? WHERE id = ?').run(BigInt(attempts), BigInt(Date.now() + delay), reason, w.id);
+  }
+
+  /** Make every waiting change due now (the schema changed). */
+  wakeAll(): void {
+    if (this.n > 0) this.db.prepare('UPDATE __burrow_waiting SET next_ms = 0').run();
+  }
+
+  /** Per table and reason (status). */
+  summary(limit: number): unknown[] {
+    return this.db.prepare('SELECT tbl AS "table", reason, count(*) AS changes, max(attempts) AS attempts, min(next_ms) AS nextRetryAtMs '
+      + 'FROM __burrow_waiting GROUP BY tbl, reason ORDER BY tbl LIMIT ?').all(BigInt(limit));
+  }
+}

@@ -1,0 +1,174 @@
+import type { Database, Statement } from '../sqlite/database.ts';
+import { quoteIdent } from '../sqlite/database.ts';
+import { bindable, hasTextBytes, placeholder, ExactSelect } from '../sqlite/exact.ts';
+import type { SqlValue } from '../codec/value-codec.ts';
+import type { TableSchema } from '../capture/schema.ts';
+import { assert } from '../util/assert.ts';
+
+/** The clock of one row: who wrote the data it holds, when; a tombstone; or a hidden UNIQUE loser. */
+export interface RowClock {
+  readonly hlc: bigint;
+  readonly node: string;
+  readonly deleted: boolean;
+  /** Set when the row's winning version lost a secondary UNIQUE clash and is kept out of the table. */
+  readonly shadow: Shadow | null;
+}
+
+/** A row version kept out of its table (it lost a UNIQUE clash): its columns and canonical image. */
+export interface Shadow {
+  readonly columns: readonly string[];
+  readonly image: Buffer;
+}
+
+export interface ShadowedRow {
+  readonly key: SqlValue[];
+  readonly hlc: bigint;
+  readonly node: string;
+  readonly shadow: Shadow;
+}
+
+interface ClockStatements {
+  readonly get: ExactSelect;
+  readonly upsert: Statement;
+  readonly upsertIfNewer: Statement;
+}
+
+/**
+ * Owner of the per-table clock tables `__burrow_clock_<tid>`: one row per row identity of the
+ * user table, keyed by columns declared with the user key's affinity and collation, so SQLite
+ * matches a clock to its row exactly as it matches the row to its key ('alpha' = 'ALPHA' under
+ * NOCASE, 1 = 1.0 in an untyped column). Holds (hlc, node, deleted) and, for a version that lost
+ * a UNIQUE clash, its hidden image.
+ */
+export class ClockStore {
+  private readonly stmts = new Map<number, ClockStatements>();
+  private readonly schemas = new Map<number, TableSchema>();
+
+  constructor(private readonly db: Database) {}
+
+  static tableName(tid: number): string {
+    return `__burrow_clock_${tid}`;
+  }
+
+  /** The clock table's CREATE statement for a key declaration (compared to detect a changed key). */
+  static ddl(tid: number, schema: TableSchema): string {
+    const cols = schema.keyDecls.map((d, i) => `k${i}${d.affinity === 'BLOB' ? '' : ` ${d.affinity}`} COLLATE ${quoteIdent(d.collation)}`);
+    const pk = schema.keyDecls.map((_, i) => `k${i}`).join(', ');
+    return `CREATE TABLE ${ClockStore.tableName(tid)}(${cols.join(', ')}, hlc INTEGER NOT NULL, node TEXT NOT NULL, `
+      + `deleted INTEGER NOT NULL, shadow BLOB, shadow_cols TEXT, PRIMARY KEY (${pk})) WITHOUT ROWID`;
+  }
+
+  /**
+   * Make the clock table of `tid` match the key of `schema` (inside the write transaction).
+   * 'rebuilt' means the key declaration changed and the old clocks are gone (the caller restamps).
+   */
+  ensure(tid: number, schema: TableSchema): 'created' | 'kept' | 'rebuilt' {
+    assert(this.db.conn.inTransaction, 'clock tables change inside a write transaction');
+    const name = ClockStore.tableName(tid);
+    const want = ClockStore.ddl(tid, schema);
+    const have = this.db.conn.prepare("SELECT sql FROM sqlite_master WHERE type = 'table' AND name = ?").pluck().get(name) as string | undefined;
+    this.schemas.set(tid, schema);
+    this.stmts.delete(tid);
+    if (have === want) return 'kept';
+    if (have !== undefined) this.db.exec(`DROP TABLE ${name}`);
+    this.db.exec(want);
+    this.db.exec(`CREATE INDEX ${name}_shadow ON ${name}(hlc) WHERE shadow IS NOT NULL`);
+    return have === undefined ? 'created' : 'rebuilt';
+  }
+
+  exists(tid: number): boolean {
+    return this.db.conn.prepare("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = ?").pluck().get(ClockStore.tableName(tid)) !== undefined;
+  }
+
+  private where(n: number, key: readonly SqlValue[] | null): string {
+    return Array.from({ length: n }, (_, i) => `k${i} = ${key ? placeholder(key[i]!) : '?'}`).join(' AND ');
+  }
+
+  private upsertSql(tid: number, key: readonly SqlValue[] | null, onlyIfNewer: boolean): string {
+    const n = this.schema(tid).keyColumns.length;
+    const ks = Array.from({ length: n }, (_, i) => `k${i}`);
+    const vals = ks.map((_, i) => (key ? placeholder(key[i]!) : '?'));
+    // The key columns are updated too: the clock keeps the bytes of the key of the version it describes.
+    return `INSERT INTO ${ClockStore.tableName(tid)}(${ks.join(', ')}, hlc, node, deleted, shadow, shadow_cols) `
+      + `VALUES (${vals.join(', ')}, ?, ?, ?, ?, ?) ON CONFLICT(${ks.join(', ')}) DO UPDATE SET `
+      + `${ks.map((k) => `${k} = excluded.${k}`).join(', ')}, hlc = excluded.hlc, node = excluded.node, `
+      + `deleted = excluded.deleted, shadow = excluded.shadow, shadow_cols = excluded.shadow_cols`
+      + (onlyIfNewer ? ' WHERE excluded.hlc > hlc' : '');
+  }
+
+  private schema(tid: number): TableSchema {
+    const s = this.schemas.get(tid);
+    assert(s, `no clock table set up for tid ${tid}`);
+    return s;
+  }
+
+  private statements(tid: number): ClockStatements {
+    let s = this.stmts.get(tid);
+    if (s) return s;
+    const n = this.schema(tid).keyColumns.length;
+    s = {
+      get: new ExactSelect(this.db.conn, ['hlc', 'node', 'deleted', 'shadow', 'shadow_cols'], `FROM ${ClockStore.tableName(tid)} WHERE ${this.where(n, null)}`),
+      upsert: this.db.conn.prepare(this.upsertSql(tid, null, false)),
+      upsertIfNewer: this.db.conn.prepare(this.upsertSql(tid, null, true)),
+    };
+    this.stmts.set(tid, s);
+    return s;
+  }
+
+  get(tid: number, key: readonly SqlValue[]): RowClock | undefined {
+    const n = this.schema(tid).keyColumns.length;
+    const row = hasTextBytes(key)
+      ? this.db.prepare(`SELECT hlc, node, deleted, shadow, shadow_cols FROM ${ClockStore.tableName(tid)} WHERE ${this.where(n, key)}`).raw(true).get(...bindable(key)) as SqlValue[] | undefined
+      : this.statements(tid).get.get(...key);
+    if (!row) return undefined;
+    const shadow = row[3] === null ? null : { image: row[3] as Buffer, columns: JSON.parse(row[4] as string) as string[] };
+    return { hlc: row[0] as bigint, node: row[1] as string, deleted: row[2] === 1n, shadow };
+  }
+
+  set(tid: number, key: readonly SqlValue[], hlc: bigint, node: string, deleted: boolean, shadow: Shadow | null = null): void {
+    const params = [...bindable(key), hlc, node, deleted ? 1n : 0n, shadow?.image ?? null, shadow ? JSON.stringify(shadow.columns) : null];
+    if (hasTextBytes(key)) this.db.prepare(this.upsertSql(tid, key, false)).run(...params);
+    else this.statements(tid).upsert.run(...params);
+  }
+
+  /** A local stamp: written only when above the row's clock; false when the row already carries a clock ≥ hlc. */
+  setIfNewer(tid: number, key: readonly SqlValue[], hlc: bigint, node: string, deleted: boolean): boolean {
+    const params = [...bindable(key), hlc, node, deleted ? 1n : 0n, null, null];
+    const stmt = hasTextBytes(key) ? this.db.prepare(this.upsertSql(tid, key, true)) : this.statements(tid).upsertIfNewer;
+    return stmt.run(...params).changes > 0;
+  }
+
+  /** Versions hidden by UNIQUE clashes in `tid`, strongest (hlc, node) first, at most `limit`. */
+  shadowed(tid: number, limit: number): ShadowedRow[] {
+    const n = this.schema(tid).keyColumns.length;
+    const ks = Array.from({ length: n }, (_, i) => `k${i}`);
+    const rows = new ExactSelect(this.db.conn, [...ks, 'hlc', 'node', 'shadow', 'shadow_cols'],
+      `FROM ${ClockStore.tableName(tid)} WHERE shadow IS NOT NULL ORDER BY hlc DESC, node DESC LIMIT ?`).all(BigInt(limit));
+    return rows.map((r) => ({
+      key: r.slice(0, n), hlc: r[n] as bigint, node: r[n + 1] as string,
+      shadow: { image: r[n + 2] as Buffer, columns: JSON.parse(r[n + 3] as string) as string[] },
+    }));
+  }
+
+  shadowCount(tid: number): number {
+    if (!this.schemas.has(tid)) return 0;
+    return Number(this.db.prepare(`SELECT count(*) FROM ${ClockStore.tableName(tid)} WHERE shadow IS NOT NULL`).pluck().get() as bigint);
+  }
+
+  /**
+   * A SELECT of every key the existing clock table of `tid` says is live, and how many key columns
+   * it has (a recreated table gets each restamped: absent now ⇒ a delete). Null without a table.
+   */
+  liveKeys(tid: number): { select: string; arity: number } | null {
+    const name = ClockStore.tableName(tid);
+    const cols = (this.db.conn.prepare(`PRAGMA main.table_info(${name})`).all() as { name: string }[]).map((c) => c.name).filter((c) => /^k\d+$/.test(c));
+    if (cols.length === 0) return null;
+    return { select: `SELECT ${cols.join(', ')} FROM ${name} WHERE deleted = 0`, arity: cols.length };
+  }
+
+  /** SQL condition: the user-table row aliased `r` has no clock entry (backfill of rows written while not captured). */
+  static noClockFor(tid: number, schema: TableSchema): string {
+    const on = schema.keyColumns.map((k, i) => `c.k${i} = r.${k === 'rowid' ? 'rowid' : quoteIdent(k)}`).join(' AND ');
+    return `NOT EXISTS (SELECT 1 FROM ${ClockStore.tableName(tid)} c WHERE ${on})`;
+  }
+}
