@@ -35,6 +35,7 @@ export interface RefusedRows {
 }
 
 const triggerPrefix = '__burrow_trg_';
+export const defaultRowBytesMax = 4 * 1024 * 1024;
 
 /** `WHERE` over the key columns with each column's primary-key collation (SQLite's row identity). */
 export function keyWhere(schema: TableSchema, key: readonly SqlValue[] | null = null): string {
@@ -72,7 +73,9 @@ export class Capture {
   /** Bumped by every refresh: holders of per-table statements rebuild them. */
   generation = 0;
 
-  constructor(private readonly db: Database, private readonly clocks: ClockStore, private readonly log: Logger) {}
+  constructor(private readonly db: Database, private readonly clocks: ClockStore, private readonly log: Logger,
+    /** Writes creating a larger row are refused by the capture triggers (no message could carry it). */
+    private readonly rowBytesMax = defaultRowBytesMax) {}
 
   byName(name: string): CapturedTable | undefined {
     return this.byNameMap.get(name);
@@ -173,7 +176,7 @@ export class Capture {
     } else {
       this.db.conn.prepare('UPDATE __burrow_tables SET key_columns = ? WHERE tid = ?').run(JSON.stringify(schema.keyColumns), tid);
     }
-    const triggers = triggerSql(tid, schema);
+    const triggers = triggerSql(tid, schema, this.rowBytesMax);
     // Our triggers are gone from a table we captured: it was dropped (and created again) since.
     const recreated = !isNew && !triggers.some(([name]) => installed.get(name)?.table === schema.name);
     let restamped = 0;
@@ -245,6 +248,19 @@ function keyRef(prefix: 'NEW' | 'OLD', col: string): string {
   return col === 'rowid' ? `${prefix}.rowid` : `${prefix}.${quoteIdent(col)}`;
 }
 
+/**
+ * A statement that refuses a row too large to replicate: its stored bytes (TEXT/BLOB lengths, 9
+ * per column for the rest of its encoding) above `rowBytesMax` (no message could carry it; it
+ * would be retried for ever). Measured at ~1 % of a captured single-row insert.
+ */
+function rowSizeGuard(schema: TableSchema, rowBytesMax: number): string {
+  const cols = schema.columns.filter((c) => c !== 'rowid');
+  if (cols.length === 0) return '';
+  const size = cols.map((c) => `coalesce(length(CAST(NEW.${quoteIdent(c)} AS BLOB)), 0)`).join(' + ');
+  const msg = sqlString(`burrow: a row of table ${schema.name} larger than replication.row_bytes_max (${rowBytesMax} bytes) cannot be replicated`);
+  return `SELECT RAISE(ABORT, ${msg}) WHERE ${size} + ${9 * cols.length} > ${rowBytesMax}; `;
+}
+
 function sqlString(s: string): string {
   return `'${s.replaceAll("'", "''")}'`;
 }
@@ -259,7 +275,7 @@ function sqlString(s: string): string {
  * - nk/nu (BEFORE, non-integer keys of rowid tables that may be NULL): refuse a NULL key. SQLite
  *   allows it, but NULL identifies no row (NULLs are distinct), so it cannot be replicated.
  */
-export function triggerSql(tid: number, schema: TableSchema): [string, string][] {
+export function triggerSql(tid: number, schema: TableSchema, rowBytesMax = defaultRowBytesMax): [string, string][] {
   const n = schema.keyColumns.length;
   if (n > logKeyColumnsMax) throw new Error(`too many key columns for ${schema.name}`);
   const cols = `tid, ${Array.from({ length: n }, (_, i) => `k${i}`).join(', ')}`;
@@ -270,9 +286,10 @@ export function triggerSql(tid: number, schema: TableSchema): [string, string][]
   const on = `main.${quoteIdent(schema.name)}`;
   const when = 'WHEN (SELECT applying FROM __burrow_state) = 0';
   const t = (kind: string) => `${triggerPrefix}${tid}_${kind}`;
+  const sizeGuard = rowSizeGuard(schema, rowBytesMax);
   const out: [string, string][] = [
-    [t('ins'), `CREATE TRIGGER ${quoteIdent(t('ins'))} AFTER INSERT ON ${on} ${when} BEGIN INSERT INTO __burrow_log(${cols}) VALUES (${tid}, ${newKey}); END`],
-    [t('upd'), `CREATE TRIGGER ${quoteIdent(t('upd'))} AFTER UPDATE ON ${on} ${when} BEGIN `
+    [t('ins'), `CREATE TRIGGER ${quoteIdent(t('ins'))} AFTER INSERT ON ${on} ${when} BEGIN ${sizeGuard}INSERT INTO __burrow_log(${cols}) VALUES (${tid}, ${newKey}); END`],
+    [t('upd'), `CREATE TRIGGER ${quoteIdent(t('upd'))} AFTER UPDATE ON ${on} ${when} BEGIN ${sizeGuard}`
       + `INSERT INTO __burrow_log(${cols}) SELECT ${tid}, ${oldKey} WHERE ${keyMoved}; `
       + `INSERT INTO __burrow_log(${cols}) VALUES (${tid}, ${newKey}); END`],
     [t('del'), `CREATE TRIGGER ${quoteIdent(t('del'))} AFTER DELETE ON ${on} ${when} BEGIN INSERT INTO __burrow_log(${cols}) VALUES (${tid}, ${oldKey}); END`],

@@ -7,6 +7,8 @@ import { logKeyColumnsMax } from '../sqlite/internal-schema.ts';
 import { ExactSelect } from '../sqlite/exact.ts';
 import type { ClockStore } from '../store/clock-store.ts';
 import type { MetaStore } from '../store/meta-store.ts';
+import type { Quarantine } from '../store/quarantine.ts';
+import { defaultRowBytesMax } from './capture.ts';
 import { assert } from '../util/assert.ts';
 import type { Capture, CapturedTable } from './capture.ts';
 
@@ -17,6 +19,8 @@ export interface StamperLimits {
   readonly batchChangesMax: number;
   /** Most bytes (approximate, row images + keys) in one batch. */
   readonly batchBytesMax: number;
+  /** Largest row image replicated (the capture triggers refuse larger writes; older rows are reported). */
+  readonly rowBytesMax?: number;
 }
 
 export interface StampResult {
@@ -53,12 +57,15 @@ export class ChangeStamper {
   private logSelect: { keyCols: number; select: ExactSelect } | null = null;
   /** Log rows with a NULL key (written before the NULL-key guard): not replicated, counted. */
   nullKeysSkipped = 0;
+  /** Rows larger than rowBytesMax (written before capture's guard): not replicated, dead-lettered here. */
+  oversizedRowsSkipped = 0;
 
   constructor(
     private readonly db: Database,
     private readonly capture: Capture,
     private readonly clocks: ClockStore,
     private readonly meta: MetaStore,
+    private readonly quarantine: Quarantine,
     private readonly hlc: Hlc,
     private readonly router: ShardRouter,
     private readonly nodeId: string,
@@ -105,6 +112,7 @@ export class ChangeStamper {
     const tids = new Set<number>();
     for (const { table, key: loggedKey } of latest.values()) {
       const row = table.readRow(loggedKey);
+      if (row && this.oversized(table, row)) continue;
       // The change names the row by the key it holds now (equal to the logged key under SQLite's
       // comparison, maybe not in bytes: 'ALPHA' for 'alpha' under NOCASE).
       const key = row ? table.keyIndexes.map((i) => row[i]!) : loggedKey;
@@ -149,6 +157,18 @@ export class ChangeStamper {
     this.db.prepare('DELETE FROM __burrow_log WHERE seq <= ?').run(maxSeq);
     this.meta.saveHlc(this.hlc.peek());
     return { logRows: rows.length, changes: latest.size, batches: out.length, tids };
+  }
+
+  /** A row no message could carry (only rows written before the capture triggers refused them). */
+  private oversized(table: CapturedTable, row: readonly SqlValue[]): boolean {
+    const bytes = this.rowWriter.reset().writeAll(row).bytes().length;
+    if (bytes <= (this.limits.rowBytesMax ?? defaultRowBytesMax)) return false;
+    this.oversizedRowsSkipped++;
+    this.quarantine.deadLetter({
+      shard: null, seq: null, origin: this.nodeId, table: table.schema.name, hlc: null, change: null,
+      reason: `local row of ${bytes} bytes is larger than replication.row_bytes_max: not replicated (written before burrow captured the table)`,
+    });
+    return true;
   }
 
   /** Log rows, oldest first (exact values: keys may be TEXT that is not UTF-8). */

@@ -55,6 +55,8 @@ export interface Config {
     readonly batchChangesMax: number;
     /** Most bytes in one published message. */
     readonly batchBytesMax: number;
+    /** Largest row a write may create (roughly its stored bytes): larger writes are refused, since no message could carry them. */
+    readonly rowBytesMax: number;
     /** Most publishes awaiting their ack, over all shards. */
     readonly publishInFlightMax: number;
     readonly publishTimeoutMs: number;
@@ -181,13 +183,15 @@ export function parseConfig(text: string, file: string): Config {
   const busyTimeoutMs = r.int(s, 'busy_timeout_ms', 'sqlite.', 200, 0, 5000);
 
   const rp = r.table(doc, 'replication', '', false) ?? {};
-  const rpKeys = ['ingest_changes_max', 'batch_changes_max', 'batch_bytes_max', 'publish_in_flight_max',
+  const rpKeys = ['ingest_changes_max', 'batch_changes_max', 'batch_bytes_max', 'row_bytes_max', 'publish_in_flight_max',
     'publish_timeout_ms', 'poll_interval_ms', 'apply_messages_max'];
   r.onlyKeys(rp, rpKeys, 'replication.');
   const replication = Object.freeze({
     ingestChangesMax: r.int(rp, 'ingest_changes_max', 'replication.', 20_000, 1, 1_000_000),
     batchChangesMax: r.int(rp, 'batch_changes_max', 'replication.', 2000, 1, 100_000),
     batchBytesMax: r.int(rp, 'batch_bytes_max', 'replication.', 512 * 1024, 1024, 8 * 1024 * 1024),
+    // The embedded nats-server takes messages up to 8 MB: a row must fit with the batch envelope.
+    rowBytesMax: r.int(rp, 'row_bytes_max', 'replication.', 4 * 1024 * 1024, 1024, 7 * 1024 * 1024),
     publishInFlightMax: r.int(rp, 'publish_in_flight_max', 'replication.', 64, 1, 4096),
     publishTimeoutMs: r.int(rp, 'publish_timeout_ms', 'replication.', 2000, 100, 120_000),
     pollIntervalMs: r.int(rp, 'poll_interval_ms', 'replication.', 2, 1, 60_000),

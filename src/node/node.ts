@@ -270,6 +270,7 @@ export class BurrowNode {
           if (this.phase === 'running') void this.doctor?.tick().catch((err) => this.log.warn('shard doctor failed', { error: errorMessage(err) }));
         }, shardDoctorIntervalMs);
         this.phase = 'running';
+        this.checkMaxPayload(this.link.nc.info?.max_payload);
         this.log.info('replicating', { shards: this.config.cluster.shards, replicas: this.config.cluster.replicas });
         return;
       } catch (err) {
@@ -288,6 +289,15 @@ export class BurrowNode {
         delay = Math.min(delay * 2, 5000);
       }
     }
+  }
+
+  /** An external NATS whose max_payload is below what burrow may publish would refuse those batches for ever. */
+  private checkMaxPayload(maxPayload: number | undefined): void {
+    const r = this.config.replication;
+    const need = Math.max(r.batchBytesMax, r.rowBytesMax) + 64 * 1024;
+    if (maxPayload === undefined || maxPayload >= need) return;
+    this.log.error(`the NATS server accepts messages up to ${maxPayload} bytes, but replication.batch_bytes_max / row_bytes_max in ${this.config.file} `
+      + `allow ${need} (with the envelope): lower them, or raise max_payload on the NATS servers`, { maxPayload, need });
   }
 
   private applyMessages(msgs: Parameters<Applier['applyMessages']>[0]) {
@@ -471,6 +481,10 @@ export class BurrowNode {
       capture: {
         tables: this.capture.tables().map((t) => t.schema.name).sort(),
         skipped: this.capture.skipped(),
+        /** Rows this replica holds but cannot replicate (NULL keys or oversized rows written before capture). */
+        refusedRows: this.capture.refusedRows(),
+        nullKeysSkipped: this.stamper.nullKeysSkipped,
+        oversizedRowsSkipped: this.stamper.oversizedRowsSkipped,
         /** No commit by another connection for a second: the WAL is watched, polling is slow. */
         idle: this.walWatcher !== null,
         ...this.localStats,

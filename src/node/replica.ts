@@ -22,7 +22,7 @@ export interface ReplicaOptions {
   readonly shards: number;
   readonly members: readonly string[];
   readonly hlcSkewMsMax: number;
-  readonly limits: StamperLimits;
+  readonly limits: StamperLimits & { readonly rowBytesMax?: number };
   readonly clock: Clock;
   readonly log: Logger;
   /** Runs on the open database before capture is installed (the node checks its identity facts). */
@@ -60,13 +60,13 @@ export class Replica {
       // The persisted mark covers every clock this replica wrote or received (same transactions).
       hlc.observe(meta.hlc());
       const clocks = new ClockStore(db);
-      const capture = new Capture(db, clocks, o.log);
+      const capture = new Capture(db, clocks, o.log, o.limits.rowBytesMax);
       const r = capture.refresh();
       o.log.info('capture installed', { tables: capture.tables().length, added: r.added.join(',') || undefined, backfilled: r.backfilled || undefined });
-      const stamper = new ChangeStamper(db, capture, clocks, meta, hlc, router, o.nodeId, o.clusterName, o.limits);
+      const quarantine = new Quarantine(db);
+      const stamper = new ChangeStamper(db, capture, clocks, meta, quarantine, hlc, router, o.nodeId, o.clusterName, o.limits);
       const received = new ReceivedStore(db);
       const gaps = new GapTracker(received.load());
-      const quarantine = new Quarantine(db);
       const applier = new Applier({
         db, capture, stamper, clocks, meta, quarantine, received, hlc, nodeId: o.nodeId, log: o.log, members: new Set(o.members), gaps,
       });

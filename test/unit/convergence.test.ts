@@ -326,3 +326,24 @@ test("a user trigger whose name only looks like burrow's under LIKE is left alon
     rs.node('n1').applier.stampLocal();
     assert.equal(rs.app('n1').prepare("SELECT count(*) FROM sqlite_master WHERE name = '__burrowXtrgXaudit'").pluck().get(), 1n);
   }));
+
+test('a write creating a row larger than row_bytes_max is refused with a clear error; a large row under it replicates', () =>
+  withReplicas(['n1', 'n2'], (rs) => {
+    rs.everywhere('CREATE TABLE big(id INTEGER PRIMARY KEY, v BLOB)');
+    rs.node('n1').applier.stampLocal(); // capture installs its triggers
+    assert.throws(() => rs.app('n1').exec('INSERT INTO big VALUES (1, zeroblob(5000000))'), /larger than replication\.row_bytes_max \(4194304 bytes\)/);
+    rs.app('n1').exec('INSERT INTO big VALUES (2, randomblob(3000000))');
+    assert.throws(() => rs.app('n1').exec('UPDATE big SET v = zeroblob(4200000) WHERE id = 2'), /row_bytes_max/);
+    rs.sync();
+    assertSame(rs, 'big');
+    assert.equal(rs.app('n2').prepare('SELECT length(v) FROM big').pluck().get(), 3000000n);
+  }));
+
+test('a row too large to replicate that was written before capture is reported on its node, not sent', () =>
+  withReplicas(['n1'], (rs) => {
+    rs.app('n1').exec('CREATE TABLE pre(id INTEGER PRIMARY KEY, v BLOB); INSERT INTO pre VALUES (1, zeroblob(5000000)), (2, zeroblob(10))');
+    const sent = rs.publish('n1');
+    assert.equal(sent.flatMap((s) => decodeBatch(s.data).changes).length, 1);
+    assert.equal(rs.node('n1').stamper.oversizedRowsSkipped, 1);
+    assert.match(rs.app('n1').prepare('SELECT reason FROM __burrow_dead').pluck().get() as string, /row_bytes_max/);
+  }));
