@@ -154,6 +154,12 @@ export class Capture {
     this.db.clearStatements();
     this.seenSchemaVersion = this.db.schemaVersion();
     this.generation++;
+    if (this.generation > 1 && (res.added.length || res.retriggered.length || res.removed.length || res.recreated.length)) {
+      this.log.info('schema changed', {
+        added: res.added.join(',') || undefined, retriggered: res.retriggered.join(',') || undefined, recreated: res.recreated.join(',') || undefined,
+        removed: res.removed.join(',') || undefined, queued: res.backfilled || undefined,
+      });
+    }
     return res;
   }
 

@@ -325,12 +325,6 @@ export class BurrowNode {
     this.schemaDirty = false;
     this.db.schemaChanged(); // our own trigger DDL bumped it
     if (this.capture.generation !== gen) this.localStats.schemaRefreshes++;
-    if (r && (r.added.length || r.retriggered.length || r.removed.length || r.recreated.length)) {
-      this.log.info('schema changed', {
-        added: r.added.join(',') || undefined, retriggered: r.retriggered.join(',') || undefined, recreated: r.recreated.join(',') || undefined,
-        removed: r.removed.join(',') || undefined, backfilled: r.backfilled || undefined,
-      });
-    }
     if (r && r.backfilled > 0) this.logBacklog = true;
     // Changes waiting for a table or column may apply now (the next apply transaction sees the
     // new schema generation and makes them due).

@@ -323,6 +323,8 @@ describe('invalid config → ConfigError naming file and key', () => {
 
   test('replication limits out of range', () => {
     fails(THREE_NODES + '\n[replication]\nbatch_bytes_max = 10\n', /cluster\.toml: replication\.batch_bytes_max: must be between 1024 and 8388608, got 10/);
+    fails(THREE_NODES + '\n[replication]\nrow_bytes_max = 8388608\n', /cluster\.toml: replication\.row_bytes_max: must be between 1024 and 7340032, got 8388608/);
+    assert.equal(parseConfig(THREE_NODES, '/x/cluster.toml').replication.rowBytesMax, 4 * 1024 * 1024);
   });
 
   test('the message names the file passed in', () => {
