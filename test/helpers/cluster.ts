@@ -217,6 +217,16 @@ export class TestCluster {
     return this.db(id).prepare(sql).all(...params) as T[];
   }
 
+  /**
+   * The per-row clocks burrow keeps for `table` on a node (single-column keys), ordered by key:
+   * the table's `__burrow_clock_<tid>` read through SQL, as an operator would.
+   */
+  clocks(id: string, table: string): { key: unknown; hlc: bigint; node: string; deleted: bigint; shadowed: bigint }[] {
+    const tid = this.db(id).prepare('SELECT tid FROM __burrow_tables WHERE name = ?').pluck().get(table);
+    if (tid === undefined) throw new Error(`${id}: ${table} is not captured`);
+    return this.query(id, `SELECT k0 AS key, hlc, node, deleted, shadow IS NOT NULL AS shadowed FROM __burrow_clock_${tid} ORDER BY k0`);
+  }
+
   /** Poll `fn` until it returns true; on timeout throw with `what` and every node's log tail. */
   async waitFor(what: string, fn: () => boolean | Promise<boolean>, timeoutMs = 20_000, intervalMs = 25): Promise<void> {
     const deadline = Date.now() + timeoutMs;

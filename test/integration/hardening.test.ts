@@ -8,7 +8,7 @@ import { connect, type NatsConnection } from '@nats-io/transport-node';
 import { jetstream } from '@nats-io/jetstream';
 import { pack } from 'msgpackr';
 import BetterSqlite3 from 'better-sqlite3';
-import { TestCluster, freePort, repoRoot } from '../helpers/cluster.ts';
+import { TestCluster, freePort, repoRoot, stringify } from '../helpers/cluster.ts';
 import { batchVersion, encodeBatch } from '../../src/codec/batch-codec.ts';
 import { encodeValues } from '../../src/codec/value-codec.ts';
 import { lwwWins } from '../../src/apply/lww.ts';
@@ -34,7 +34,7 @@ describe('hardening (3-node cluster)', () => {
     await c?.destroy();
   });
 
-  test('secondary UNIQUE conflict: the (hlc, node) winner keeps the value everywhere, losers land in __burrow_conflicts, the shard keeps flowing', async () => {
+  test('secondary UNIQUE conflict: the (hlc, node) winner keeps the value everywhere, losers are shadowed and land in __burrow_conflicts, the shard keeps flowing', async () => {
     c.execAll('CREATE TABLE users(id INTEGER PRIMARY KEY, email TEXT NOT NULL UNIQUE, name TEXT)');
     await c.waitFor('every node captures users', async () => (await Promise.all(c.nodes.map((n) => c.status(n.id))))
       .every((st) => st?.capture?.tables?.includes('users')));
@@ -48,14 +48,15 @@ describe('hardening (3-node cluster)', () => {
     await c.waitReady();
     const rows = await c.waitConverged('SELECT id, email, name FROM users ORDER BY id') as { id: string }[];
     assert.equal(rows.length, 1, `one row keeps the unique value: ${JSON.stringify(rows)}`);
-    // The survivor is the (hlc, node) maximum of the three writes; the others are tombstoned at their own clock.
-    const clock = c.db('n1').prepare("SELECT k.hlc, k.node, k.deleted FROM __burrow_clock k JOIN __burrow_tables t ON t.tid = k.tid AND t.name = 'users' WHERE k.pk = ?");
-    const clocks = [1n, 2n, 3n].map((id) => ({ id, ...(clock.get(encodeValues([id])) as { hlc: bigint; node: string; deleted: bigint }) }))
-      .filter((k) => k.hlc !== undefined);
-    assert.equal(clocks.length, 3, 'all three keys have a clock entry');
+    // The survivor is the (hlc, node) maximum of the three writes; the others are shadowed: their
+    // clock stays live (deleted = 0) with the hidden image, identical on every node.
+    await c.waitFor('every node holds the same three clocks', () => c.nodes.every((n) => c.clocks(n.id, 'users').length === 3
+      && stringify(c.clocks(n.id, 'users')) === stringify(c.clocks('n1', 'users'))));
+    const clocks = c.clocks('n1', 'users');
+    assert.deepEqual(clocks.map((k) => k.key), [1n, 2n, 3n], 'all three keys have a clock entry');
     const best = clocks.reduce((a, b) => (lwwWins(b.hlc, b.node, a.hlc, a.node) ? b : a));
-    assert.equal(`${best.id}n`, rows[0]!.id, 'the (hlc, node) winner keeps the unique value');
-    for (const k of clocks) assert.equal(k.deleted, k === best ? 0n : 1n);
+    assert.equal(`${best.key}n`, rows[0]!.id, 'the (hlc, node) winner keeps the unique value');
+    for (const k of clocks) assert.deepEqual([k.deleted, k.shadowed], [0n, k === best ? 0n : 1n], `key ${k.key}`);
     for (const n of c.nodes) {
       const conflicts = c.query<{ loser_row: string; winner_row: string; unique_columns: string }>(n.id, 'SELECT * FROM __burrow_conflicts WHERE tbl = ?', 'users');
       assert.ok(conflicts.length >= 1, `${n.id} recorded the conflict`);

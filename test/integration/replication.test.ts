@@ -154,8 +154,7 @@ con.close()
     const sum = c.checksum();
     assert.equal(sum.code, 0, `checksums differ: ${JSON.stringify(sum.out?.differing)}`);
     // Every node holds the same per-row clock, and the row data came from that clock's writer.
-    const clocks = c.nodes.map((n) => stringify(c.query(n.id,
-      "SELECT pk, hlc, node, deleted FROM __burrow_clock WHERE tid = (SELECT tid FROM __burrow_tables WHERE name = 'hot') ORDER BY pk")));
+    const clocks = c.nodes.map((n) => stringify(c.clocks(n.id, 'hot')));
     assert.equal(clocks[1], clocks[0]);
     assert.equal(clocks[2], clocks[0]);
     // The winner per key is the highest (hlc, node) of every change published for it.
@@ -199,8 +198,8 @@ con.close()
     // n3 stamps its update after it has seen the delete's position in time, or before: either way
     // every node must agree, and the outcome must be the (hlc, node) winner — checked via the clock.
     const rows = await c.waitConverged('SELECT * FROM race ORDER BY id');
-    const clock = c.query<{ node: string; deleted: bigint }>('n1',
-      "SELECT node, deleted FROM __burrow_clock WHERE tid = (SELECT tid FROM __burrow_tables WHERE name = 'race') ORDER BY pk");
+    const clock = c.clocks('n1', 'race');
+    assert.equal(clock[0]!.key, 1n, 'the first clock is row 1\'s');
     const row1 = (rows as { id: string }[]).find((r) => r.id === '1n');
     assert.equal(row1 === undefined, clock[0]!.deleted === 1n, 'row 1 exists iff its winning change is not a delete');
     assert.equal(c.checksum().code, 0);

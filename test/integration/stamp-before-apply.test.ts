@@ -4,7 +4,6 @@ import { mkdirSync } from 'node:fs';
 import path from 'node:path';
 import BetterSqlite3 from 'better-sqlite3';
 import { TestCluster, stringify } from '../helpers/cluster.ts';
-import { decodeValues } from '../../src/codec/value-codec.ts';
 
 /**
  * n2's and n3's tailers poll only every 60 s here, so their local writes are stamped by the apply transactions
@@ -47,15 +46,12 @@ describe('stamp-before-apply with an idle tailer', () => {
       c.db('n1').prepare('INSERT INTO b VALUES (?, ?) ON CONFLICT(id) DO UPDATE SET v = excluded.v').run(BigInt(100 + i), 'nudge');
     }
     await c.waitConverged('SELECT * FROM a WHERE id >= 100 ORDER BY id', 15_000);
-    const clocks = c.nodes.map((n) => stringify(c.query(n.id,
-      "SELECT pk, hlc, node FROM __burrow_clock WHERE tid = (SELECT tid FROM __burrow_tables WHERE name = 'a') ORDER BY pk")));
+    const clocks = c.nodes.map((n) => stringify(c.clocks(n.id, 'a')));
     assert.equal(clocks[1], clocks[0]);
     assert.equal(clocks[2], clocks[0]);
     // Each row holds the value of the node its clock names.
     for (const n of c.nodes) {
-      const clock = new Map(c.query<{ pk: Buffer; node: string }>(n.id,
-        "SELECT pk, node FROM __burrow_clock WHERE tid = (SELECT tid FROM __burrow_tables WHERE name = 'a')")
-        .map((r) => [String(decodeValues(r.pk)[0]), r.node]));
+      const clock = new Map(c.clocks(n.id, 'a').map((r) => [String(r.key), r.node]));
       const rows = c.query<{ id: bigint; v: string }>(n.id, 'SELECT id, v FROM a WHERE id >= 100');
       assert.equal(rows.length, 5, n.id);
       for (const r of rows) assert.equal(r.v.split(' ')[0], clock.get(String(r.id)), `${n.id}: row ${r.id} holds the value of its clock's node`);
