@@ -1,0 +1,359 @@
+import BetterSqlite3 from 'better-sqlite3';
+import { mkdtempSync, rmSync } from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { SimulatedClock } from '../../src/clock/clock.ts';
+import { Replica } from '../../src/node/replica.ts';
+import { silentLogger } from '../../src/util/log.ts';
+import type { Features } from './features.ts';
+import { dumpTable, Oracle } from './oracle.ts';
+import { Rng } from './rng.ts';
+import { acceptableWriteError, buildWorkload, randomStatement, schemaAt, type Workload } from './workload.ts';
+
+/**
+ * One seeded run: 3–5 in-process nodes, each a real SQLite file with the real capture, stamper and
+ * applier (Replica, as the node composes it), an outside application connection per node, and an
+ * in-memory transport that delays, reorders, duplicates and drops (then repairs) batches. Nodes
+ * restart with clock skew and go down while their application keeps writing. After quiescence
+ * every replica must hold the same bytes, the same checksums, and what the oracle computes.
+ * Everything draws from one Rng and simulated clocks, so a seed replays exactly.
+ */
+
+export interface SimOptions {
+  readonly seed: number;
+  readonly features: Features;
+  /** Random actions before the settle phase. */
+  readonly actions?: number;
+}
+
+export interface SimResult {
+  readonly seed: number;
+  readonly nodes: number;
+  readonly actions: number;
+  readonly writes: number;
+  readonly writesRefused: number;
+  readonly batches: number;
+  readonly deliveries: number;
+  readonly dropped: number;
+  readonly duplicated: number;
+  readonly restarts: number;
+  readonly rows: number;
+  readonly shadowed: number;
+}
+
+export class SimFailure extends Error {
+  override name = 'SimFailure';
+  constructor(readonly seed: number, message: string, readonly trace: readonly string[]) {
+    super(`seed ${seed}: ${message}`);
+  }
+}
+
+interface Msg {
+  readonly shard: number;
+  readonly seq: number;
+  readonly data: Buffer;
+  readonly origin: string;
+}
+
+interface SimNode {
+  readonly id: string;
+  readonly file: string;
+  readonly app: BetterSqlite3.Database;
+  readonly clock: SimulatedClock;
+  replica: Replica | null;
+  skewMs: number;
+  stepsDone: number;
+  inbox: Msg[];
+}
+
+const shards = 4;
+const startMs = 1_800_000_000_000;
+const traceMax = 400;
+
+export async function simulate(o: SimOptions): Promise<SimResult> {
+  const sim = new Simulation(o);
+  try {
+    return await sim.run();
+  } finally {
+    await sim.close();
+  }
+}
+
+class Simulation {
+  private readonly rng: Rng;
+  private readonly f: Features;
+  private readonly w: Workload;
+  private readonly dir = mkdtempSync(path.join(os.tmpdir(), 'burrow-sim-'));
+  private readonly nodes: SimNode[] = [];
+  private readonly streamSeq = new Array<number>(shards).fill(0);
+  private readonly published: Buffer[] = [];
+  private readonly lost: { to: SimNode; m: Msg }[] = [];
+  private readonly trace: string[] = [];
+  private elapsedMs = 0;
+  /** Faults have ended: nothing is lost any more (gap repair has caught up). */
+  private settling = false;
+  private readonly stats = { writes: 0, writesRefused: 0, deliveries: 0, dropped: 0, duplicated: 0, restarts: 0 };
+
+  constructor(private readonly o: SimOptions) {
+    this.rng = new Rng(o.seed);
+    this.f = o.features;
+    this.w = buildWorkload(o.features, this.rng);
+  }
+
+  private note(s: string): void {
+    this.trace.push(s);
+    if (this.trace.length > traceMax) this.trace.shift();
+  }
+
+  private fail(message: string): never {
+    throw new SimFailure(this.o.seed, message, this.trace);
+  }
+
+  async run(): Promise<SimResult> {
+    const n = this.rng.between(3, 5);
+    for (let i = 1; i <= n; i++) await this.addNode(`n${i}`);
+    const actions = this.o.actions ?? 150;
+    for (let i = 0; i < actions; i++) await this.step();
+    await this.settle();
+    const { rows, shadowed } = await this.check();
+    return { seed: this.o.seed, nodes: n, actions, batches: this.published.length, rows, shadowed, ...this.stats };
+  }
+
+  private async addNode(id: string): Promise<void> {
+    const file = path.join(this.dir, `${id}.db`);
+    const app = new BetterSqlite3(file);
+    app.defaultSafeIntegers(true);
+    app.pragma('busy_timeout = 1000');
+    for (const t of this.w.initial) app.exec(t.create);
+    const node: SimNode = { id, file, app, clock: new SimulatedClock(startMs), replica: null, skewMs: 0, stepsDone: 0, inbox: [] };
+    this.nodes.push(node);
+    await this.up(node);
+  }
+
+  private async up(node: SimNode): Promise<void> {
+    node.clock.set(startMs + this.elapsedMs + node.skewMs);
+    node.replica = await Replica.open({
+      file: node.file, sqlite: { synchronous: 'NORMAL', busyTimeoutMs: 1000 }, nodeId: node.id, clusterName: 'sim', shards,
+      members: this.memberIds(), hlcSkewMsMax: 60_000,
+      limits: { ingestChangesMax: 1000, batchChangesMax: 100, batchBytesMax: 64 * 1024 }, clock: node.clock, log: silentLogger,
+    });
+  }
+
+  private memberIds(): string[] {
+    // Every node id the run will have (members are fixed for the run).
+    return Array.from({ length: 5 }, (_, i) => `n${i + 1}`);
+  }
+
+  private down(node: SimNode): void {
+    node.replica?.close();
+    node.replica = null;
+  }
+
+  private async step(): Promise<void> {
+    const node = this.rng.pick(this.nodes);
+    const choices: [number, () => Promise<void> | void][] = [
+      [40, () => this.write(node)],
+      [15, () => this.publish(node)],
+      [25, () => this.deliver(node)],
+      [10, () => this.advance()],
+      [this.w.steps.length > node.stepsDone ? 4 : 0, () => this.migrate(node)],
+      [3, () => this.retry(node)],
+      [this.lost.length > 0 ? 3 : 0, () => this.repair()],
+      [this.f.has('restart') ? 2 : 0, () => this.restart(node)],
+      [this.f.has('down') ? 2 : 0, () => this.toggle(node)],
+    ];
+    let r = this.rng.int(choices.reduce((s, [wgt]) => s + wgt, 0));
+    for (const [wgt, act] of choices) {
+      if (r < wgt) return act();
+      r -= wgt;
+    }
+  }
+
+  private write(node: SimNode): void {
+    const schema = schemaAt(this.w, node.stepsDone);
+    const group = this.f.has('transactions') && this.rng.chance(0.2) ? this.rng.between(2, 4) : 1;
+    if (group > 1) node.app.exec('BEGIN');
+    for (let i = 0; i < group; i++) {
+      const sql = randomStatement(schema, this.f, this.rng);
+      this.note(`${node.id} ${sql}`);
+      try {
+        node.app.exec(sql);
+        this.stats.writes++;
+      } catch (err) {
+        if (!acceptableWriteError(err)) this.fail(`${node.id}: ${sql}: ${(err as Error).message}`);
+        this.stats.writesRefused++;
+      }
+    }
+    if (group > 1) node.app.exec('COMMIT');
+  }
+
+  private publish(node: SimNode): void {
+    const r = node.replica;
+    if (!r) return;
+    while (r.applier.stampLocal().logRows > 0) { /* drain the change log */ }
+    for (let shard = 0; shard < shards; shard++) {
+      const rows = r.outbox.pending(shard, 10_000, new Set());
+      for (const row of rows) this.send({ shard, seq: ++this.streamSeq[shard]!, data: Buffer.from(row.payload), origin: node.id });
+      r.outbox.remove(rows.map((x) => x.id));
+    }
+  }
+
+  /** A stream message reaches every node's inbox (its origin's too), maybe lost or twice. */
+  private send(m: Msg): void {
+    this.published.push(m.data);
+    this.note(`publish ${m.origin} shard ${m.shard} seq ${m.seq}`);
+    for (const to of this.nodes) {
+      if (this.f.has('drop') && !this.settling && this.rng.chance(0.04)) {
+        this.lost.push({ to, m });
+        this.stats.dropped++;
+        continue;
+      }
+      this.enqueue(to, m);
+      if (this.f.has('duplicate') && this.rng.chance(0.04)) {
+        this.enqueue(to, m);
+        this.stats.duplicated++;
+      }
+    }
+  }
+
+  private enqueue(to: SimNode, m: Msg): void {
+    if (this.f.has('reorder') && to.inbox.length > 0 && this.rng.chance(0.3)) to.inbox.splice(this.rng.int(to.inbox.length + 1), 0, m);
+    else to.inbox.push(m);
+  }
+
+  private deliver(node: SimNode, count = this.rng.between(1, 6)): void {
+    const r = node.replica;
+    if (!r || node.inbox.length === 0) return;
+    const batch = node.inbox.splice(0, count);
+    this.note(`deliver ${node.id} ${batch.map((m) => `${m.origin}:${m.shard}/${m.seq}`).join(' ')}`);
+    const outcomes = r.applier.applyMessages(batch);
+    this.stats.deliveries += batch.length;
+    outcomes.forEach((out, i) => {
+      // Held (clock too far ahead): JetStream would redeliver it later.
+      if (out.kind === 'held') node.inbox.push(batch[i]!);
+    });
+  }
+
+  private advance(): void {
+    this.elapsedMs += this.rng.between(1, 2000);
+    for (const n of this.nodes) n.clock.set(startMs + this.elapsedMs + n.skewMs);
+  }
+
+  private migrate(node: SimNode): void {
+    const s = this.w.steps[node.stepsDone];
+    if (!s) return;
+    this.note(`${node.id} migrate: ${s.sql}`);
+    node.app.exec(s.sql);
+    node.stepsDone++;
+  }
+
+  private retry(node: SimNode): void {
+    // `all`: the waiting room's backoff reads the wall clock, which would make a seed not replay.
+    node.replica?.applier.retryWaiting(true);
+  }
+
+  /** Gap repair: a lost copy reaches its node after all, at some later point. */
+  private repair(): void {
+    const i = this.rng.int(this.lost.length);
+    const [{ to, m }] = this.lost.splice(i, 1) as [{ to: SimNode; m: Msg }];
+    this.note(`repair ${to.id} ${m.origin}:${m.shard}/${m.seq}`);
+    this.enqueue(to, m);
+  }
+
+  private async restart(node: SimNode): Promise<void> {
+    if (!node.replica) return;
+    this.down(node);
+    if (this.f.has('skew')) node.skewMs = this.rng.between(-20_000, 20_000);
+    this.note(`${node.id} restart, skew ${node.skewMs} ms`);
+    this.stats.restarts++;
+    await this.up(node);
+  }
+
+  private async toggle(node: SimNode): Promise<void> {
+    this.note(`${node.id} ${node.replica ? 'down' : 'up'}`);
+    if (node.replica) this.down(node);
+    else await this.up(node);
+  }
+
+  /** Faults end: every node up and migrated, every lost copy repaired, then run until nothing moves. */
+  private async settle(): Promise<void> {
+    this.note('settle');
+    this.settling = true;
+    for (const node of this.nodes) {
+      if (!node.replica) await this.up(node);
+      while (node.stepsDone < this.w.steps.length) this.migrate(node);
+    }
+    for (const { to, m } of this.lost.splice(0)) to.inbox.push(m);
+    for (let round = 0; round < 60; round++) {
+      const before = this.published.length;
+      for (const node of this.nodes) this.publish(node);
+      let delivered = 0;
+      for (const node of this.nodes) {
+        for (let guard = 0; node.inbox.length > 0 && guard < 10_000; guard++) {
+          delivered += Math.min(node.inbox.length, 50);
+          this.deliver(node, 50);
+        }
+      }
+      let unparked = 0;
+      for (const node of this.nodes) unparked += node.replica!.applier.retryWaiting(true).applied;
+      if (this.published.length === before && delivered === 0 && unparked === 0) return;
+    }
+    this.fail('did not settle in 60 rounds');
+  }
+
+  private userTables(db: BetterSqlite3.Database): Map<string, string> {
+    const rows = db.prepare("SELECT name, sql FROM sqlite_master WHERE type = 'table' AND name NOT LIKE '\\_\\_burrow%' ESCAPE '\\' AND name NOT LIKE 'sqlite\\_%' ESCAPE '\\' ORDER BY name").raw(true).all() as [string, string][];
+    return new Map(rows);
+  }
+
+  private async check(): Promise<{ rows: number; shadowed: number }> {
+    const first = this.nodes[0]!;
+    const schema = this.userTables(first.app);
+    for (const node of this.nodes) {
+      const r = node.replica!;
+      const s = this.userTables(node.app);
+      if ([...s.keys()].join() !== [...schema.keys()].join()) this.fail(`${node.id} has tables ${[...s.keys()].join(',')}, ${first.id} has ${[...schema.keys()].join(',')}`);
+      if (r.quarantine.deadCount() > 0) this.fail(`${node.id} dead-lettered ${r.quarantine.deadCount()} change(s): ${JSON.stringify(r.quarantine.recentDead(3))}`);
+      if (r.applier.waitingCount() > 0) this.fail(`${node.id} still has ${r.applier.waitingCount()} change(s) waiting`);
+      if (r.outbox.counts().batches > 0 || r.outbox.logRows() > 0) this.fail(`${node.id} has unsent changes`);
+    }
+    const oracle = new Oracle(schema);
+    try {
+      for (const data of this.published) oracle.add(data);
+      const shadowed = oracle.build();
+      let rows = 0;
+      for (const table of schema.keys()) {
+        const mine = dumpTable(first.app, table);
+        for (const node of this.nodes.slice(1)) {
+          const got = dumpTable(node.app, table);
+          if (got.join('\n') !== mine.join('\n')) this.fail(`replicas differ: table ${table} on ${node.id} vs ${first.id}:\n${diff(mine, got)}`);
+        }
+        const want = oracle.dump(table);
+        rows += want.length;
+        if (mine.join('\n') !== want.join('\n')) this.fail(`replicas agree but table ${table} is not the (hlc, node) winners:\n${diff(want, mine)}`);
+      }
+      const sums = await Promise.all(this.nodes.map((n) => n.replica!.checksum()));
+      for (const [i, s] of sums.entries()) {
+        if (JSON.stringify(s) !== JSON.stringify(sums[0])) this.fail(`checksums differ: ${first.id} ${JSON.stringify(sums[0])}, ${this.nodes[i]!.id} ${JSON.stringify(s)}`);
+      }
+      return { rows, shadowed };
+    } finally {
+      oracle.close();
+    }
+  }
+
+  async close(): Promise<void> {
+    for (const node of this.nodes) {
+      this.down(node);
+      node.app.close();
+    }
+    rmSync(this.dir, { recursive: true, force: true });
+  }
+}
+
+function diff(want: readonly string[], got: readonly string[]): string {
+  const w = new Set(want);
+  const g = new Set(got);
+  const lines = [...want.filter((x) => !g.has(x)).map((x) => `  want ${x}`), ...got.filter((x) => !w.has(x)).map((x) => `  got  ${x}`)];
+  return lines.slice(0, 20).join('\n');
+}
