@@ -5,7 +5,9 @@ import type { HistoryWrite } from './workload.ts';
 export type FinalRows = Map<string, Map<string, string>>;
 
 export interface Violation {
-  readonly kind: 'divergence' | 'wrong-winner' | 'lost-write' | 'phantom-change' | 'phantom-row' | 'not-converged';
+  readonly kind: 'divergence' | 'wrong-winner' | 'lost-write' | 'phantom-change' | 'phantom-row'
+    // recorded by the runner, not checkRun:
+    | 'not-converged' | 'undrained' | 'undecodable-batch' | 'checksum-differs' | 'restart-failed';
   readonly detail: string;
 }
 

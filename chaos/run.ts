@@ -27,8 +27,14 @@ export interface ChaosOptions {
   readonly writersPerNode?: number;
   readonly txPerSecond?: number;
   readonly keys?: number;
-  /** TEST ONLY: run every node with LWW inverted (the checkers must fail the run). */
+  /** TEST ONLY: run every node with LWW inverted (the checkers must fail the run); = sabotage ['invert-lww']. */
   readonly invertLww?: boolean;
+  /**
+   * TEST ONLY: deliberate breakage the checkers must catch: BURROW_TEST_SABOTAGE items for every
+   * node (src/util/sabotage.ts), and `uncaptured-write`, done by the runner: one row committed on
+   * the first node with capture switched off, a write burrow never sees.
+   */
+  readonly sabotage?: readonly string[];
   readonly keep?: boolean;
   readonly quiesceTimeoutMs?: number;
   /** After quiescence, how long rows may take to become identical everywhere. */
@@ -68,7 +74,9 @@ export async function runChaos(opts: ChaosOptions): Promise<ChaosResult> {
   const txPerSecond = opts.txPerSecond ?? 20;
   const keys = opts.keys ?? 40;
   const durationMs = opts.durationS * 1000;
-  const env: Record<string, string> = opts.invertLww ? { BURROW_TEST_INVERT_LWW: '1' } : {};
+  const sabotage = [...(opts.sabotage ?? []), ...(opts.invertLww ? ['invert-lww'] : [])];
+  const nodeSabotage = sabotage.filter((s) => s !== 'uncaptured-write');
+  const env: Record<string, string> = nodeSabotage.length > 0 ? { BURROW_TEST_SABOTAGE: nodeSabotage.join(',') } : {};
   const c = await TestCluster.create({
     nodes: opts.nodes,
     env: Object.fromEntries(Array.from({ length: opts.nodes }, (_, i) => [`n${i + 1}`, { ...env }])),
@@ -76,7 +84,7 @@ export async function runChaos(opts: ChaosOptions): Promise<ChaosResult> {
   const ids = c.nodes.map((n) => n.id);
   const schedule = faultSchedule(opts.seed, ids, durationMs);
   log(`chaos: seed=${opts.seed} nodes=${opts.nodes} duration=${opts.durationS}s writers=${writersPerNode}/node rate=${txPerSecond} tx/s/writer keys=${keys}`
-    + `${opts.invertLww ? ' LWW=INVERTED(test)' : ''} dir=${c.dir}`);
+    + `${sabotage.length > 0 ? ` SABOTAGE(test)=${sabotage.join(',')}` : ''} dir=${c.dir}`);
   log(`chaos: schedule: ${schedule.map((f) => `${(f.atMs / 1000).toFixed(1)}s ${f.kind}(${f.targets.join(',')})`).join(' ')}`);
 
   for (const n of c.nodes) {
@@ -144,6 +152,7 @@ export async function runChaos(opts: ChaosOptions): Promise<ChaosResult> {
       w.kill('SIGTERM');
     })));
     note('workload', 'writers stopped');
+    if (sabotage.includes('uncaptured-write')) uncapturedWrite(c.node(ids[0]!).db, keys);
 
     // Heal everything, then wait for quiescence and convergence.
     for (const id of paused) signal(c.node(id).pid, 'SIGCONT');
@@ -197,15 +206,17 @@ export async function runChaos(opts: ChaosOptions): Promise<ChaosResult> {
     const all: Violation[] = [...violations];
     // Every node ready, drained and identical within the bounds is part of passing (liveness).
     if (notConverged !== null) all.push({ kind: 'not-converged', detail: notConverged });
+    if (observer.malformed > 0) all.push({ kind: 'undecodable-batch', detail: `${observer.malformed} published message(s) could not be decoded as batches` });
+    // The runner's own checks have their own kinds: the checker's findings stay distinguishable.
     const sum = c.checksum();
-    if (sum.code !== 0) all.push({ kind: 'divergence', detail: `burrow checksum exit ${sum.code}: differing ${JSON.stringify(sum.out?.differing)}` });
+    if (sum.code !== 0) all.push({ kind: 'checksum-differs', detail: `burrow checksum exit ${sum.code}: differing ${JSON.stringify(sum.out?.differing)}` });
     for (const r of restarts) {
-      if (r.newPid === null || r.newPid === r.oldPid) all.push({ kind: 'divergence', detail: `restart of ${r.node} (${r.what}) did not give a new PID` });
+      if (r.newPid === null || r.newPid === r.oldPid) all.push({ kind: 'restart-failed', detail: `restart of ${r.node} (${r.what}) did not give a new PID` });
     }
     const statuses = await Promise.all(ids.map((id) => c.status(id)));
     const lwwSkipped = statuses.reduce((a, s) => a + (s?.apply?.changesSkipped ?? 0), 0);
     const drained = statuses.every((s) => s && s.pending.logRows === 0 && s.pending.outboxBatches === 0);
-    if (!drained) all.push({ kind: 'lost-write', detail: `change logs not drained: ${JSON.stringify(statuses.map((s) => s?.pending))}` });
+    if (!drained) all.push({ kind: 'undrained', detail: `change logs not drained: ${JSON.stringify(statuses.map((s) => s?.pending))}` });
     const faultCounts: Record<string, number> = {};
     for (const f of faults) if (!['workload', 'heal', 'healed', 'killed', 'waiting', 'skipped', 'converged', 'restart', 'not-converged', 'check'].includes(f.kind)) faultCounts[f.kind] = (faultCounts[f.kind] ?? 0) + 1;
     const result: ChaosResult = {
@@ -377,6 +388,24 @@ function readHistory(dir: string): HistoryWrite[] {
   return out;
 }
 
+/**
+ * TEST ONLY (sabotage uncaptured-write): one row committed with burrow's capture switched off
+ * (its echo-suppression flag set in the same transaction), on a key no writer uses.
+ */
+function uncapturedWrite(db: string, keys: number): void {
+  const d = new BetterSqlite3(db);
+  try {
+    d.pragma('busy_timeout = 10000');
+    d.transaction(() => {
+      d.prepare('UPDATE __burrow_state SET applying = 1 WHERE id = 1').run();
+      d.prepare('INSERT INTO kv_int(k, v) VALUES (?, ?)').run(keys + 1_000_000, 'sabotage/uncaptured/1');
+      d.prepare('UPDATE __burrow_state SET applying = 0 WHERE id = 1').run();
+    }).immediate();
+  } finally {
+    d.close();
+  }
+}
+
 async function main(): Promise<void> {
   // Ctrl-C / SIGTERM: exit through process.exit so the cluster harness kills every node and
   // nats-server it started (by PID) in its exit handler.
@@ -392,6 +421,7 @@ async function main(): Promise<void> {
       json: { type: 'string' },
       keep: { type: 'boolean', default: false },
       'invert-lww': { type: 'boolean', default: false },
+      sabotage: { type: 'string' },
       'quiesce-timeout': { type: 'string', default: '300' },
     },
   });
@@ -399,7 +429,7 @@ async function main(): Promise<void> {
   const result = await runChaos({
     nodes: Number(values.nodes), durationS: Number(values.duration), seed,
     writersPerNode: Number(values.writers), txPerSecond: Number(values.rate), keys: Number(values.keys),
-    keep: values.keep, invertLww: values['invert-lww'], quiesceTimeoutMs: Number(values['quiesce-timeout']) * 1000,
+    keep: values.keep, invertLww: values['invert-lww'], sabotage: values.sabotage?.split(',').filter(Boolean), quiesceTimeoutMs: Number(values['quiesce-timeout']) * 1000,
   });
   if (values.json) writeFileSync(values.json, JSON.stringify(result, (_k, v) => (typeof v === 'bigint' ? v.toString() : v), 2));
   process.exitCode = result.ok ? 0 : 1;

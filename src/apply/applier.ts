@@ -9,6 +9,7 @@ import type { MetaStore } from '../store/meta-store.ts';
 import type { Quarantine } from '../store/quarantine.ts';
 import type { ReceivedStore } from '../store/received-store.ts';
 import { assert } from '../util/assert.ts';
+import { sabotage } from '../util/sabotage.ts';
 import type { Logger } from '../util/log.ts';
 import { lwwWins } from './lww.ts';
 import { RowWriter } from './row-writer.ts';
@@ -148,7 +149,8 @@ export class Applier {
         stamp();
         this.onSchema();
         const setApplying = db.prepare('UPDATE __burrow_state SET applying = ? WHERE id = 1');
-        setApplying.run(1n);
+        // TEST ONLY (no-echo-suppression): applied changes are captured again as local ones.
+        setApplying.run(sabotage.noEchoSuppression ? 0n : 1n);
         const out = fn();
         this.reconcileDirty();
         this.p.meta.saveHlc(this.p.hlc.peek());

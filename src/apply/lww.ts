@@ -1,3 +1,5 @@
+import { sabotage } from '../util/sabotage.ts';
+
 /**
  * Last-writer-wins on (hlc, node id): the higher HLC wins; equal HLCs are broken by the node id
  * (plain string order, identical on every node). An exact tie — the same change seen again — is
@@ -9,8 +11,5 @@ export function lwwWins(incomingHlc: bigint, incomingNode: string, currentHlc: b
   return lwwInverted ? !wins : wins;
 }
 
-/**
- * TEST ONLY: BURROW_TEST_INVERT_LWW=1 makes the older change win, a deliberately broken apply
- * that the chaos checkers must catch. The node logs a loud warning when it is set.
- */
-export const lwwInverted = process.env.BURROW_TEST_INVERT_LWW === '1';
+/** TEST ONLY (util/sabotage.ts, invert-lww): the older change wins, a broken apply checkers must catch. */
+const lwwInverted = sabotage.invertLww;

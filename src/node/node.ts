@@ -3,7 +3,6 @@ import { mkdirSync, readFileSync, rmSync, watch, writeFileSync, type FSWatcher }
 import path from 'node:path';
 import { startHttp } from '../api/http-server.ts';
 import type { Applier } from '../apply/applier.ts';
-import { lwwInverted } from '../apply/lww.ts';
 import type { Capture } from '../capture/capture.ts';
 import type { ChangeStamper } from '../capture/change-stamper.ts';
 import type { TableChecksum } from '../capture/checksum.ts';
@@ -25,6 +24,7 @@ import type { MetaStore } from '../store/meta-store.ts';
 import { Replica } from './replica.ts';
 import { errorMessage, StartupError, type BurrowError } from '../util/errors.ts';
 import { createLogger, type Logger } from '../util/log.ts';
+import { sabotageActive } from '../util/sabotage.ts';
 
 export interface NodeOptions {
   readonly config: Config;
@@ -111,7 +111,7 @@ export class BurrowNode {
   readonly fatal: Promise<BurrowError> = new Promise((resolve) => {
     this.fatalError = resolve;
   });
-  private localStats = { stampPasses: 0, changesStamped: 0, logRowsStamped: 0, schemaRefreshes: 0, idleWakeups: 0 };
+  private localStats = { polls: 0, stampPasses: 0, changesStamped: 0, logRowsStamped: 0, schemaRefreshes: 0, idleWakeups: 0 };
   /** Last time another connection committed (or the log had a backlog): polling stays fast for a while after. */
   private lastActiveMs = Date.now();
   /** While idle: an inotify watch on the WAL file wakes the tail at the next commit (polling slows down). */
@@ -145,7 +145,8 @@ export class BurrowNode {
     const { config, node } = this;
     mkdirSync(node.dataDir, { recursive: true });
     this.takeLock();
-    if (lwwInverted) this.log.error('BURROW_TEST_INVERT_LWW=1: last-writer-wins is INVERTED (test-only broken apply); replicas will not converge correctly');
+    const broken = sabotageActive();
+    if (broken.length > 0) this.log.error('TEST-ONLY SABOTAGE is on: this node is deliberately broken (BURROW_TEST_SABOTAGE)', { sabotage: broken.join(',') });
     this.replica = await Replica.open({
       file: node.db, sqlite: config.sqlite, nodeId: node.id, clusterName: config.cluster.name, shards: config.cluster.shards,
       members: config.nodes.map((n) => n.id), hlcSkewMsMax: config.cluster.hlcSkewMsMax, limits: config.replication,
@@ -339,6 +340,7 @@ export class BurrowNode {
   /** Poll for local commits; stamp captured changes into the outbox; kick the publisher. */
   private tail(): void {
     this.tailTimer = null;
+    this.localStats.polls++;
     let again = false;
     try {
       this.refreshSchemaIfChanged();

@@ -2,6 +2,7 @@ import type { JetStreamClient } from '@nats-io/jetstream';
 import { errorMessage } from '../util/errors.ts';
 import type { Logger } from '../util/log.ts';
 import { assert } from '../util/assert.ts';
+import { sabotageCorrupts, sabotageDrops } from '../util/sabotage.ts';
 
 /** A stamped batch waiting in the node's outbox (one message). */
 export interface OutboxBatch {
@@ -197,7 +198,8 @@ export class Publisher {
       const startedMs = Date.now();
       try {
         const payload = to === b.shard ? b.payload : this.limits.reshard!(b.payload, to);
-        const sent = this.js.publish(this.subjectOf(to), payload, { msgID: b.msgId, timeout: this.limits.timeoutMs });
+        const sent = sabotageDrops(b.msgId) ? Promise.resolve({ duplicate: false })
+          : this.js.publish(this.subjectOf(to), sabotageCorrupts(b.msgId) ? Buffer.from('sabotage: not a batch') : payload, { msgID: b.msgId, timeout: this.limits.timeoutMs });
         sent.catch(() => {}); // when abandoned for a new leader, its timeout is of no interest
         const ack = await this.wakeable(to, sent);
         if (ack === 'woken') {

@@ -244,6 +244,14 @@ export class TestCluster {
     }
   }
 
+  /** Wait until every node has stamped, published and applied everything it has (status `pending` all zero). */
+  async waitDrained(timeoutMs = 30_000, ids = this.nodes.map((n) => n.id)): Promise<void> {
+    await this.waitFor(`every node drained (${ids.join(',')})`, async () => {
+      const s = await Promise.all(ids.map((id) => this.status(id)));
+      return s.every((x) => x && x.pending.logRows === 0 && x.pending.outboxBatches === 0 && x.pending.publishInFlight === 0 && x.pending.inboundQueued === 0);
+    }, timeoutMs, 100);
+  }
+
   /** Wait until `sql` returns the same rows (as JSON) on every node, and return them. */
   async waitConverged(sql: string, timeoutMs = 20_000, ids = this.nodes.map((n) => n.id)): Promise<unknown[]> {
     let rows: string[] = [];

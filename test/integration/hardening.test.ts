@@ -11,7 +11,7 @@ import BetterSqlite3 from 'better-sqlite3';
 import { TestCluster, freePort, repoRoot, stringify } from '../helpers/cluster.ts';
 import { batchVersion, encodeBatch } from '../../src/codec/batch-codec.ts';
 import { encodeValues } from '../../src/codec/value-codec.ts';
-import { lwwWins } from '../../src/apply/lww.ts';
+import { publishedChanges } from '../helpers/published.ts';
 
 const binPath = path.join(repoRoot, 'bin', 'burrow.js');
 
@@ -54,8 +54,13 @@ describe('hardening (3-node cluster)', () => {
       && stringify(c.clocks(n.id, 'users')) === stringify(c.clocks('n1', 'users'))));
     const clocks = c.clocks('n1', 'users');
     assert.deepEqual(clocks.map((k) => k.key), [1n, 2n, 3n], 'all three keys have a clock entry');
-    const best = clocks.reduce((a, b) => (lwwWins(b.hlc, b.node, a.hlc, a.node) ? b : a));
-    assert.equal(`${best.key}n`, rows[0]!.id, 'the (hlc, node) winner keeps the unique value');
+    // The strongest of the three published inserts, by the test's own (hlc, node) order.
+    await c.waitDrained();
+    const inserts = publishedChanges(c).filter((ch) => ch.table === 'users');
+    assert.equal(inserts.length, 3, 'three inserts were published');
+    const strongest = inserts.reduce((a, b) => (b.hlc > a.hlc || (b.hlc === a.hlc && b.node > a.node) ? b : a));
+    assert.equal(`${strongest.row!.id}n`, rows[0]!.id, `the (hlc, node) winner (${strongest.node}) keeps the unique value`);
+    const best = clocks.find((k) => k.key === strongest.row!.id)!;
     for (const k of clocks) assert.deepEqual([k.deleted, k.shadowed], [0n, k === best ? 0n : 1n], `key ${k.key}`);
     for (const n of c.nodes) {
       const conflicts = c.query<{ loser_row: string; winner_row: string; unique_columns: string }>(n.id, 'SELECT * FROM __burrow_conflicts WHERE tbl = ?', 'users');
@@ -207,7 +212,23 @@ describe('hardening (3-node cluster)', () => {
     // audit row next to the replicated one (the documented hazard); the origin has one.
     await c.waitFor('receivers have the replicated audit row and their own', () => ['n2', 'n3'].every((id) =>
       c.query<{ n: bigint }>(id, 'SELECT count(*) AS n FROM audit_naive')[0]!.n === 2n));
-    assert.equal(c.query<{ n: bigint }>('n1', 'SELECT count(*) AS n FROM audit_naive')[0]!.n, 1n);
+    await c.waitDrained();
+    const ids = (id: string) => c.query<{ id: bigint }>(id, 'SELECT id FROM audit_naive ORDER BY id').map((r) => r.id);
+    const [origin, r2, r3] = [ids('n1'), ids('n2'), ids('n3')];
+    assert.equal(origin.length, 1, 'the origin has its own audit row only');
+    for (const [n, mine] of [['n2', r2], ['n3', r3]] as const) {
+      assert.equal(mine.length, 2, n);
+      assert.ok(mine.includes(origin[0]!), `${n} has the replicated audit row`);
+    }
+    // The receivers' own audit rows were written by the apply (echo suppression on): they never leave.
+    const local2 = r2.find((x) => x !== origin[0])!;
+    const local3 = r3.find((x) => x !== origin[0])!;
+    assert.ok(!r3.includes(local2) && !r2.includes(local3) && local2 !== local3, 'local-only audit rows stayed local');
+    // The replicas differ by design here, and `burrow checksum` says so: exit 1, naming the table.
+    const sum = c.checksum();
+    assert.equal(sum.code, 1, `burrow checksum must report differing replicas: ${JSON.stringify(sum.out)}`);
+    assert.ok(JSON.stringify(sum.out?.differing).includes('audit_naive'), `differing: ${JSON.stringify(sum.out?.differing)}`);
+    assert.ok(!JSON.stringify(sum.out?.differing).includes('"orders_naive"'), 'the replicated table itself is equal');
   });
 
   test('busy database: an application holding the write lock for 6 s while another node inserts 1000 rows/s — status says blocked, nothing lost', async () => {
@@ -235,7 +256,8 @@ for i in range(5000):
     con.execute('INSERT INTO ticks(id, at) VALUES (?, ?)', (i + 1, time.time()))
 print('done', flush=True)`);
     let sawBusy = false;
-    let slowestStatusMs = 0;
+    const statusMs: number[] = [];
+    let unanswered = 0;
     const writerDone = new Promise<number>((r) => writer.once('exit', (code) => r(code ?? -1)));
     const holderDone = new Promise<number>((r) => holder.once('exit', (code) => r(code ?? -1)));
     let holderExited = false;
@@ -243,14 +265,18 @@ print('done', flush=True)`);
     while (!holderExited) {
       const t0 = Date.now();
       const st = await c.status('n2');
-      slowestStatusMs = Math.max(slowestStatusMs, Date.now() - t0);
+      statusMs.push(Date.now() - t0);
+      if (st === null) unanswered++;
       if (st?.database?.trouble?.kind === 'busy') sawBusy = true;
       await new Promise((r) => setTimeout(r, 100));
     }
     assert.equal(await holderDone, 0);
     assert.equal(await writerDone, 0);
     assert.ok(sawBusy, 'n2 status showed database.trouble.kind = busy while the lock was held');
-    assert.ok(slowestStatusMs < 2000, `n2 kept answering status while blocked (slowest ${slowestStatusMs} ms)`);
+    // Status is served off the write path: every request answered (within the client's 2 s), most at once.
+    statusMs.sort((a, b) => a - b);
+    assert.equal(unanswered, 0, `n2 left ${unanswered} of ${statusMs.length} status requests unanswered while blocked`);
+    assert.ok(statusMs[Math.floor(statusMs.length / 2)]! < 250, `median status time while blocked: ${statusMs[Math.floor(statusMs.length / 2)]} ms`);
     const rows = await c.waitConverged('SELECT count(*) AS n, sum(id) AS s FROM ticks', 60_000);
     assert.deepEqual(rows, [{ n: '5001n', s: `${5000 * 5001 / 2 + 1000000}n` }]);
     await c.waitFor('n2 trouble cleared', async () => (await c.status('n2'))?.database?.trouble === null);
@@ -319,6 +345,8 @@ describe('hardening: disk full', () => {
 
   test('the node reports the error in status and logs, keeps its change log, and resumes when space returns', async (t) => {
     if (!c) {
+      // Under CI the README-promised case must run: a skip there would hide a regression.
+      if (process.env.CI) assert.fail(`CI: cannot mount a small tmpfs for the disk-full case: ${mountError}`);
       t.skip(`cannot mount a small tmpfs here: ${mountError}`);
       return;
     }

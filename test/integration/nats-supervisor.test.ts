@@ -26,7 +26,12 @@ test('a nats-server killed while starting is started again; the node comes up', 
     await c.start(60_000);
     assert.ok(existsSync(marker), 'the first start was killed');
     assert.match(readFileSync(c.node('n1').logFile, 'utf8'), /nats-server was killed while starting; starting it again/);
-    c.db('n1').exec('CREATE TABLE t(id INTEGER PRIMARY KEY)');
+    // The server started the second time is the one the node uses: a write goes through JetStream.
+    c.db('n1').exec('CREATE TABLE t(id INTEGER PRIMARY KEY); INSERT INTO t VALUES (1)');
+    await c.waitFor('the write is captured and published (acknowledged by JetStream)', async () => {
+      const s = await c!.status('n1');
+      return s?.capture.tables.includes('t') && s.publish?.published >= 1 && s.pending.outboxBatches === 0;
+    }, 20_000);
     assert.equal((await c.status('n1')).nats.restarts, 0);
   } finally {
     for (const f of [marker, script]) rmSync(f, { force: true });
