@@ -17,6 +17,18 @@ export interface ObservedChange {
 
 const observerConsumer = 'chaos_observer';
 
+/** `fn` until it succeeds: at most 20 attempts over about 30 s, then its last error. */
+async function retry<T>(what: string, fn: () => Promise<T>): Promise<T> {
+  for (let attempt = 1; ; attempt++) {
+    try {
+      return await fn();
+    } catch (err) {
+      if (attempt >= 20) throw new Error(`${what}: ${(err as Error).message}`, { cause: err });
+      await new Promise((r) => setTimeout(r, Math.min(2000, 100 * attempt)));
+    }
+  }
+}
+
 /**
  * Records every change published to the cluster's shard streams through a durable consumer per
  * stream (created before the workload starts; with interest retention nothing is removed before
@@ -36,11 +48,14 @@ export class Observer {
     const js = jetstream(nc, { timeout: 5000 });
     for (let s = 0; s < shards; s++) {
       const stream = streamName(cluster, s);
-      await jsm.consumers.add(stream, {
-        durable_name: observerConsumer, ack_policy: AckPolicy.Explicit, deliver_policy: DeliverPolicy.All,
-        ack_wait: nanos(5_000), max_deliver: -1, max_ack_pending: 4096,
+      // Right after start JetStream may answer "temporarily unavailable" while Raft groups settle.
+      const c = await retry(`observer consumer on ${stream}`, async () => {
+        await jsm.consumers.add(stream, {
+          durable_name: observerConsumer, ack_policy: AckPolicy.Explicit, deliver_policy: DeliverPolicy.All,
+          ack_wait: nanos(5_000), max_deliver: -1, max_ack_pending: 4096,
+        });
+        return js.consumers.get(stream, observerConsumer);
       });
-      const c = await js.consumers.get(stream, observerConsumer);
       o.iters.push(await c.consume({
         max_messages: 512,
         expires: 5000, // notice a dead server within seconds (missed heartbeats), not 30 s
