@@ -213,12 +213,17 @@ function readPid(file: string): number | null {
   }
 }
 
+/** The process runs (a zombie — exited, not yet reaped by its parent — does not). */
 export function pidAlive(pid: number): boolean {
   try {
     process.kill(pid, 0);
-    return true;
   } catch {
     return false;
+  }
+  try {
+    return !/\) Z /.test(readFileSync(`/proc/${pid}/stat`, 'utf8'));
+  } catch {
+    return true; // no /proc here: kill(0) is all we know
   }
 }
 
