@@ -52,8 +52,9 @@ function runTest(t: TestCase): { failed: boolean; tail: string } {
   const out = `${r.stdout}${r.stderr}`;
   const ran = /# pass (\d+)/.exec(out) && /# fail (\d+)/.exec(out);
   const fail = Number(/# fail (\d+)/.exec(out)?.[1] ?? 0);
-  // Failed for the reason that matters: an assertion, not a cluster that did not start.
-  const assertion = /ERR_ASSERTION|AssertionError/.test(out) && !/failureType: 'hookFailed'/.test(out);
+  // Failed for the reason that matters: in the test's own code (an assertion, a wait for
+  // convergence that timed out, a simulation failure), not in a hook (a cluster that did not start).
+  const assertion = /failureType: 'testCodeFailure'/.test(out) && !/failureType: 'hookFailed'/.test(out);
   return { failed: Boolean(ran) && fail > 0 && r.status !== 0 && assertion, tail: out.split('\n').slice(-25).join('\n') };
 }
 
