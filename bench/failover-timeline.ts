@@ -17,7 +17,7 @@ import { TestCluster } from '../test/helpers/cluster.ts';
 import { arrivalTriggerSql, lagTablesSql, nowMs, runWriter, sleep } from './harness.ts';
 import { decodeBatch } from '../src/codec/batch-codec.ts';
 import { decodeValues } from '../src/codec/value-codec.ts';
-import { streamName, consumerName } from '../src/shard/shard-router.ts';
+import { streamName } from '../src/shard/shard-router.ts';
 
 const c = await TestCluster.create({ nodes: 3 });
 for (const n of c.nodes) {
@@ -42,24 +42,19 @@ try {
   for (let s = 0; s < 16; s++) { const l = (await jsm.streams.info(streamName(c.clusterName, s))).cluster?.leader ?? ''; streamLeader[s] = l; leaders.set(l, (leaders.get(l) ?? 0) + 1); }
   const victim = [...leaders.entries()].filter(([id]) => id !== 'n1').sort((a, b) => b[1] - a[1])[0]![0];
   const survivor = victim === 'n2' ? 'n3' : 'n2';
-  const consLeader: string[] = [];
-  for (let s = 0; s < 16; s++) consLeader[s] = (await jsm.consumers.info(streamName(c.clusterName, s), consumerName(survivor))).cluster?.leader ?? '';
-  console.log(`victim ${victim}; streams led: ${streamLeader.map((l, s) => l === victim ? s : -1).filter((s) => s >= 0)}; survivor ${survivor} consumers led by victim: ${consLeader.map((l, s) => l === victim ? s : -1).filter((s) => s >= 0)}`);
+  // Nodes read with in-memory ordered consumers (no consumer leaders to elect): only stream leaders move.
+  console.log(`victim ${victim}; streams led: ${streamLeader.map((l, s) => l === victim ? s : -1).filter((s) => s >= 0)}; survivor ${survivor}`);
   const writer = runWriter({ db: c.node('n1').db, mode: 'rate', idStart: 1, seconds: 20, ratePerSec: 500 });
   await sleep(5000);
   const killedAt = nowMs();
   process.kill(c.natsPid(victim)!, 'SIGKILL');
   // watch leader elections
   const newStreamLeaderAt: number[] = [];
-  const newConsLeaderAt: number[] = [];
   const watch = (async () => {
     while (nowMs() - killedAt < 20000) {
       await Promise.all(Array.from({ length: 16 }, async (_, s) => {
         if (streamLeader[s] === victim && newStreamLeaderAt[s] === undefined) {
           try { const l = (await jsm.streams.info(streamName(c.clusterName, s))).cluster?.leader; if (l && l !== victim) newStreamLeaderAt[s] = nowMs() - killedAt; } catch {}
-        }
-        if (consLeader[s] === victim && newConsLeaderAt[s] === undefined) {
-          try { const l = (await jsm.consumers.info(streamName(c.clusterName, s), consumerName(survivor))).cluster?.leader; if (l && l !== victim) newConsLeaderAt[s] = nowMs() - killedAt; } catch {}
         }
       }));
       await sleep(200);
@@ -79,7 +74,7 @@ try {
     per.set(s, e);
   }
   for (const [s, e] of [...per.entries()].sort((a, b) => a[0] - b[0])) {
-    console.log(`stream ${String(s).padStart(2)}: publish stall ${e.pub.toFixed(0).padStart(6)}  delivery stall ${e.del.toFixed(0).padStart(6)}  total ${e.tot.toFixed(0).padStart(6)}  stream leader ${streamLeader[s] === victim ? 're-elected at ' + (newStreamLeaderAt[s]?.toFixed(0) ?? '?') : 'kept'}  consumer leader ${consLeader[s] === victim ? 're-elected at ' + (newConsLeaderAt[s]?.toFixed(0) ?? '?') : 'kept'}`);
+    console.log(`stream ${String(s).padStart(2)}: publish stall ${e.pub.toFixed(0).padStart(6)}  delivery stall ${e.del.toFixed(0).padStart(6)}  total ${e.tot.toFixed(0).padStart(6)}  stream leader ${streamLeader[s] === victim ? 're-elected at ' + (newStreamLeaderAt[s]?.toFixed(0) ?? '?') : 'kept'}`);
   }
   if (process.env.LOGS) console.log(c.logs(40));
   await nc.close();

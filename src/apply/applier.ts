@@ -124,6 +124,8 @@ export class Applier {
   private schemaGeneration = -1;
   /** Changes that rolled an apply transaction back (not the disk): dead-lettered when met again. */
   private readonly poisoned = new Set<string>();
+  /** Positions of own-only message groups, applied without a transaction: stored with the next one. */
+  private readonly unsavedPositions = new Map<number, number>();
 
   constructor(parts: ApplierParts) {
     this.p = parts;
@@ -207,22 +209,19 @@ export class Applier {
 
   applyMessages(messages: readonly ApplyMessage[]): MessageOutcome[] {
     // Only our own batches coming back (their changes are in the clock table since capture): no
-    // transaction at all. The consumer's ack floor records the position.
+    // transaction at all. Their positions are stored with the next transaction (or savePositions()).
     if (messages.length > 0 && messages.every((m) => m.origin === this.p.nodeId)) {
       this.stats.messages += messages.length;
       this.stats.ownMessages += messages.length;
+      for (const m of messages) this.unsavedPositions.set(m.shard, Math.max(this.unsavedPositions.get(m.shard) ?? 0, m.seq));
       return messages.map(() => ({ kind: 'applied' }));
     }
     for (let attempt = 1; ; attempt++) {
       try {
         return this.inApplyTx(() => {
-          const outcomes: MessageOutcome[] = [];
-          const positions = new Map<number, number>();
-          for (const m of messages) {
-            outcomes.push(this.applyOne(m));
-            positions.set(m.shard, Math.max(positions.get(m.shard) ?? 0, m.seq));
-          }
-          this.p.received.savePositions(positions);
+          const outcomes = messages.map((m) => this.applyOne(m));
+          this.p.received.savePositions(this.positionsAfter(messages, outcomes));
+          this.unsavedPositions.clear();
           return outcomes;
         });
       } catch (err) {
@@ -233,6 +232,31 @@ export class Applier {
         if (this.poisoned.size > 1000) this.poisoned.clear();
       }
     }
+  }
+
+  /**
+   * Per shard, the highest sequence with nothing held at or before it in this call (a held message
+   * is read again from its own position after a restart), merged with own batches not saved yet.
+   */
+  private positionsAfter(messages: readonly ApplyMessage[], outcomes: readonly MessageOutcome[]): Map<number, number> {
+    const heldFrom = new Map<number, number>();
+    messages.forEach((m, i) => {
+      if (outcomes[i]!.kind === 'held') heldFrom.set(m.shard, Math.min(heldFrom.get(m.shard) ?? Infinity, m.seq));
+    });
+    const out = new Map(this.unsavedPositions);
+    for (const m of messages) {
+      if (m.seq >= (heldFrom.get(m.shard) ?? Infinity)) continue;
+      out.set(m.shard, Math.max(out.get(m.shard) ?? 0, m.seq));
+    }
+    return out;
+  }
+
+  /** Store positions of own batches that went by without a transaction (the node calls this now and then, and at stop). */
+  savePositions(): void {
+    if (this.unsavedPositions.size === 0) return;
+    const pos = new Map(this.unsavedPositions);
+    this.p.db.writeTx(() => this.p.received.savePositions(pos));
+    for (const [shard, seq] of pos) if (this.unsavedPositions.get(shard) === seq) this.unsavedPositions.delete(shard);
   }
 
   /**

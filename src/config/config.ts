@@ -41,8 +41,10 @@ export interface Config {
     readonly replicas: number;
     /** A remote entry whose physical clock is further ahead than this is held, not applied. */
     readonly hlcSkewMsMax: number;
-    /** Per-shard stream size bound; publishes past it are refused (and retried), never dropped. */
+    /** Per-shard stream size bound: past it the oldest messages go (nodes keep their own positions). */
     readonly streamBytesMax: number;
+    /** Shard streams drop messages older than this (seconds), read or not. */
+    readonly streamAgeMaxS: number;
   };
   readonly sqlite: {
     readonly synchronous: Synchronous;
@@ -165,13 +167,15 @@ export function parseConfig(text: string, file: string): Config {
   r.onlyKeys(doc, ['cluster', 'sqlite', 'replication', 'nats', 'nodes'], '');
 
   const c = r.table(doc, 'cluster', '', true)!;
-  r.onlyKeys(c, ['name', 'shards', 'replicas', 'hlc_skew_ms_max', 'stream_bytes_max'], 'cluster.');
+  r.onlyKeys(c, ['name', 'shards', 'replicas', 'hlc_skew_ms_max', 'stream_bytes_max', 'stream_age_max_s'], 'cluster.');
   const name = r.string(c, 'name', 'cluster.');
   if (!idPattern.test(name)) r.fail('cluster.name', `"${name}" must be 1-32 characters of A-Z a-z 0-9 _ -`);
   const shards = r.int(c, 'shards', 'cluster.', 16, 1, 1024);
   const replicasConfigured = r.int(c, 'replicas', 'cluster.', 3, 1, 5);
   const hlcSkewMsMax = r.int(c, 'hlc_skew_ms_max', 'cluster.', 60_000, 10, 86_400_000);
   const streamBytesMax = r.int(c, 'stream_bytes_max', 'cluster.', 1024 * 1024 * 1024, 1024 * 1024, Number.MAX_SAFE_INTEGER);
+  // Shard streams keep messages this long (and up to stream_bytes_max), whoever has read them.
+  const streamAgeMaxS = r.int(c, 'stream_age_max_s', 'cluster.', 86_400, 60, 365 * 86_400);
 
   const s = r.table(doc, 'sqlite', '', false) ?? {};
   r.onlyKeys(s, ['synchronous', 'busy_timeout_ms'], 'sqlite.');
@@ -259,7 +263,7 @@ export function parseConfig(text: string, file: string): Config {
     file,
     cluster: Object.freeze({
       name, shards, replicasConfigured, replicas: Math.min(replicasConfigured, nodes.length),
-      hlcSkewMsMax, streamBytesMax,
+      hlcSkewMsMax, streamBytesMax, streamAgeMaxS,
     }),
     sqlite: Object.freeze({ synchronous: sync as Synchronous, busyTimeoutMs }),
     replication,

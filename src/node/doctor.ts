@@ -1,7 +1,7 @@
 import type { Inbound } from '../replication/inbound.ts';
 import type { NatsLink } from '../replication/nats-link.ts';
 import type { Publisher } from '../replication/publisher.ts';
-import { consumerName, streamName } from '../shard/shard-router.ts';
+import { streamName } from '../shard/shard-router.ts';
 import { errorMessage } from '../util/errors.ts';
 import type { Logger } from '../util/log.ts';
 
@@ -9,15 +9,15 @@ import type { Logger } from '../util/log.ts';
  * Watches for shards JetStream left stuck and nudges them, bounded in rate.
  *
  * nats-server 2.9's Raft recovery after repeated hard kills (quorum loss) can leave a stream
- * refusing publishes, or a consumer not delivering what its stream holds, for minutes; a leader
- * step-down (a new election) unsticks both within seconds. The doctor never touches data: it only
- * re-subscribes and asks for elections.
+ * refusing publishes, or not delivering what it holds, for minutes; a leader step-down (a new
+ * election) unsticks it within seconds. The doctor never touches data: it only reads shards again
+ * and asks for elections.
  *
  * - publish side: a shard whose publishes have failed for `stuckMs` → stream leader step-down.
- * - consume side: a shard silent for `stuckMs` whose consumer reports undelivered or unacked
- *   messages → first re-subscribe (client side), and if it is still stuck at the next check, a
- *   consumer leader step-down. A consumer that does not answer at all (no leader) for two checks
- *   in a row → stream leader step-down.
+ * - read side: a shard silent for `stuckMs` whose stream holds messages beyond this node's
+ *   position → read it again with a new consumer, and if it is still stuck at the next check, a
+ *   stream leader step-down. A stream that does not answer at all (no leader) for two checks in a
+ *   row → stream leader step-down.
  */
 export interface DoctorLimits {
   readonly stuckMs: number;
@@ -27,24 +27,21 @@ export interface DoctorLimits {
 
 export interface DoctorStats {
   streamStepDowns: number;
-  consumerStepDowns: number;
-  resubscribes: number;
-  consumerChecks: number;
+  rereads: number;
+  shardChecks: number;
   stalledShards: number[];
 }
 
 export class ShardDoctor {
-  readonly stats: DoctorStats = { streamStepDowns: 0, consumerStepDowns: 0, resubscribes: 0, consumerChecks: 0, stalledShards: [] };
+  readonly stats: DoctorStats = { streamStepDowns: 0, rereads: 0, shardChecks: 0, stalledShards: [] };
   private readonly lastStreamNudge = new Map<number, number>();
-  private readonly lastConsumerCheck = new Map<number, number>();
-  private readonly lastConsumerNudge = new Map<number, number>();
-  /** Consecutive checks that found the shard stalled (or its consumer unreachable). */
+  private readonly lastCheck = new Map<number, number>();
+  /** Consecutive checks that found the shard stalled (or its stream unreachable). */
   private readonly stalled = new Map<number, { checks: number; unreachable: number; received: number }>();
   private busy = false;
 
   constructor(
     private readonly cluster: string,
-    private readonly nodeId: string,
     private readonly link: NatsLink,
     private readonly publisher: Publisher,
     private readonly inbound: Inbound,
@@ -57,7 +54,7 @@ export class ShardDoctor {
     this.busy = true;
     try {
       await this.publishSide();
-      await this.consumeSide();
+      await this.readSide();
     } finally {
       this.busy = false;
     }
@@ -69,53 +66,44 @@ export class ShardDoctor {
     }
   }
 
-  private async consumeSide(): Promise<void> {
+  private async readSide(): Promise<void> {
     const now = Date.now();
     // A shard that received anything since it was found stalled is healthy again.
     for (const [shard, st] of this.stalled) if (this.inbound.receivedPerShard[shard]! > st.received) this.stalled.delete(shard);
     for (const shard of this.inbound.silentShards(this.limits.stuckMs)) {
-      if (now - (this.lastConsumerCheck.get(shard) ?? 0) < this.limits.stuckMs) continue;
-      this.lastConsumerCheck.set(shard, now);
-      this.stats.consumerChecks++;
+      if (now - (this.lastCheck.get(shard) ?? 0) < this.limits.stuckMs) continue;
+      this.lastCheck.set(shard, now);
+      this.stats.shardChecks++;
       const stream = streamName(this.cluster, shard);
-      const consumer = consumerName(this.nodeId);
       const st = this.stalled.get(shard) ?? { checks: 0, unreachable: 0, received: this.inbound.receivedPerShard[shard]! };
-      let info;
+      let state;
       try {
-        info = await this.link.consumerInfo(stream, consumer);
+        state = await this.link.streamState(stream);
       } catch (err) {
         st.unreachable++;
         this.stalled.set(shard, st);
-        this.log.warn('consumer does not answer', { shard, consumer, error: errorMessage(err), checks: st.unreachable });
-        if (st.unreachable >= 2) await this.stepDownStream(shard, 'consumer without a leader');
+        this.log.warn('shard stream does not answer', { shard, stream, error: errorMessage(err), checks: st.unreachable });
+        if (st.unreachable >= 2) await this.stepDownStream(shard, 'stream without a leader');
         continue;
       }
       st.unreachable = 0;
-      const waiting = info.num_pending + info.num_ack_pending;
-      if (waiting === 0) {
+      const applied = this.inbound.positions[shard]!.appliedSeq;
+      const waiting = state.lastSeq - Math.max(applied, state.firstSeq - 1);
+      if (waiting <= 0) {
         this.stalled.delete(shard);
         continue;
       }
       st.checks++;
       this.stalled.set(shard, st);
-      this.log.warn('shard delivers nothing while its consumer has messages waiting', {
-        shard, pending: info.num_pending, ackPending: info.num_ack_pending, delivered: info.delivered.stream_seq, checks: st.checks,
+      this.log.warn('shard delivers nothing while its stream holds messages beyond this node\'s position', {
+        shard, appliedSeq: applied, streamLastSeq: state.lastSeq, waiting, checks: st.checks,
       });
-      if (st.checks >= 2 && now - (this.lastConsumerNudge.get(shard) ?? 0) >= this.limits.nudgeIntervalMs) {
-        this.lastConsumerNudge.set(shard, now);
-        try {
-          const answer = await this.link.stepDownConsumerLeader(stream, consumer);
-          this.stats.consumerStepDowns++;
-          this.log.warn('asked the consumer leader to step down', { shard, consumer, answer });
-        } catch (err) {
-          this.log.warn('consumer leader step-down request failed', { shard, consumer, error: errorMessage(err) });
-        }
-      }
+      if (st.checks >= 2) await this.stepDownStream(shard, 'shard stream not delivering');
       try {
         await this.inbound.restartShard(shard);
-        this.stats.resubscribes++;
+        this.stats.rereads++;
       } catch (err) {
-        this.log.warn('re-subscribing the shard failed (next check retries)', { shard, error: errorMessage(err) });
+        this.log.warn('reading the shard again failed (next check retries)', { shard, error: errorMessage(err) });
       }
     }
     this.stats.stalledShards = [...this.stalled.keys()].sort((a, b) => a - b);

@@ -16,7 +16,7 @@ import { Inbound } from '../replication/inbound.ts';
 import { ShardDoctor } from './doctor.ts';
 import type { GapTracker } from '../replication/gaps.ts';
 import { GapRepair } from '../replication/repair.ts';
-import { consumerAckWaitMs, FatalSetupError, NatsLink, sleep } from '../replication/nats-link.ts';
+import { FatalSetupError, NatsLink, sleep } from '../replication/nats-link.ts';
 import { Publisher } from '../replication/publisher.ts';
 import { shardSubject } from '../shard/shard-router.ts';
 import type { Database } from '../sqlite/database.ts';
@@ -217,16 +217,16 @@ export class BurrowNode {
       try {
         if (!this.link) this.link = await NatsLink.connect(servers, `burrow-${this.config.cluster.name}-${this.node.id}`, this.log);
         await this.link.waitForJetStream(Date.now() + 10_000, () => this.phase !== 'connecting');
-        await this.link.ensureStreamsAndConsumers({
+        await this.link.ensureStreams({
           cluster: this.config.cluster.name, shards: this.config.cluster.shards, replicas: this.config.cluster.replicas,
-          streamBytesMax: this.config.cluster.streamBytesMax, nodeIds: this.config.nodes.map((n) => n.id), configFile: this.config.file,
+          streamBytesMax: this.config.cluster.streamBytesMax, streamAgeMaxS: this.config.cluster.streamAgeMaxS, configFile: this.config.file,
         }, this.config.nodes.indexOf(this.node));
         if (this.phase !== 'connecting') return;
         const applied = this.replica.received.positions();
-        this.inbound = new Inbound(this.link.js, this.config.cluster.name, this.node.id, this.config.cluster.shards, {
+        this.inbound = new Inbound(this.link.nc, this.link.js, this.config.cluster.name, this.config.cluster.shards, {
           apply: (msgs) => this.applyMessages(msgs),
         }, {
-          applyMessagesMax: this.config.replication.applyMessagesMax, applyBytesMax: 2 * 1024 * 1024, pullMessagesMax: 256, retryDelayMs: 1000, ackWaitMs: consumerAckWaitMs,
+          applyMessagesMax: this.config.replication.applyMessagesMax, applyBytesMax: 2 * 1024 * 1024, pullMessagesMax: 256, retryDelayMs: 1000,
         }, this.log, applied);
         await this.inbound.start();
         this.publisher = new Publisher(this.link.js, this.outbox, (s) => shardSubject(this.config.cluster.name, s), {
@@ -239,9 +239,9 @@ export class BurrowNode {
           reshard: (payload, shard) => encodeBatch({ ...decodeBatch(payload), s: shard }),
         }, this.log);
         this.publisher.start();
-        this.stopLeaderWatch = this.link.onLeaderElected(this.config.cluster.name, this.node.id, {
-          stream: (shard) => this.publisher?.leaderElected(shard),
-          consumer: (shard) => this.inbound?.consumerLeaderElected(shard),
+        this.stopLeaderWatch = this.link.onStreamLeaderElected(this.config.cluster.name, (shard) => {
+          this.publisher?.leaderElected(shard);
+          this.inbound?.streamLeaderElected(shard);
         });
         this.repair = new GapRepair(this.link.nc, this.config.cluster.name, this.node.id, new Set(this.config.nodes.map((n) => n.id)), this.gaps, {
           publishedUpto: () => this.outbox.publishedUpto(),
@@ -265,7 +265,7 @@ export class BurrowNode {
         this.repairTimer = setInterval(() => {
           if (this.phase === 'running') void this.repair?.tick().catch((err) => this.log.warn('gap repair failed', { error: errorMessage(err) }));
         }, repairHeartbeatMs);
-        this.doctor = new ShardDoctor(this.config.cluster.name, this.node.id, this.link, this.publisher, this.inbound,
+        this.doctor = new ShardDoctor(this.config.cluster.name, this.link, this.publisher, this.inbound,
           { stuckMs: shardStuckMs, nudgeIntervalMs: shardNudgeIntervalMs }, this.log);
         this.doctorTimer = setInterval(() => {
           if (this.phase === 'running') void this.doctor?.tick().catch((err) => this.log.warn('shard doctor failed', { error: errorMessage(err) }));
@@ -359,6 +359,8 @@ export class BurrowNode {
       if (Date.now() - this.lastSentPruneMs >= 10_000) {
         this.lastSentPruneMs = Date.now();
         this.outbox.pruneSent(sentRetainMs, sentCountMax);
+        // Positions of own batches read back without an apply transaction (a restart would read them again).
+        this.applier.savePositions();
       }
       if (this.applier.waitingCount() > 0 && Date.now() - this.lastWaitingRetryMs >= 200) {
         this.lastWaitingRetryMs = Date.now();
@@ -520,6 +522,7 @@ export class BurrowNode {
     await this.inbound?.stop().catch(() => {});
     if (this.db?.conn.open) {
       try {
+        this.applier.savePositions();
         while (this.applier.stampLocal().logRows > 0) { /* drain the log */ }
       } catch (err) {
         this.log.warn('could not stamp remaining changes before stop (they stay in the log)', { error: errorMessage(err) });

@@ -1,9 +1,9 @@
 import { connect, nanos, type NatsConnection } from '@nats-io/transport-node';
 import {
-  AckPolicy, DeliverPolicy, JetStreamApiCodes, JetStreamApiError, DiscardPolicy, jetstream, jetstreamManager, ReplayPolicy, RetentionPolicy, StorageType,
+  JetStreamApiCodes, JetStreamApiError, DiscardPolicy, jetstream, jetstreamManager, RetentionPolicy, StorageType,
   type JetStreamClient, type JetStreamManager, type StreamConfig,
 } from '@nats-io/jetstream';
-import { consumerName, shardOfStream, shardSubject, streamName } from '../shard/shard-router.ts';
+import { shardOfStream, shardSubject, streamName } from '../shard/shard-router.ts';
 import { errorMessage, StartupError } from '../util/errors.ts';
 import type { Logger } from '../util/log.ts';
 
@@ -12,20 +12,11 @@ export interface StreamPlan {
   readonly shards: number;
   readonly replicas: number;
   readonly streamBytesMax: number;
-  /** Every node of the cluster gets a durable consumer on every shard (created by whoever comes first). */
-  readonly nodeIds: readonly string[];
+  readonly streamAgeMaxS: number;
   /** The config file (for error messages). */
   readonly configFile: string;
 }
 
-/** Consumer settings, spelled out (never library defaults). */
-/**
- * Redelivery after a crash waits this long (messages delivered to a process that died are not
- * acked): short, so a restarted node catches up fast. Messages waiting in the node's own queue
- * longer than half of it are marked in progress (inbound.ts), so a backlog is not redelivered.
- */
-export const consumerAckWaitMs = 5_000;
-export const consumerAckPendingMax = 1024;
 export const duplicateWindowMs = 120_000;
 /** How long one attempt to create the streams and consumers may take before the caller retries it. */
 const ensureTimeoutMs = 60_000;
@@ -43,9 +34,10 @@ export function shardsOfDescription(description: string | undefined): number | n
 
 /**
  * The node's NATS connection and the JetStream objects burrow uses: one stream per shard (file
- * storage, R = min(replicas, nodes), interest retention so a message lives until every node has
- * acknowledged it, discard-new at the size bound so a full stream refuses publishes — which the
- * outbox retries — instead of dropping history), and one durable pull consumer per (node, shard).
+ * storage, R = min(replicas, nodes), limits retention: messages are kept by age and size, whoever
+ * has read them, the oldest dropped first). No consumer belongs to the cluster: each node reads
+ * with in-memory ordered consumers from the positions it stores in its own SQLite file
+ * (inbound.ts), so a node that is down or gone holds nothing back.
  */
 export class NatsLink {
   private constructor(readonly nc: NatsConnection, readonly js: JetStreamClient, readonly jsm: JetStreamManager,
@@ -101,11 +93,11 @@ export class NatsLink {
       subjects: [shardSubject(plan.cluster, shard)],
       storage: StorageType.File,
       num_replicas: plan.replicas,
-      retention: RetentionPolicy.Interest,
-      discard: DiscardPolicy.New,
+      retention: RetentionPolicy.Limits,
+      discard: DiscardPolicy.Old,
       max_bytes: plan.streamBytesMax,
       max_msgs: -1,
-      max_age: 0,
+      max_age: nanos(plan.streamAgeMaxS * 1000),
       max_msg_size: 8 * 1024 * 1024,
       duplicate_window: nanos(duplicateWindowMs),
       allow_rollup_hdrs: false,
@@ -114,15 +106,15 @@ export class NatsLink {
     };
   }
 
-  /** Create (or check) every shard stream and every node's consumer on it; idempotent. */
-  async ensureStreamsAndConsumers(plan: StreamPlan, selfIndex: number): Promise<void> {
+  /** Create (or check) every shard stream; idempotent. */
+  async ensureStreams(plan: StreamPlan, selfIndex: number): Promise<void> {
     const t0 = Date.now();
     // Stagger: concurrent creates of the same stream from several nodes can go unanswered on
     // nats-server 2.9, so the first node of the config creates and the others mostly find the
     // work done; each takes over after its delay if the earlier ones are not up.
     const staggerMs = selfIndex * 1500;
     await Promise.all(Array.from({ length: plan.shards }, (_, shard) => this.ensureShard(plan, shard, t0 + staggerMs)));
-    this.log.info('streams and consumers in place', { shards: plan.shards, ms: Date.now() - t0 });
+    this.log.info('streams in place', { shards: plan.shards, ms: Date.now() - t0 });
     const names: string[] = [];
     for await (const n of this.jsm.streams.names()) names.push(n);
     const extra = names.filter((n) => shardOfStream(plan.cluster, n) >= plan.shards);
@@ -135,8 +127,7 @@ export class NatsLink {
 
   /**
    * Check first, create only what is missing, with short timeouts and retries: when several nodes
-   * create the same stream at once, nats-server 2.9 may leave some of the requests unanswered, and
-   * a consumer add can race the stream's creation ("stream not found").
+   * create the same stream at once, nats-server 2.9 may leave some of the requests unanswered.
    */
   private async ensureShard(plan: StreamPlan, shard: number, createAfterMs: number): Promise<void> {
     const cfg = this.streamConfig(plan, shard);
@@ -163,39 +154,20 @@ export class NatsLink {
         throw new FatalSetupError(`stream ${cfg.name} exists with subjects ${info.config.subjects?.join()} (expected ${cfg.subjects?.join()})`);
       }
       if (info.config.retention !== cfg.retention) {
-        throw new FatalSetupError(`stream ${cfg.name} exists with retention ${info.config.retention} (expected ${cfg.retention}): `
-          + 'it was not created by this version of burrow');
+        throw new FatalSetupError(`stream ${cfg.name} exists with retention "${info.config.retention}" (expected "${cfg.retention}"): `
+          + `it was created by an older burrow and JetStream cannot convert it: stop the nodes, delete the streams burrow_${plan.cluster}_* `
+          + '(the replicas keep their data; nodes publish what they have not sent yet) and start again');
       }
-      if (info.config.num_replicas !== cfg.num_replicas || info.config.max_bytes !== cfg.max_bytes) {
+      if (info.config.num_replicas !== cfg.num_replicas || info.config.max_bytes !== cfg.max_bytes || info.config.max_age !== cfg.max_age
+        || info.config.discard !== cfg.discard) {
         this.log.warn('stream config differs from cluster.toml; updating', {
-          stream: cfg.name, replicas: info.config.num_replicas, want: cfg.num_replicas,
+          stream: cfg.name, replicas: info.config.num_replicas, want: cfg.num_replicas, maxBytes: cfg.max_bytes, maxAgeS: plan.streamAgeMaxS,
         });
-        await this.admin.streams.update(cfg.name, { ...info.config, num_replicas: cfg.num_replicas, max_bytes: cfg.max_bytes });
+        await this.admin.streams.update(cfg.name, {
+          ...info.config, num_replicas: cfg.num_replicas, max_bytes: cfg.max_bytes, max_age: cfg.max_age, discard: cfg.discard,
+        });
       }
     });
-    await Promise.all(plan.nodeIds.map((id) => this.retry(`consumer ${consumerName(id)} on ${cfg.name}`, deadline, async () => {
-      const existing = await this.admin.consumers.info(cfg.name, consumerName(id)).catch((err) => {
-        if (err instanceof JetStreamApiError && err.code === JetStreamApiCodes.ConsumerNotFound) return null;
-        throw err;
-      });
-      if (existing) {
-        if (existing.config.ack_wait !== nanos(consumerAckWaitMs)) {
-          await this.admin.consumers.update(cfg.name, consumerName(id), { ack_wait: nanos(consumerAckWaitMs) });
-        }
-        return;
-      }
-      if (Date.now() < createAfterMs) throw new Error('not our turn to create it yet');
-      await this.admin.consumers.add(cfg.name, {
-        durable_name: consumerName(id),
-        ack_policy: AckPolicy.Explicit,
-        deliver_policy: DeliverPolicy.All,
-        replay_policy: ReplayPolicy.Instant,
-        ack_wait: nanos(consumerAckWaitMs),
-        max_deliver: -1,
-        max_ack_pending: consumerAckPendingMax,
-        max_waiting: 512,
-      });
-    })));
   }
 
   private async streamInfo(name: string) {
@@ -230,37 +202,26 @@ export class NatsLink {
     return new TextDecoder().decode(r.data);
   }
 
-  /** Consumer state as its leader reports it (short timeout: no answer means no leader). */
-  async consumerInfo(stream: string, consumer: string) {
-    return this.admin.consumers.info(stream, consumer);
-  }
-
-  /** Ask a consumer's leader to step down: unsticks a consumer whose Raft group stopped delivering after hard kills. */
-  async stepDownConsumerLeader(stream: string, consumer: string): Promise<string> {
-    const r = await this.nc.request(`$JS.API.CONSUMER.LEADER.STEPDOWN.${stream}.${consumer}`, new Uint8Array(0), { timeout: 3000 });
-    return new TextDecoder().decode(r.data);
+  /** A stream's first and last sequence as its leader reports them (short timeout: no answer means no leader). */
+  async streamState(stream: string): Promise<{ firstSeq: number; lastSeq: number }> {
+    const info = await this.admin.streams.info(stream);
+    return { firstSeq: info.state.first_seq, lastSeq: info.state.last_seq };
   }
 
   /**
-   * Call back when JetStream elects a leader for one of the cluster's shard streams, or for this
-   * node's consumer on one (the server's LEADER_ELECTED advisories), so waiting publishes and pulls
-   * move to the new leader at once instead of after timeouts. Returns the unsubscribe.
+   * Call back when JetStream elects a leader for one of the cluster's shard streams (the server's
+   * LEADER_ELECTED advisory), so waiting publishes and reads move to the new leader at once
+   * instead of after timeouts. Returns the unsubscribe.
    */
-  onLeaderElected(cluster: string, nodeId: string, on: { stream(shard: number): void; consumer(shard: number): void }): () => void {
-    // $JS.EVENT.ADVISORY.<STREAM|CONSUMER>.LEADER_ELECTED.<stream>[.<consumer>]: token 5 is the stream.
-    const advisory = (subject: string, call: (shard: number) => void) => this.nc.subscribe(subject, {
+  onStreamLeaderElected(cluster: string, call: (shard: number) => void): () => void {
+    // $JS.EVENT.ADVISORY.STREAM.LEADER_ELECTED.<stream>: token 5 is the stream.
+    const sub = this.nc.subscribe('$JS.EVENT.ADVISORY.STREAM.LEADER_ELECTED.*', {
       callback: (err, m) => {
         const shard = err ? -1 : shardOfStream(cluster, m.subject.split('.')[5]);
         if (shard >= 0) call(shard);
       },
     });
-    const subs = [
-      advisory('$JS.EVENT.ADVISORY.STREAM.LEADER_ELECTED.*', (s) => on.stream(s)),
-      advisory(`$JS.EVENT.ADVISORY.CONSUMER.LEADER_ELECTED.*.${consumerName(nodeId)}`, (s) => on.consumer(s)),
-    ];
-    return () => {
-      for (const s of subs) s.unsubscribe();
-    };
+    return () => sub.unsubscribe();
   }
 
   async close(): Promise<void> {

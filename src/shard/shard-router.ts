@@ -114,6 +114,3 @@ export function shardSubject(cluster: string, shard: number): string {
   return `burrow.${cluster}.s.${shard}`;
 }
 
-export function consumerName(nodeId: string): string {
-  return `node_${nodeId}`;
-}

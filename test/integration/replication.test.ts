@@ -4,7 +4,7 @@ import { execFileSync } from 'node:child_process';
 import { connect, type NatsConnection } from '@nats-io/transport-node';
 import { TestCluster, stringify } from '../helpers/cluster.ts';
 import { keyOf, publishedChanges, winners } from '../helpers/published.ts';
-import { consumerName, streamName } from '../../src/shard/shard-router.ts';
+import { streamName } from '../../src/shard/shard-router.ts';
 
 /**
  * The core cluster against real processes: three `burrow start` nodes, each with its embedded
@@ -266,12 +266,12 @@ con.close()
     ]);
   });
 
-  test('consumer leader elections: the node pulls from each new leader at once (JetStream advisory), writes keep flowing', async () => {
+  test('stream leader elections: the node reads from each new leader at once (JetStream advisory), writes keep flowing', async () => {
     c.execAll('CREATE TABLE leaders(id INTEGER PRIMARY KEY, v TEXT)');
     await c.waitConverged('SELECT count(*) n FROM leaders');
     const before = (await c.status('n2')).apply.inbound.leaderRestarts as number;
     // n1's nats-server was SIGKILLed and replaced by the test before: its Raft groups may still be
-    // catching up, and a consumer without a leader answers no API request. Wait for every leader first.
+    // catching up, and a stream without a leader answers no API request. Wait for every leader first.
     const api = async (subject: string): Promise<Record<string, any> | undefined> => {
       try {
         const r = await nc.request(subject, new Uint8Array(0), { timeout: 2000 });
@@ -280,27 +280,27 @@ con.close()
         return undefined; // no leader to answer yet: the caller polls
       }
     };
-    const consumerApi = (verb: string, s: number) => `$JS.API.CONSUMER.${verb}.${streamName(c.clusterName, s)}.${consumerName('n2')}`;
-    await c.waitFor('every n2 consumer has a leader', async () => {
-      for (let s = 0; s < 16; s++) if (!(await api(consumerApi('INFO', s)))?.cluster?.leader) return false;
+    const streamApi = (verb: string, s: number) => `$JS.API.STREAM.${verb}.${streamName(c.clusterName, s)}`;
+    await c.waitFor('every stream has a leader', async () => {
+      for (let s = 0; s < 16; s++) if (!(await api(streamApi('INFO', s)))?.cluster?.leader) return false;
       return true;
     }, 30_000, 200);
     let steppedDown = 0;
     for (let s = 0; s < 16; s++) {
       for (let attempt = 0; attempt < 3; attempt++) {
-        const r = await api(consumerApi('LEADER.STEPDOWN', s));
+        const r = await api(streamApi('LEADER.STEPDOWN', s));
         if (r === undefined) continue;
         if (r.success) steppedDown++;
         break;
       }
     }
-    assert.ok(steppedDown >= 12, `stepped down ${steppedDown} of 16 consumer leaders`);
-    await c.waitFor('n2 re-pulled after the elections', async () => (await c.status('n2')).apply.inbound.leaderRestarts - before >= steppedDown, 10_000);
+    assert.ok(steppedDown >= 12, `stepped down ${steppedDown} of 16 stream leaders`);
+    await c.waitFor('n2 read again after the elections', async () => (await c.status('n2')).apply.inbound.leaderRestarts - before >= steppedDown, 30_000);
     const t0 = Date.now();
     const ins = c.db('n1').prepare('INSERT INTO leaders(id, v) VALUES (?, ?)');
     for (let i = 1; i <= 200; i++) ins.run(BigInt(i), `row ${i}`);
     await c.waitFor('every row on n2', () => c.query<{ n: bigint }>('n2', 'SELECT count(*) n FROM leaders')[0]!.n === 200n, 20_000, 10);
-    process.stderr.write(`# 200 rows on n2 ${Date.now() - t0} ms after the consumer elections\n`);
+    process.stderr.write(`# 200 rows on n2 ${Date.now() - t0} ms after the stream elections\n`);
   });
 
   test('an idle node watches its WAL instead of polling fast, and a commit by the sqlite3 shell wakes it', async () => {

@@ -7,8 +7,9 @@ import type { Publisher } from '../../src/replication/publisher.ts';
 import { silentLogger } from '../../src/util/log.ts';
 
 interface FakeState {
-  /** consumer info per shard: waiting messages, or 'no-answer'. */
-  info: Map<number, { pending: number; ackPending: number } | 'no-answer'>;
+  /** stream state per shard, or 'no-answer'. */
+  streams: Map<number, { firstSeq: number; lastSeq: number } | 'no-answer'>;
+  applied: number[];
   silent: number[];
   stuckPublish: number[];
   calls: string[];
@@ -18,15 +19,11 @@ interface FakeState {
 function fakes(st: FakeState) {
   const link = {
     nc: { isClosed: () => false },
-    consumerInfo: async (stream: string) => {
+    streamState: async (stream: string) => {
       const shard = Number(stream.split('_').pop());
-      const i = st.info.get(shard) ?? { pending: 0, ackPending: 0 };
-      if (i === 'no-answer') throw new Error('TimeoutError');
-      return { num_pending: i.pending, num_ack_pending: i.ackPending, delivered: { stream_seq: 0 } };
-    },
-    stepDownConsumerLeader: async (stream: string, consumer: string) => {
-      st.calls.push(`consumer-stepdown ${stream} ${consumer}`);
-      return '{}';
+      const s = st.streams.get(shard) ?? { firstSeq: 1, lastSeq: st.applied[shard]! };
+      if (s === 'no-answer') throw new Error('TimeoutError');
+      return s;
     },
     stepDownStreamLeader: async (stream: string) => {
       st.calls.push(`stream-stepdown ${stream}`);
@@ -36,9 +33,10 @@ function fakes(st: FakeState) {
   const publisher = { stuckShards: () => st.stuckPublish } as unknown as Publisher;
   const inbound = {
     receivedPerShard: st.received,
+    positions: st.applied.map((appliedSeq) => ({ appliedSeq })),
     silentShards: () => st.silent,
     restartShard: async (shard: number) => {
-      st.calls.push(`resubscribe ${shard}`);
+      st.calls.push(`reread ${shard}`);
     },
   } as unknown as Inbound;
   return { link, publisher, inbound };
@@ -46,35 +44,38 @@ function fakes(st: FakeState) {
 
 function doctor(st: FakeState, nudgeIntervalMs = 0) {
   const f = fakes(st);
-  return new ShardDoctor('t', 'n2', f.link, f.publisher, f.inbound, { stuckMs: 0, nudgeIntervalMs }, silentLogger);
+  return new ShardDoctor('t', f.link, f.publisher, f.inbound, { stuckMs: 0, nudgeIntervalMs }, silentLogger);
 }
 
 function state(): FakeState {
-  return { info: new Map(), silent: [], stuckPublish: [], calls: [], received: Array.from({ length: 16 }, () => 0) };
+  return { streams: new Map(), applied: Array.from({ length: 16 }, () => 10), silent: [], stuckPublish: [], calls: [], received: Array.from({ length: 16 }, () => 0) };
 }
 
-test('doctor: an idle shard with nothing waiting is left alone', async () => {
+test('doctor: an idle shard whose stream holds nothing beyond our position is left alone', async () => {
   const st = state();
   st.silent = [0, 1, 2];
+  // Shard 2's stream dropped old messages (retention) and holds only what we applied.
+  st.streams.set(2, { firstSeq: 11, lastSeq: 10 });
   const d = doctor(st);
   await d.tick();
   await d.tick();
   assert.deepEqual(st.calls, []);
-  assert.equal(d.stats.consumerChecks, 6);
+  assert.equal(d.stats.shardChecks, 6);
   assert.deepEqual(d.stats.stalledShards, []);
 });
 
-test('doctor: a silent shard with messages waiting is re-subscribed, then its consumer leader stepped down', async () => {
+test('doctor: a silent shard whose stream holds more is read again, then its stream leader stepped down', async () => {
   const st = state();
   st.silent = [5];
-  st.info.set(5, { pending: 10, ackPending: 0 });
+  st.streams.set(5, { firstSeq: 1, lastSeq: 20 });
   const d = doctor(st);
   await d.tick();
-  assert.deepEqual(st.calls, ['resubscribe 5']);
+  assert.deepEqual(st.calls, ['reread 5']);
   assert.deepEqual(d.stats.stalledShards, [5]);
   await d.tick();
-  assert.deepEqual(st.calls, ['resubscribe 5', 'consumer-stepdown burrow_t_5 node_n2', 'resubscribe 5']);
-  assert.equal(d.stats.consumerStepDowns, 1);
+  assert.deepEqual(st.calls, ['reread 5', 'stream-stepdown burrow_t_5', 'reread 5']);
+  assert.equal(d.stats.streamStepDowns, 1);
+  assert.equal(d.stats.rereads, 2);
   // Messages arrive again: the shard is healthy, the count starts over.
   st.received[5] = 3;
   st.silent = [];
@@ -82,20 +83,20 @@ test('doctor: a silent shard with messages waiting is re-subscribed, then its co
   assert.deepEqual(d.stats.stalledShards, []);
 });
 
-test('doctor: consumer step-downs are rate limited per shard', async () => {
+test('doctor: stream step-downs are rate limited per shard', async () => {
   const st = state();
   st.silent = [7];
-  st.info.set(7, { pending: 0, ackPending: 4 });
+  st.streams.set(7, { firstSeq: 1, lastSeq: 14 });
   const d = doctor(st, 60_000);
   for (let i = 0; i < 5; i++) await d.tick();
-  assert.equal(st.calls.filter((c) => c.startsWith('consumer-stepdown')).length, 1);
-  assert.equal(st.calls.filter((c) => c.startsWith('resubscribe')).length, 5);
+  assert.equal(st.calls.filter((c) => c.startsWith('stream-stepdown')).length, 1);
+  assert.equal(st.calls.filter((c) => c.startsWith('reread')).length, 5);
 });
 
-test('doctor: a consumer that does not answer twice gets its stream leader stepped down', async () => {
+test('doctor: a stream that does not answer twice gets its leader stepped down', async () => {
   const st = state();
   st.silent = [3];
-  st.info.set(3, 'no-answer');
+  st.streams.set(3, 'no-answer');
   const d = doctor(st);
   await d.tick();
   assert.deepEqual(st.calls, []);

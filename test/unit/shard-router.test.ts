@@ -1,7 +1,7 @@
 import { test, describe, before } from 'node:test';
 import assert from 'node:assert/strict';
 import { xxhash64 } from 'hash-wasm';
-import { ShardRouter, jumpHash, streamName, shardOfStream, shardSubject, consumerName } from '../../src/shard/shard-router.ts';
+import { ShardRouter, jumpHash, streamName, shardOfStream, shardSubject } from '../../src/shard/shard-router.ts';
 import { encodeValues, type SqlValue } from '../../src/codec/value-codec.ts';
 
 /*
@@ -215,9 +215,5 @@ describe('JetStream names', () => {
   test('shardSubject', () => {
     assert.equal(shardSubject('demo', 0), 'burrow.demo.s.0');
     assert.equal(shardSubject('my-cluster_1', 15), 'burrow.my-cluster_1.s.15');
-  });
-  test('consumerName', () => {
-    assert.equal(consumerName('n1'), 'node_n1');
-    assert.equal(consumerName('node-A_2'), 'node_node-A_2');
   });
 });
