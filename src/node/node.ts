@@ -466,7 +466,7 @@ export class BurrowNode {
         publishInFlight: this.publisher?.inFlightCount() ?? 0,
         inboundQueued: this.inbound?.queued() ?? 0,
       },
-      shards: (this.inbound?.positions ?? []).map((p, shard) => ({ shard, appliedSeq: p.appliedSeq, startSeq: p.targetSeq, caughtUp: p.caughtUp })),
+      shards: (this.inbound?.positions ?? []).map((p, shard) => ({ shard, appliedSeq: p.appliedSeq, startSeq: p.targetSeq, caughtUp: p.caughtUp, pastRetention: p.pastRetention })),
       hlc: { value: hlc.toString(), time: hlc === 0n ? 'none yet' : hlcFormat(hlc) },
       nats: {
         embedded: this.supervisor !== null,

@@ -123,7 +123,7 @@ export class Inbound {
       const info = await jsm.streams.info(streamName(this.cluster, shard));
       const pos = this.positions[shard]!;
       pos.targetSeq = info.state.last_seq;
-      if (pos.appliedSeq > 0 && pos.appliedSeq + 1 < info.state.first_seq) {
+      if (pos.appliedSeq + 1 < info.state.first_seq) {
         pos.pastRetention = true;
         this.log.error('this node fell behind the shard stream\'s retention: messages it never read are gone from JetStream '
           + '(gap repair asks their origins for what they still keep; a restore from a snapshot is needed otherwise)', {

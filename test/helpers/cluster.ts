@@ -66,6 +66,8 @@ export interface ClusterOptions {
   readonly replicas?: number;
   /** Extra TOML appended to the config. */
   readonly extraToml?: string;
+  /** Extra keys of the [cluster] table (TOML lines). */
+  readonly clusterToml?: string;
   /** Per-node extra environment (e.g. BURROW_CLOCK_OFFSET_MS). */
   readonly env?: Record<string, Record<string, string>>;
   /** Per-node database file somewhere else (e.g. on a small filesystem); the node's data folder stays in the test folder. */
@@ -85,7 +87,7 @@ export class TestCluster {
     const dir = mkdtempSync(path.join(os.tmpdir(), 'burrow-test-'));
     const configFile = path.join(dir, 'cluster.toml');
     const c = new TestCluster(dir, configFile);
-    let toml = `[cluster]\nname = "${c.clusterName}"\nshards = ${opts.shards ?? 16}\nreplicas = ${opts.replicas ?? 3}\n\n`;
+    let toml = `[cluster]\nname = "${c.clusterName}"\nshards = ${opts.shards ?? 16}\nreplicas = ${opts.replicas ?? 3}\n${opts.clusterToml ?? ''}\n`;
     for (let i = 1; i <= n; i++) {
       const id = `n${i}`;
       const [client, route, http] = [await freePort(), await freePort(), await freePort()];

@@ -1,0 +1,59 @@
+import { after, before, describe, test } from 'node:test';
+import assert from 'node:assert/strict';
+import { connect, type NatsConnection } from '@nats-io/transport-node';
+import { TestCluster } from '../helpers/cluster.ts';
+import { streamName } from '../../src/shard/shard-router.ts';
+
+/**
+ * Streams keep messages by size and age, whoever has read them: a node that is down holds
+ * nothing back. Here each of 2 shard streams is bounded at 1 MiB while n3 is down and n1 writes
+ * about 2.5× that per stream: publishes go on, n2 keeps up, the streams drop their oldest
+ * messages; n3 comes back behind the retention, says so, and gets what it missed from n1's
+ * sent log (gap repair by batch numbers).
+ */
+describe('retention by limits', () => {
+  let c: TestCluster;
+  let nc: NatsConnection;
+  const bound = 1024 * 1024;
+
+  before(async () => {
+    c = await TestCluster.create({ nodes: 3, shards: 2, clusterToml: `stream_bytes_max = ${bound}\n` });
+    await c.start();
+    nc = await connect({ servers: c.node('n1').natsUrl });
+  });
+
+  after(async () => {
+    await nc?.close();
+    await c?.destroy();
+  });
+
+  const streamState = async (shard: number) => {
+    const r = await nc.request(`$JS.API.STREAM.INFO.${streamName(c.clusterName, shard)}`, new Uint8Array(0), { timeout: 5000 });
+    return (JSON.parse(new TextDecoder().decode(r.data)) as { state: { bytes: number; first_seq: number; last_seq: number } }).state;
+  };
+
+  test('a node down while 2.5× the stream bound is written holds nothing back; back, it reports the gap and catches up from the origin', async () => {
+    c.execAll('CREATE TABLE big(id INTEGER PRIMARY KEY, pad BLOB)');
+    await c.waitFor('every node captures big', async () => (await Promise.all(c.nodes.map((n) => c.status(n.id)))).every((s) => s?.capture.tables.includes('big')));
+    await c.stopNode('n3');
+    const rows = 2600;
+    const ins = c.db('n1').prepare('INSERT INTO big VALUES (?, randomblob(2000))');
+    for (let i = 0; i < rows; i += 100) c.db('n1').transaction(() => { for (let k = i; k < i + 100; k++) ins.run(BigInt(k)); })();
+    // Nothing stalls: every batch is published and n2 has every row.
+    await c.waitFor('n1 published everything', async () => (await c.status('n1'))?.pending.outboxBatches === 0, 60_000, 100);
+    await c.waitConverged('SELECT count(*) n, sum(id) s FROM big', 60_000, ['n1', 'n2']);
+    assert.deepEqual(c.query('n2', 'SELECT count(*) AS n FROM big'), [{ n: BigInt(rows) }]);
+    for (const shard of [0, 1]) {
+      const st = await streamState(shard);
+      assert.ok(st.bytes <= bound, `shard ${shard} stream holds ${st.bytes} bytes (bound ${bound})`);
+      assert.ok(st.first_seq > 1, `shard ${shard} dropped its oldest messages (first_seq ${st.first_seq})`);
+    }
+    c.startNode('n3');
+    await c.waitReady(60_000, ['n3']);
+    const s3 = await c.status('n3');
+    assert.ok(s3.shards.some((s: { pastRetention: boolean }) => s.pastRetention), `n3 reports it fell behind the retention: ${JSON.stringify(s3.shards)}`);
+    // The batches the streams dropped come from n1's sent log (asked for by batch number).
+    await c.waitConverged('SELECT count(*) n, sum(id) s FROM big', 120_000);
+    assert.ok((await c.status('n3')).repair.batchesRepaired > 0, 'n3 repaired batches from their origin');
+  });
+});
