@@ -53,6 +53,7 @@ describe('valid config', () => {
     assert.equal(c.cluster.replicasConfigured, 3);
     assert.equal(c.cluster.hlcSkewMsMax, 60_000);
     assert.equal(c.cluster.streamBytesMax, 1024 ** 3);
+    assert.equal(c.cluster.streamAgeMaxS, 86_400);
     assert.deepEqual(c.sqlite, { synchronous: 'NORMAL', busyTimeoutMs: 200 });
     assert.equal(c.replication.batchChangesMax, 2000);
     assert.equal(c.replication.applyMessagesMax, 256);
@@ -373,4 +374,9 @@ describe('loadConfig', () => {
       rmSync(dir, { recursive: true, force: true });
     }
   });
+});
+
+test('cluster.stream_age_max_s: set, and out of range names the key and file', () => {
+  assert.equal(parse(THREE_NODES.replace('[cluster]\n', '[cluster]\nstream_age_max_s = 3600\n')).cluster.streamAgeMaxS, 3600);
+  fails(THREE_NODES.replace('[cluster]\n', '[cluster]\nstream_age_max_s = 5\n'), /cluster\.stream_age_max_s/);
 });
