@@ -56,6 +56,17 @@ const consumerInactiveMs = 30_000;
 const createAttemptsMax = 40;
 const createTimeoutMs = 1500;
 
+/**
+ * Close a reader without waiting on it for long: closing waits for the pull in flight, which a
+ * dead server never answers (a stop or a re-read must not hang on it).
+ */
+async function closeQuietly(m: ConsumerMessages | null): Promise<void> {
+  if (!m) return;
+  let timer: NodeJS.Timeout | undefined;
+  await Promise.race([m.close().catch(() => {}), new Promise<void>((r) => (timer = setTimeout(r, 1000)))]);
+  clearTimeout(timer);
+}
+
 interface Reader {
   /** Bumped by every (re)open: queued messages and loops of an older reader are dropped. */
   gen: number;
@@ -152,9 +163,10 @@ export class Inbound {
     const r = this.readers[shard]!;
     const gen = ++r.gen;
     this.dropQueued(shard);
+    r.wake?.(); // an old loop waiting for queue space ends now
     const old = r.messages;
     r.messages = null;
-    await old?.close().catch(() => {});
+    await closeQuietly(old);
     if (r.consumerName) this.deleteConsumer(shard, r.consumerName);
     r.consumerName = null;
     const from = r.resumeSeq ?? this.positions[shard]!.appliedSeq + 1;
@@ -168,7 +180,7 @@ export class Inbound {
       max_messages: this.limits.pullMessagesMax, expires: 2000, idle_heartbeat: 500,
     });
     if (!this.running || gen !== r.gen) {
-      await messages.close().catch(() => {});
+      await closeQuietly(messages);
       return;
     }
     r.messages = messages;
@@ -408,7 +420,7 @@ export class Inbound {
     }
     await Promise.all(this.readers.map((r, shard) => {
       if (r.consumerName) this.deleteConsumer(shard, r.consumerName);
-      return r.messages?.close().catch(() => {});
+      return closeQuietly(r.messages);
     }));
     // Unapplied queued messages are read again after a restart, from the stored positions.
     this.queue = [];
