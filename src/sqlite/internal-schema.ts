@@ -19,7 +19,7 @@
  *                  that finds a number missing (JetStream lost it) asks this node for it.
  * __burrow_received per origin node: every batch number up to `contiguous` is applied here;
  *                  __burrow_received_above: numbers applied beyond it (out of order).
- * __burrow_applied per shard: highest stream sequence applied (status).
+ * __burrow_applied per shard: highest stream sequence applied, where the node reads on after a restart.
  * __burrow_dead    changes that can never be applied (CHECK, NOT NULL, malformed or foreign
  *                  messages), with the reason and the message bytes (never silently lost).
  * __burrow_waiting changes whose table or columns do not exist here yet (a migration not yet
