@@ -147,7 +147,9 @@ export class NatsSupervisor {
     }
     writeFileSync(this.confFile, conf);
     const out = openSync(path.join(this.node.dataDir, 'nats.stdout.log'), 'a');
-    const child = spawn(binary, ['-c', this.confFile], { detached: true, stdio: ['ignore', out, out] });
+    // Its working folder is the node's data folder: nats-server 2.9 wrote consumer state files
+    // (meta.inf, meta.sum) into its working folder, which was wherever burrow was started.
+    const child = spawn(binary, ['-c', this.confFile], { cwd: this.node.dataDir, detached: true, stdio: ['ignore', out, out] });
     closeSync(out);
     let exited: string | null = null;
     let signalled = false;
