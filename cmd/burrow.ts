@@ -5,6 +5,11 @@ import { runUp } from './up.ts';
 import { runStatus } from './status.ts';
 import { runChecksum } from './checksum.ts';
 
+/** Commands the open issues name, with the issue that builds each. */
+const planned: Readonly<Record<string, number>> = {
+  snapshot: 11, snapshots: 11, restore: 11, schema: 12, migrate: 12, keygen: 13, dead: 14, conflicts: 14, waiting: 14,
+};
+
 const help = `burrow — a multi-node SQLite cluster (every node a full local replica)
 
 Usage:
@@ -13,6 +18,17 @@ Usage:
   burrow status   --config FILE [--json]    ask every node for its status (exit 1 if one is down)
   burrow checksum --config FILE [--json]    compare per-table digests of all replicas (exit 1 if they differ)
   burrow --help
+
+Planned (named by open issues; each exits 2 with "not built yet" today):
+  burrow snapshot  --config FILE [--node ID]          write a snapshot of one replica (issue 11)
+  burrow snapshots --config FILE                      list the cluster's snapshots (issue 11)
+  burrow restore   --config FILE --node ID [--snapshot NAME]   restore a node from a snapshot (issue 11)
+  burrow schema    --config FILE [--json]             each node's schema version and tables (issue 12)
+  burrow migrate   --config FILE FILE.sql             run a migration on the cluster (issue 12)
+  burrow keygen    --config FILE                      create the cluster's credentials (issue 13)
+  burrow dead      --config FILE [--retry ID|--all] [--purge …]   dead-lettered changes (issue 14)
+  burrow conflicts --config FILE                      UNIQUE conflicts (issue 14)
+  burrow waiting   --config FILE                      changes waiting for the schema (issue 14)
 
 Options:
   -c, --config FILE   cluster.toml shared by all nodes (default: ./cluster.toml)
@@ -24,6 +40,9 @@ Environment:
 `;
 
 async function main(argv: string[]): Promise<number> {
+  // Before option parsing: their options (--snapshot, --retry, …) are not known to it yet.
+  const first = argv[0];
+  if (first !== undefined && Object.hasOwn(planned, first)) throw new BurrowError(`${first} is not built yet (issue ${planned[first]})`, { exitCode: 2 });
   const { values, positionals } = parseArgs({
     args: argv,
     allowPositionals: true,

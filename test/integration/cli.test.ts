@@ -52,6 +52,10 @@ describe('burrow CLI', () => {
       const badCmd = run(['frobnicate']);
       assert.equal(badCmd.status, 2);
       assert.match(badCmd.stderr, /unknown command "frobnicate"/);
+      // Commands the open issues name are listed and say they are not built yet.
+      const planned = run(['restore', '--config', 'x.toml', '--node', 'n1', '--snapshot', 'latest']);
+      assert.equal(planned.status, 2, planned.stderr);
+      assert.match(planned.stderr, /^burrow: restore is not built yet \(issue 11\)$/m);
     } finally {
       rmSync(dir, { recursive: true, force: true });
     }
