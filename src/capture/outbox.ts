@@ -39,12 +39,12 @@ export class SqliteOutbox {
     const keep = this.db.prepare('INSERT OR IGNORE INTO __burrow_sent(bseq, shard, at_ms, payload) '
       + 'SELECT bseq, shard, ?, payload FROM __burrow_outbox WHERE id = ? AND bseq IS NOT NULL');
     const del = this.db.prepare('DELETE FROM __burrow_outbox WHERE id = ?');
-    const msgId = this.db.prepare('SELECT msg_id FROM __burrow_outbox WHERE id = ?').pluck();
+    const msgId = sabotage.dropAcked ? this.db.prepare('SELECT msg_id FROM __burrow_outbox WHERE id = ?').pluck() : null;
     const now = BigInt(Date.now());
     this.db.writeTx(() => {
       for (const id of ids) {
         // TEST ONLY (drop-acked): the batch the publisher pretended to send is not kept either.
-        if (!(sabotage.dropAcked && sabotageDrops(msgId.get(BigInt(id)) as string))) keep.run(now, BigInt(id));
+        if (!(msgId && sabotageDrops(msgId.get(BigInt(id)) as string))) keep.run(now, BigInt(id));
         del.run(BigInt(id));
       }
     });

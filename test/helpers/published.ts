@@ -1,6 +1,6 @@
 import { decodeBatch } from '../../src/codec/batch-codec.ts';
 import { decodeValues, type SqlValue } from '../../src/codec/value-codec.ts';
-import type { TestCluster } from './cluster.ts';
+import { stringify, type TestCluster } from './cluster.ts';
 
 /**
  * What the nodes published (each node's sent log), and each key's winner computed here with a
@@ -10,7 +10,7 @@ import type { TestCluster } from './cluster.ts';
 
 export interface PublishedChange {
   readonly table: string;
-  /** The key values as JSON (bigints as strings). */
+  /** The key values as `stringify` (cluster.ts) writes them. */
   readonly key: string;
   readonly hlc: bigint;
   readonly node: string;
@@ -18,8 +18,6 @@ export interface PublishedChange {
   /** Column → value of the row image (null for deletes). */
   readonly row: Readonly<Record<string, SqlValue>> | null;
 }
-
-const json = (v: unknown): string => JSON.stringify(v, (_k, x) => (typeof x === 'bigint' ? String(x) : x instanceof Uint8Array ? Buffer.from(x).toString('hex') : x));
 
 /** Every change in every node's sent log (a batch kept by several nodes counts once). */
 export function publishedChanges(c: TestCluster): PublishedChange[] {
@@ -38,7 +36,7 @@ export function publishedChanges(c: TestCluster): PublishedChange[] {
           const vals = decodeValues(ch.r);
           row = Object.fromEntries(t.c.map((col, i) => [col, vals[i]!]));
         }
-        out.push({ table: t.n, key: json(decodeValues(ch.k)), hlc: ch.h, node: b.o, deleted: ch.d === 1, row });
+        out.push({ table: t.n, key: stringify(decodeValues(ch.k)), hlc: ch.h, node: b.o, deleted: ch.d === 1, row });
       }
     }
   }
@@ -50,7 +48,7 @@ function beats(a: PublishedChange, b: PublishedChange): boolean {
   return a.hlc !== b.hlc ? a.hlc > b.hlc : a.node > b.node;
 }
 
-/** Per key of `table` (JSON key values): the winning published change. */
+/** Per key of `table` (keyOf): the winning published change. */
 export function winners(changes: readonly PublishedChange[], table: string): Map<string, PublishedChange> {
   const out = new Map<string, PublishedChange>();
   for (const ch of changes) {
@@ -61,7 +59,7 @@ export function winners(changes: readonly PublishedChange[], table: string): Map
   return out;
 }
 
-/** The key of a row as `winners` names it: JSON of the key column values. */
+/** The key of a row as `winners` names it. */
 export function keyOf(...values: SqlValue[]): string {
-  return json(values);
+  return stringify(values);
 }

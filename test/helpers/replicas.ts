@@ -15,6 +15,21 @@ export interface Sent {
 }
 
 /**
+ * What a node would publish now: its pending local changes stamped (the whole change log), then
+ * every outbox batch per shard, taken out of the outbox (into the sent log) as a publish ack would.
+ */
+export function takeOutbox(r: Replica, shards: number): { shard: number; data: Buffer }[] {
+  while (r.applier.stampLocal().logRows > 0) { /* drain the change log */ }
+  const out: { shard: number; data: Buffer }[] = [];
+  for (let shard = 0; shard < shards; shard++) {
+    const rows = r.outbox.pending(shard, 10_000, new Set());
+    for (const row of rows) out.push({ shard, data: Buffer.from(row.payload) });
+    r.outbox.remove(rows.map((x) => x.id));
+  }
+  return out;
+}
+
+/**
  * In-process replicas for convergence tests: each a real SQLite file with the real parts (Replica),
  * an outside "app" connection for user writes, and a simulated clock. No NATS: `publish()` takes
  * stamped batches from an outbox, `deliver()` applies them where the test says, in its order.
@@ -86,15 +101,7 @@ export class Replicas {
 
   /** Stamp a node's local changes and take its outbox as sent batches. */
   publish(id: string): Sent[] {
-    const r = this.node(id);
-    while (r.applier.stampLocal().logRows > 0) { /* drain */ }
-    const out: Sent[] = [];
-    for (let shard = 0; shard < 4; shard++) {
-      const rows = r.outbox.pending(shard, 10_000, new Set());
-      for (const row of rows) out.push({ from: id, shard, data: Buffer.from(row.payload) });
-      r.outbox.remove(rows.map((x) => x.id));
-    }
-    return out;
+    return takeOutbox(this.node(id), 4).map((b) => ({ from: id, ...b }));
   }
 
   deliver(to: string, batches: readonly Sent[]): MessageOutcome[] {

@@ -1,6 +1,8 @@
 import BetterSqlite3 from 'better-sqlite3';
 import { decodeBatch } from '../../src/codec/batch-codec.ts';
-import { decodeValues, TextBytes, type SqlValue } from '../../src/codec/value-codec.ts';
+import { decodeValues } from '../../src/codec/value-codec.ts';
+import { quoteIdent as q } from '../../src/sqlite/database.ts';
+import { bindable as bind, placeholder as ph } from '../../src/sqlite/exact.ts';
 
 /**
  * What every replica must hold, computed without burrow's apply path: fold every published change
@@ -12,9 +14,6 @@ import { decodeValues, TextBytes, type SqlValue } from '../../src/codec/value-co
 
 type Db = BetterSqlite3.Database;
 
-const q = (name: string): string => `"${name.replace(/"/g, '""')}"`;
-const ph = (v: SqlValue): string => (v instanceof TextBytes ? 'CAST(? AS TEXT)' : '?');
-const bind = (vs: readonly SqlValue[]): unknown[] => vs.map((v) => (v instanceof TextBytes ? v.bytes : v));
 
 interface KeyDecl {
   readonly type: string;

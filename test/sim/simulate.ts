@@ -4,6 +4,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { SimulatedClock } from '../../src/clock/clock.ts';
 import { Replica } from '../../src/node/replica.ts';
+import { takeOutbox } from '../helpers/replicas.ts';
 import { silentLogger } from '../../src/util/log.ts';
 import type { Features } from './features.ts';
 import { dumpTable, Oracle } from './oracle.ts';
@@ -188,14 +189,8 @@ class Simulation {
   }
 
   private publish(node: SimNode): void {
-    const r = node.replica;
-    if (!r) return;
-    while (r.applier.stampLocal().logRows > 0) { /* drain the change log */ }
-    for (let shard = 0; shard < shards; shard++) {
-      const rows = r.outbox.pending(shard, 10_000, new Set());
-      for (const row of rows) this.send({ shard, seq: ++this.streamSeq[shard]!, data: Buffer.from(row.payload), origin: node.id });
-      r.outbox.remove(rows.map((x) => x.id));
-    }
+    if (!node.replica) return;
+    for (const { shard, data } of takeOutbox(node.replica, shards)) this.send({ shard, seq: ++this.streamSeq[shard]!, data, origin: node.id });
   }
 
   /** A stream message reaches every node's inbox (its origin's too), maybe lost or twice. */
