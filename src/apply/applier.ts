@@ -19,6 +19,13 @@ import { WaitingRoom } from './waiting-room.ts';
 export { waitingChangesMax } from './waiting-room.ts';
 export { rowJson } from './unique-resolver.ts';
 
+/** One change of a snapshot being merged (restore): its origin node, its table as the snapshot has it. */
+export interface MergeChange {
+  readonly origin: string;
+  readonly wt: WireTable;
+  readonly c: WireChange;
+}
+
 /** A message to apply: its shard, stream position, bytes and (from the msgID) origin. */
 export interface ApplyMessage {
   readonly shard: number;
@@ -289,6 +296,27 @@ export class Applier {
     });
     if (applied > 0) this.p.log.info('applied changes that were waiting for the schema', { applied, stillWaiting: this.waiting.count() });
     return { applied, stillWaiting: this.waiting.count() };
+  }
+
+  /**
+   * Restore by merge: changes read from a snapshot, applied by LWW in ONE transaction like any
+   * remote change (stamp-before-apply, echo suppression, UNIQUE shadowing, waiting room). Any
+   * origin, this node's own included: a wiped node gets its earlier rows back. A clock too far
+   * ahead fails the merge (the restore tries another snapshot or later).
+   */
+  mergeChanges(changes: readonly MergeChange[]): void {
+    this.inApplyTx(() => {
+      const tables = new Map<WireTable, CapturedTable | string>();
+      for (const { origin, wt, c } of changes) {
+        const r = this.p.hlc.receive(c.h);
+        if (!r.ok) throw new Error(`the snapshot holds a change of ${origin} ${r.aheadMs} ms ahead of this node's clock (cluster.hlc_skew_ms_max)`);
+        let local = tables.get(wt);
+        if (local === undefined) tables.set(wt, local = this.resolveTable(wt));
+        const ctx = { shard: -1, seq: 0, origin, wt, c };
+        if (typeof local === 'string') this.park(ctx, local);
+        else this.applyChange(ctx, local);
+      }
+    });
   }
 
   private applyOne(m: ApplyMessage): MessageOutcome {

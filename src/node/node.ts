@@ -206,7 +206,6 @@ export class BurrowNode {
           + 'use the database of this node, or a new empty one');
       }
     }
-    for (const [k, v] of facts) meta.set(k, v);
   }
 
   /** Connect to NATS, create streams and consumers, start publishing and applying; retried until it works. */

@@ -56,6 +56,10 @@ export class Replica {
     try {
       const meta = new MetaStore(db);
       o.check?.(meta);
+      // Identity facts: a snapshot of this file names its cluster and shard count; a restart checks them.
+      db.writeTx(() => {
+        for (const [k, v] of [['node_id', o.nodeId], ['cluster', o.clusterName], ['shards', BigInt(o.shards)]] as const) meta.set(k, v);
+      });
       const hlc = new Hlc(o.clock, o.hlcSkewMsMax);
       // The persisted mark covers every clock this replica wrote or received (same transactions).
       hlc.observe(meta.hlc());

@@ -143,6 +143,19 @@ export class GapTracker {
     return out;
   }
 
+  /** A snapshot restore brought in every batch of `origin` up to `contiguous` (never lowers it). */
+  raise(origin: string, contiguous: number): void {
+    this.remember(origin);
+    const st = this.origins.get(origin) ?? this.fresh(0);
+    this.origins.set(origin, st);
+    if (contiguous <= st.contiguous) return;
+    st.contiguous = contiguous;
+    for (const n of st.above) if (n <= contiguous) st.above.delete(n);
+    while (st.above.delete(st.contiguous + 1)) st.contiguous++;
+    st.known = Math.max(st.known, st.contiguous);
+    st.maxAbove = Math.max(st.maxAbove, st.contiguous);
+  }
+
   /** Numbers the origin no longer has: settled so tracking goes on (the node reports them). */
   giveUp(origin: string, numbers: readonly number[]): NoteResult[] {
     return numbers.map((n) => this.noteApplied(origin, n));

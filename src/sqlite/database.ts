@@ -171,6 +171,13 @@ export class Database {
   }
 }
 
+/** A read-only connection to a file that is not the node's replica (a downloaded snapshot); caller closes it. */
+export function openReadOnly(file: string): Connection {
+  const c = new BetterSqlite3(file, { readonly: true, fileMustExist: true });
+  c.defaultSafeIntegers(true);
+  return c;
+}
+
 export function quoteIdent(name: string): string {
   return `"${name.replaceAll('"', '""')}"`;
 }

@@ -32,6 +32,13 @@ export class ReceivedStore {
     }
   }
 
+  /** A snapshot restore brought in every batch of `origin` up to `contiguous` (never lowers it). */
+  raiseContiguous(origin: string, contiguous: number): void {
+    this.db.prepare('INSERT INTO __burrow_received(origin, contiguous) VALUES (?, ?) ON CONFLICT(origin) DO UPDATE SET contiguous = max(contiguous, excluded.contiguous)')
+      .run(origin, BigInt(contiguous));
+    this.db.prepare('DELETE FROM __burrow_received_above WHERE origin = ? AND n <= (SELECT contiguous FROM __burrow_received WHERE origin = ?)').run(origin, origin);
+  }
+
   positions(): Map<number, number> {
     const out = new Map<number, number>();
     for (const [s, q] of this.db.conn.prepare('SELECT shard, stream_seq FROM __burrow_applied').raw(true).all() as [bigint, bigint][]) out.set(Number(s), Number(q));

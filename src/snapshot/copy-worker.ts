@@ -1,0 +1,52 @@
+/**
+ * Worker thread: writes a consistent copy of a replica (VACUUM INTO: one read transaction, so
+ * rows, clocks, tombstones, positions and batch numbers belong together), drops what only the
+ * source node needs (its change log, outbox, sent log, dead letters, conflicts), compacts it and
+ * hashes it. Off the node's event loop: a large replica takes seconds.
+ */
+import { statSync } from 'node:fs';
+import { parentPort, workerData } from 'node:worker_threads';
+import BetterSqlite3 from 'better-sqlite3';
+import { sha256OfFile, type CopyFacts, type CopyRequest } from './copy.ts';
+
+const privateTables = ['__burrow_log', '__burrow_outbox', '__burrow_sent', '__burrow_dead', '__burrow_conflicts'];
+
+function copy(req: CopyRequest): Omit<CopyFacts, 'sha256' | 'bytes'> {
+  const src = new BetterSqlite3(req.dbFile, { readonly: true, timeout: req.busyTimeoutMs });
+  try {
+    src.prepare('VACUUM INTO ?').run(req.outFile);
+  } finally {
+    src.close();
+  }
+  const out = new BetterSqlite3(req.outFile);
+  try {
+    out.defaultSafeIntegers(true);
+    out.pragma('journal_mode = DELETE');
+    for (const t of privateTables) out.exec(`DELETE FROM ${t}`);
+    const positions = Array.from({ length: req.shards }, () => 0);
+    for (const [s, q] of out.prepare('SELECT shard, stream_seq FROM __burrow_applied').raw(true).all() as [bigint, bigint][]) {
+      if (Number(s) < req.shards) positions[Number(s)] = Number(q);
+    }
+    const received: Record<string, number> = {};
+    for (const [o, c] of out.prepare('SELECT origin, contiguous FROM __burrow_received').raw(true).all() as [string, bigint][]) received[o] = Number(c);
+    const hlc = String((out.prepare("SELECT value FROM __burrow_meta WHERE key = 'hlc'").pluck().get() as bigint | undefined) ?? 0n);
+    const tables: { name: string; rows: number }[] = [];
+    for (const name of out.prepare('SELECT name FROM __burrow_tables ORDER BY name').pluck().all() as string[]) {
+      const exists = out.prepare("SELECT 1 FROM sqlite_schema WHERE type = 'table' AND name = ?").get(name);
+      if (exists) tables.push({ name, rows: Number(out.prepare(`SELECT count(*) FROM "${name.replaceAll('"', '""')}"`).pluck().get() as bigint) });
+    }
+    out.exec('VACUUM');
+    return { positions, received, hlc, tables };
+  } finally {
+    out.close();
+  }
+}
+
+const req = workerData as CopyRequest;
+try {
+  const facts = copy(req);
+  const sha256 = await sha256OfFile(req.outFile);
+  parentPort!.postMessage({ ok: true, facts: { ...facts, sha256, bytes: statSync(req.outFile).size } });
+} catch (err) {
+  parentPort!.postMessage({ ok: false, error: (err as Error).message ?? String(err) });
+}

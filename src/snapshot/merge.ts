@@ -1,0 +1,202 @@
+import { setImmediate as yieldToLoop } from 'node:timers/promises';
+import type { Applier, MergeChange } from '../apply/applier.ts';
+import { isInternalName, scanSchema, type TableSchema } from '../capture/schema.ts';
+import { decodeBatch, type WireTable } from '../codec/batch-codec.ts';
+import { encodeValues, type SqlValue } from '../codec/value-codec.ts';
+import type { GapTracker } from '../replication/gaps.ts';
+import { openReadOnly, quoteIdent, type Connection, type Database } from '../sqlite/database.ts';
+import { ExactSelect } from '../sqlite/exact.ts';
+import { ClockStore } from '../store/clock-store.ts';
+import type { MetaStore } from '../store/meta-store.ts';
+import type { ReceivedStore } from '../store/received-store.ts';
+import type { Logger } from '../util/log.ts';
+
+/** The parts of a replica a merge writes through (node/replica.ts Replica has them all). */
+export interface MergeTarget {
+  readonly db: Database;
+  readonly applier: Applier;
+  readonly received: ReceivedStore;
+  readonly meta: MetaStore;
+  readonly gaps: GapTracker;
+}
+
+export interface MergeOptions {
+  readonly nodeId: string;
+  readonly cluster: string;
+  readonly shards: number;
+  readonly log: Logger;
+  /** Changes per apply transaction (bounded: apps keep writing between them). */
+  readonly chunkChanges?: number;
+  readonly onProgress?: (p: MergeProgress) => void;
+}
+
+export interface MergeProgress {
+  table: string;
+  changes: number;
+}
+
+export interface MergeResult {
+  /** Schema objects (tables, indexes, views, triggers) this replica lacked and got from the snapshot. */
+  readonly created: string[];
+  /** Schema objects that could not be created here, with SQLite's reason. */
+  readonly schemaErrors: string[];
+  readonly changes: number;
+  readonly positions: number[];
+}
+
+/** A snapshot file that is not one of this cluster's (refused before anything is merged). */
+export class NotASnapshotError extends Error {
+  override name = 'NotASnapshotError';
+}
+
+/**
+ * Restore by merge: every row version, tombstone and hidden UNIQUE loser of a snapshot goes
+ * through the LWW apply path (Applier.mergeChanges) in bounded transactions, so an application
+ * may keep the database open and writing meanwhile, this node's own unpublished changes win or
+ * lose like any change, and a merge cut short is simply redone (LWW is idempotent). Tables,
+ * indexes, views and triggers the replica lacks are created first, exactly as the snapshot has
+ * them. At the end, in one transaction: shard positions and per-origin batch numbers are raised
+ * to the snapshot's (never lowered), and the node's own batch numbering continues above any of
+ * its numbers the snapshot saw.
+ */
+export async function mergeSnapshot(t: MergeTarget, file: string, o: MergeOptions): Promise<MergeResult> {
+  const snap = openReadOnly(file);
+  try {
+    checkIdentity(snap, o);
+    const { created, schemaErrors } = createMissingSchema(t.db, snap, o.log);
+    const chunk = o.chunkChanges ?? 2000;
+    let changes = 0;
+    let pending: MergeChange[] = [];
+    const flush = async () => {
+      if (pending.length === 0) return;
+      t.applier.mergeChanges(pending);
+      changes += pending.length;
+      pending = [];
+      await yieldToLoop();
+    };
+    const scan = scanSchema(snap);
+    const tids = snap.prepare('SELECT tid, name FROM __burrow_tables ORDER BY tid').raw(true).all() as [bigint, string][];
+    for (const [tid, name] of tids) {
+      const schema = scan.tables.get(name);
+      if (!schema || !hasTable(snap, ClockStore.tableName(Number(tid)))) continue;
+      for (const c of tableChanges(snap, Number(tid), schema)) {
+        pending.push(c);
+        if (pending.length >= chunk) {
+          await flush();
+          o.onProgress?.({ table: name, changes });
+        }
+      }
+      await flush();
+      o.onProgress?.({ table: name, changes });
+    }
+    for (const c of waitingChanges(snap)) {
+      pending.push(c);
+      if (pending.length >= chunk) await flush();
+    }
+    await flush();
+    const positions = finish(t, snap, o);
+    return { created, schemaErrors, changes, positions };
+  } finally {
+    snap.close();
+  }
+}
+
+function checkIdentity(snap: Connection, o: MergeOptions): void {
+  let cluster: unknown;
+  let shards: unknown;
+  try {
+    cluster = snap.prepare("SELECT value FROM __burrow_meta WHERE key = 'cluster'").pluck().get();
+    shards = snap.prepare("SELECT value FROM __burrow_meta WHERE key = 'shards'").pluck().get();
+  } catch (err) {
+    throw new NotASnapshotError(`not a burrow snapshot (${(err as Error).message})`);
+  }
+  if (cluster !== o.cluster) throw new NotASnapshotError(`snapshot of cluster ${String(cluster)}, this node is in cluster ${o.cluster}`);
+  if (shards !== BigInt(o.shards)) throw new NotASnapshotError(`snapshot made with ${String(shards)} shards, the cluster has ${o.shards}`);
+}
+
+function hasTable(conn: Connection, name: string): boolean {
+  return conn.prepare("SELECT 1 FROM sqlite_schema WHERE type = 'table' AND name = ?").get(name) !== undefined;
+}
+
+/** Create the snapshot's user schema objects this replica does not have (tables first, then indexes, views, triggers). */
+function createMissingSchema(db: Database, snap: Connection, log: Logger): { created: string[]; schemaErrors: string[] } {
+  const shadowTables = new Set((snap.prepare('PRAGMA main.table_list').all() as { name: string; type: string }[])
+    .filter((r) => r.type === 'shadow').map((r) => r.name));
+  const objects = snap.prepare(`SELECT type, name, tbl_name, sql FROM sqlite_schema WHERE sql IS NOT NULL
+    ORDER BY CASE type WHEN 'table' THEN 0 WHEN 'index' THEN 1 WHEN 'view' THEN 2 ELSE 3 END, rowid`).all() as
+    { type: string; name: string; tbl_name: string; sql: string }[];
+  const created: string[] = [];
+  const schemaErrors: string[] = [];
+  const exists = db.conn.prepare('SELECT 1 FROM sqlite_schema WHERE type = ? AND name = ? COLLATE NOCASE');
+  for (const obj of objects) {
+    if (isInternalName(obj.name) || isInternalName(obj.tbl_name) || shadowTables.has(obj.name)) continue;
+    if (exists.get(obj.type, obj.name) !== undefined) continue;
+    try {
+      db.writeTx(() => db.exec(obj.sql));
+      created.push(`${obj.type} ${obj.name}`);
+    } catch (err) {
+      const reason = `${obj.type} ${obj.name}: ${(err as Error).message}`;
+      schemaErrors.push(reason);
+      log.warn('a schema object of the snapshot could not be created here', { object: obj.name, error: (err as Error).message });
+    }
+  }
+  return { created, schemaErrors };
+}
+
+/** Every clock entry of one table as a change: visible rows with their image, tombstones, hidden UNIQUE losers. */
+function* tableChanges(snap: Connection, tid: number, schema: TableSchema): Generator<MergeChange> {
+  const clock = ClockStore.tableName(tid);
+  const n = schema.keyColumns.length;
+  const wt: WireTable = { n: schema.name, k: schema.keyColumns, c: schema.columns };
+  const keyAt = schema.keyColumns.map((k) => schema.columns.indexOf(k));
+  const on = schema.keyColumns.map((k, i) => `c.k${i} = r.${quoteIdent(k)}`).join(' AND ');
+  const live = new ExactSelect(snap, [...schema.columns.map((c) => `r.${quoteIdent(c)}`), 'c.hlc', 'c.node'],
+    `FROM ${quoteIdent(schema.name)} r JOIN ${clock} c ON ${on} WHERE c.deleted = 0 AND c.shadow IS NULL`);
+  const w = schema.columns.length;
+  for (const row of live.iterateExact()) {
+    const image = row.slice(0, w);
+    yield { origin: row[w + 1] as string, wt, c: { t: 0, h: row[w] as bigint, d: 0, k: encodeValues(keyAt.map((i) => image[i]!)), r: encodeValues(image) } };
+  }
+  const ks = Array.from({ length: n }, (_, i) => `k${i}`);
+  const rest = new ExactSelect(snap, [...ks, 'hlc', 'node', 'deleted', 'shadow', 'shadow_cols'],
+    `FROM ${clock} WHERE deleted = 1 OR shadow IS NOT NULL`);
+  const shadowTables = new Map<string, WireTable>();
+  for (const row of rest.iterateExact()) {
+    const k = encodeValues(row.slice(0, n) as SqlValue[]);
+    const [h, origin, deleted, shadow, cols] = row.slice(n) as [bigint, string, bigint, Buffer | null, string | null];
+    if (deleted === 1n || shadow === null || cols === null) {
+      yield { origin, wt, c: { t: 0, h, d: 1, k } };
+      continue;
+    }
+    let swt = shadowTables.get(cols);
+    if (!swt) shadowTables.set(cols, swt = { n: schema.name, k: schema.keyColumns, c: JSON.parse(cols) as string[] });
+    yield { origin, wt: swt, c: { t: 0, h, d: 0, k, r: shadow } };
+  }
+}
+
+/** Changes the snapshot's replica was holding until its schema had their table or columns. */
+function* waitingChanges(snap: Connection): Generator<MergeChange> {
+  for (const blob of snap.prepare('SELECT change FROM __burrow_waiting ORDER BY id').pluck().iterate() as IterableIterator<Buffer>) {
+    const b = decodeBatch(blob);
+    for (const c of b.changes) yield { origin: b.o, wt: b.tables[c.t]!, c: { ...c, t: 0 } };
+  }
+}
+
+/** Positions and batch numbers raised to the snapshot's, in one transaction; then the in-memory tracker follows. */
+function finish(t: MergeTarget, snap: Connection, o: MergeOptions): number[] {
+  const positions = Array.from({ length: o.shards }, () => 0);
+  for (const [s, q] of snap.prepare('SELECT shard, stream_seq FROM __burrow_applied').raw(true).all() as [bigint, bigint][]) {
+    if (Number(s) < o.shards) positions[Number(s)] = Number(q);
+  }
+  const received = snap.prepare('SELECT origin, contiguous FROM __burrow_received').raw(true).all() as [string, bigint][];
+  t.db.writeTx(() => {
+    t.received.savePositions(new Map(positions.map((q, s) => [s, q] as [number, number]).filter(([, q]) => q > 0)));
+    for (const [origin, c] of received) {
+      t.received.raiseContiguous(origin, Number(c));
+      // Our own numbers the snapshot saw: new batches are numbered above them (a wiped node rejoining).
+      if (origin === o.nodeId && Number(c) > t.meta.lastBatchNumber()) t.meta.saveLastBatchNumber(Number(c));
+    }
+  });
+  for (const [origin, c] of received) t.gaps.raise(origin, Number(c));
+  return positions;
+}
