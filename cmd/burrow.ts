@@ -4,10 +4,11 @@ import { runStart } from './start.ts';
 import { runUp } from './up.ts';
 import { runStatus } from './status.ts';
 import { runChecksum } from './checksum.ts';
+import { runRestore, runSnapshot, runSnapshots } from './snapshot.ts';
 
 /** Commands the open issues name, with the issue that builds each. */
 const planned: Readonly<Record<string, number>> = {
-  snapshot: 11, snapshots: 11, restore: 11, schema: 12, migrate: 12, keygen: 13, dead: 14, conflicts: 14, waiting: 14,
+  schema: 12, migrate: 12, keygen: 13, dead: 14, conflicts: 14, waiting: 14,
 };
 
 const help = `burrow — a multi-node SQLite cluster (every node a full local replica)
@@ -17,12 +18,13 @@ Usage:
   burrow up       --config FILE             run every node of FILE, with a live status line per node
   burrow status   --config FILE [--json]    ask every node for its status (exit 1 if one is down)
   burrow checksum --config FILE [--json]    compare per-table digests of all replicas (exit 1 if they differ)
+  burrow snapshot  --config FILE [--node ID] [--json]   write a snapshot of one replica (default: the first ready node)
+  burrow snapshots --config FILE [--json]   list the cluster's snapshots, newest first
+  burrow restore   --config FILE --node ID [--snapshot NAME] [--json]
+                                            a running node merges a snapshot (default: the newest the streams cover)
   burrow --help
 
 Planned (named by open issues; each exits 2 with "not built yet" today):
-  burrow snapshot  --config FILE [--node ID]          write a snapshot of one replica (issue 11)
-  burrow snapshots --config FILE                      list the cluster's snapshots (issue 11)
-  burrow restore   --config FILE --node ID [--snapshot NAME]   restore a node from a snapshot (issue 11)
   burrow schema    --config FILE [--json]             each node's schema version and tables (issue 12)
   burrow migrate   --config FILE FILE.sql             run a migration on the cluster (issue 12)
   burrow keygen    --config FILE                      create the cluster's credentials (issue 13)
@@ -32,8 +34,9 @@ Planned (named by open issues; each exits 2 with "not built yet" today):
 
 Options:
   -c, --config FILE   cluster.toml shared by all nodes (default: ./cluster.toml)
-  -n, --node ID       node id from the config (start only)
-      --json          machine-readable output (status, checksum)
+  -n, --node ID       node id from the config (start, snapshot, restore)
+      --snapshot NAME a snapshot's name (restore)
+      --json          machine-readable output (status, checksum, snapshot, snapshots, restore)
 
 Environment:
   BURROW_LOG_LEVEL          debug | info | warn | error (default info)
@@ -51,6 +54,7 @@ async function main(argv: string[]): Promise<number> {
       config: { type: 'string', short: 'c', default: 'cluster.toml' },
       node: { type: 'string', short: 'n' },
       json: { type: 'boolean', default: false },
+      snapshot: { type: 'string' },
       help: { type: 'boolean', short: 'h', default: false },
     },
   });
@@ -69,6 +73,12 @@ async function main(argv: string[]): Promise<number> {
       return runStatus(values.config, values.json);
     case 'checksum':
       return runChecksum(values.config, values.json);
+    case 'snapshot':
+      return runSnapshot(values.config, values.node, values.json);
+    case 'snapshots':
+      return runSnapshots(values.config, values.json);
+    case 'restore':
+      return runRestore(values.config, values.node, values.snapshot, values.json);
     default:
       throw new BurrowError(`unknown command "${cmd}" (try burrow --help)`, { exitCode: 2 });
   }

@@ -2,25 +2,57 @@ import http from 'node:http';
 import type { HostPort } from '../config/config.ts';
 import { errorMessage } from '../util/errors.ts';
 
+/** Progress events of a long operation (snapshot, restore), streamed to the caller. */
+export type Progress = (p: object) => void;
+
 /** What the HTTP API needs from the node. */
 export interface NodeApi {
   status(): unknown;
   ready(): boolean;
   checksum(): Promise<unknown>;
+  snapshot(progress: Progress): Promise<unknown>;
+  snapshots(): Promise<unknown>;
+  restore(name: string | undefined, progress: Progress): Promise<unknown>;
+}
+
+// SQLite integers arrive as bigints: numbers when exact, strings beyond 2^53.
+const bigints = (_k: string, v: unknown) =>
+  (typeof v === 'bigint' ? (v >= BigInt(Number.MIN_SAFE_INTEGER) && v <= BigInt(Number.MAX_SAFE_INTEGER) ? Number(v) : v.toString()) : v);
+const toJson = (body: unknown) => JSON.stringify(body, bigints);
+
+/**
+ * A long operation as newline-delimited JSON: {"progress": …} lines while it runs, then one
+ * {"result": …} or {"error": "…"} line (the status code is sent before the outcome is known).
+ */
+function streamed(res: http.ServerResponse, run: (progress: Progress) => Promise<unknown>): void {
+  res.writeHead(200, { 'content-type': 'application/x-ndjson' });
+  let last = 0;
+  const progress: Progress = (p) => {
+    const now = Date.now();
+    if (now - last < 200) return;
+    last = now;
+    res.write(toJson({ progress: p }) + '\n');
+  };
+  run(progress).then((r) => res.end(toJson({ result: r }) + '\n'), (err) => res.end(toJson({ error: errorMessage(err) }) + '\n'));
 }
 
 const json = (res: http.ServerResponse, code: number, body: unknown) => {
-  // SQLite integers arrive as bigints: numbers when exact, strings beyond 2^53.
-  const text = JSON.stringify(body, (_k, v) => (typeof v === 'bigint' ? (v >= BigInt(Number.MIN_SAFE_INTEGER) && v <= BigInt(Number.MAX_SAFE_INTEGER) ? Number(v) : v.toString()) : v), 2);
+  const text = JSON.stringify(body, bigints, 2);
   res.writeHead(code, { 'content-type': 'application/json' });
   res.end(text + '\n');
 };
 
-/** GET /status, /healthz (alive), /readyz (ready), /checksum. */
+/** GET /status, /healthz (alive), /readyz (ready), /checksum, /snapshots; POST /snapshot, /restore[?snapshot=NAME]. */
 export async function startHttp(addr: HostPort, api: NodeApi): Promise<http.Server> {
   const server = http.createServer((req, res) => {
-    const url = (req.url ?? '/').split('?')[0];
-    if (req.method !== 'GET') return json(res, 405, { error: 'only GET' });
+    const [url, query] = (req.url ?? '/').split('?') as [string, string | undefined];
+    if (req.method === 'POST') {
+      req.resume();
+      if (url === '/snapshot') return streamed(res, (p) => api.snapshot(p));
+      if (url === '/restore') return streamed(res, (p) => api.restore(new URLSearchParams(query ?? '').get('snapshot') ?? undefined, p));
+      return json(res, 404, { error: `no POST route ${url}`, routes: ['/snapshot', '/restore'] });
+    }
+    if (req.method !== 'GET') return json(res, 405, { error: 'only GET and POST' });
     try {
       switch (url) {
         case '/status':
@@ -29,11 +61,14 @@ export async function startHttp(addr: HostPort, api: NodeApi): Promise<http.Serv
           return json(res, 200, { ok: true });
         case '/readyz':
           return json(res, api.ready() ? 200 : 503, { ready: api.ready() });
+        case '/snapshots':
+          api.snapshots().then((c) => json(res, 200, c), (err) => json(res, 503, { error: errorMessage(err) }));
+          return;
         case '/checksum':
           api.checksum().then((c) => json(res, 200, c), (err) => json(res, 500, { error: errorMessage(err) }));
           return;
         default:
-          return json(res, 404, { error: `no route ${url}`, routes: ['/status', '/healthz', '/readyz', '/checksum'] });
+          return json(res, 404, { error: `no route ${url}`, routes: ['/status', '/healthz', '/readyz', '/checksum', '/snapshots'] });
       }
     } catch (err) {
       return json(res, 500, { error: errorMessage(err) });

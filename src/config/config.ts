@@ -67,6 +67,12 @@ export interface Config {
     /** Most messages applied in one SQLite transaction. */
     readonly applyMessagesMax: number;
   };
+  readonly snapshot: {
+    /** A node takes a snapshot when the newest in the bucket is older than this (seconds); 0 = only on demand. */
+    readonly intervalS: number;
+    /** Snapshots kept in the bucket (the oldest are deleted). */
+    readonly keep: number;
+  };
   readonly nats: {
     /** External NATS cluster; null → each node runs its embedded nats-server. */
     readonly urls: readonly string[] | null;
@@ -164,7 +170,7 @@ export function parseConfig(text: string, file: string): Config {
     throw new ConfigError(`${file}: not valid TOML: ${msg}`);
   }
   const baseDir = path.dirname(file);
-  r.onlyKeys(doc, ['cluster', 'sqlite', 'replication', 'nats', 'nodes'], '');
+  r.onlyKeys(doc, ['cluster', 'sqlite', 'replication', 'snapshot', 'nats', 'nodes'], '');
 
   const c = r.table(doc, 'cluster', '', true)!;
   r.onlyKeys(c, ['name', 'shards', 'replicas', 'hlc_skew_ms_max', 'stream_bytes_max', 'stream_age_max_s'], 'cluster.');
@@ -201,6 +207,16 @@ export function parseConfig(text: string, file: string): Config {
     pollIntervalMs: r.int(rp, 'poll_interval_ms', 'replication.', 2, 1, 60_000),
     applyMessagesMax: r.int(rp, 'apply_messages_max', 'replication.', 256, 1, 100_000),
   });
+
+  const sn = r.table(doc, 'snapshot', '', false) ?? {};
+  r.onlyKeys(sn, ['interval_s', 'keep'], 'snapshot.');
+  const snapshot = Object.freeze({
+    intervalS: r.int(sn, 'interval_s', 'snapshot.', 3600, 0, 30 * 86_400),
+    keep: r.int(sn, 'keep', 'snapshot.', 3, 1, 100),
+  });
+  if (snapshot.intervalS > streamAgeMaxS) {
+    r.fail('snapshot.interval_s', `${snapshot.intervalS} is longer than cluster.stream_age_max_s (${streamAgeMaxS}): a node that falls behind could find no snapshot the streams still cover`);
+  }
 
   const n = r.table(doc, 'nats', '', false) ?? {};
   r.onlyKeys(n, ['urls', 'binary'], 'nats.');
@@ -267,6 +283,7 @@ export function parseConfig(text: string, file: string): Config {
     }),
     sqlite: Object.freeze({ synchronous: sync as Synchronous, busyTimeoutMs }),
     replication,
+    snapshot,
     nats: Object.freeze({ urls: urls ? Object.freeze(urls) : null, binary }),
     nodes: Object.freeze(nodes),
   });

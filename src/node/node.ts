@@ -22,6 +22,8 @@ import { shardSubject } from '../shard/shard-router.ts';
 import type { Database } from '../sqlite/database.ts';
 import type { MetaStore } from '../store/meta-store.ts';
 import { Replica } from './replica.ts';
+import { SnapshotService, type SnapshotProgress, type StreamBounds } from './snapshots.ts';
+import { streamName } from '../shard/shard-router.ts';
 import { errorMessage, StartupError, type BurrowError } from '../util/errors.ts';
 import { createLogger, type Logger } from '../util/log.ts';
 import { sabotageActive } from '../util/sabotage.ts';
@@ -102,6 +104,12 @@ export class BurrowNode {
   private repair: GapRepair | null = null;
   private repairTimer: NodeJS.Timeout | null = null;
   private lastSentPruneMs = 0;
+  private snapshots!: SnapshotService;
+  private snapshotTimer: NodeJS.Timeout | null = null;
+  /** Failed restore attempts at start (after a few, a cluster with its whole history in the streams reads them instead). */
+  private restoreFailures = 0;
+  /** A restore asked for by `burrow restore` is running (the node is not ready meanwhile). */
+  private forcedRestore: Promise<unknown> | null = null;
   private lastError: { message: string; atMs: number } | null = null;
   /** Consecutive failed tail passes (backoff and log rate). */
   private tailFailures = 0;
@@ -158,10 +166,20 @@ export class BurrowNode {
         : 'database write failed (disk full or I/O error); everything is kept, the node retries', { file: node.db });
       if (ended) this.log.info(`database writable again after ${Date.now() - ended.sinceMs} ms`, { kind: ended.kind, failedWrites: ended.errors });
     };
+    this.snapshots = new SnapshotService(config, node, this.replica, this.log,
+      () => {
+        // Clocks current and positions of own batches saved: the copy's positions are as high as they can be.
+        while (this.applier.stampLocal().logRows > 0) { /* stamp the whole log */ }
+        this.applier.savePositions();
+      },
+      () => this.ready());
     this.httpServer = await startHttp(node.http, {
       status: () => this.status(),
       ready: () => this.ready(),
       checksum: async () => ({ node: node.id, tables: await this.checksum() }),
+      snapshot: (progress) => this.snapshots.take(progress),
+      snapshots: () => this.snapshots.list(),
+      restore: (name, progress) => this.restoreNow(name, progress),
     }).catch((err: NodeJS.ErrnoException) => {
       throw new StartupError(`cannot listen on ${node.http.host}:${node.http.port} (node ${node.id} http in ${config.file}): ${err.code ?? err.message}`);
     });
@@ -221,13 +239,10 @@ export class BurrowNode {
           streamBytesMax: this.config.cluster.streamBytesMax, streamAgeMaxS: this.config.cluster.streamAgeMaxS, configFile: this.config.file,
         }, this.config.nodes.indexOf(this.node));
         if (this.phase !== 'connecting') return;
-        const applied = this.replica.received.positions();
-        this.inbound = new Inbound(this.link.nc, this.link.js, this.config.cluster.name, this.config.cluster.shards, {
-          apply: (msgs) => this.applyMessages(msgs),
-        }, {
-          applyMessagesMax: this.config.replication.applyMessagesMax, applyBytesMax: 2 * 1024 * 1024, pullMessagesMax: 256, retryDelayMs: 1000,
-        }, this.log, applied);
-        await this.inbound.start();
+        await this.snapshots.attach(this.link.nc, this.link.js);
+        await this.restoreIfNeeded();
+        if (this.phase !== 'connecting') return;
+        await this.startInbound(this.link);
         this.publisher = new Publisher(this.link.js, this.outbox, (s) => shardSubject(this.config.cluster.name, s), {
           shards: this.config.cluster.shards, inFlightMax: this.config.replication.publishInFlightMax,
           // A fair share each: shards whose stream leader died hold their slots until the publish
@@ -264,12 +279,15 @@ export class BurrowNode {
         this.repairTimer = setInterval(() => {
           if (this.phase === 'running') void this.repair?.tick().catch((err) => this.log.warn('gap repair failed', { error: errorMessage(err) }));
         }, repairHeartbeatMs);
-        this.doctor = new ShardDoctor(this.config.cluster.name, this.link, this.publisher, this.inbound,
-          { stuckMs: shardStuckMs, nudgeIntervalMs: shardNudgeIntervalMs }, this.log);
+        this.makeDoctor(this.link);
         this.doctorTimer = setInterval(() => {
           if (this.phase === 'running') void this.doctor?.tick().catch((err) => this.log.warn('shard doctor failed', { error: errorMessage(err) }));
         }, shardDoctorIntervalMs);
         this.phase = 'running';
+        this.snapshots.serve();
+        this.snapshotTimer = setInterval(() => {
+          if (this.phase === 'running' && !this.forcedRestore) void this.snapshots.tick().catch((err) => this.log.warn('periodic snapshot failed', { error: errorMessage(err) }));
+        }, 30_000);
         this.checkMaxPayload(this.link.nc.info?.max_payload);
         this.log.info('replicating', { shards: this.config.cluster.shards, replicas: this.config.cluster.replicas });
         return;
@@ -288,6 +306,81 @@ export class BurrowNode {
         await sleep(delay);
         delay = Math.min(delay * 2, 5000);
       }
+    }
+  }
+
+  private async startInbound(link: NatsLink): Promise<void> {
+    const inbound = new Inbound(link.nc, link.js, this.config.cluster.name, this.config.cluster.shards, {
+      apply: (msgs) => this.applyMessages(msgs),
+    }, {
+      applyMessagesMax: this.config.replication.applyMessagesMax, applyBytesMax: 2 * 1024 * 1024, pullMessagesMax: 256, retryDelayMs: 1000,
+    }, this.log, this.replica.received.positions());
+    try {
+      await inbound.start();
+    } catch (err) {
+      await inbound.stop().catch(() => {});
+      throw err;
+    }
+    this.inbound = inbound;
+  }
+
+  private makeDoctor(link: NatsLink): void {
+    if (!this.publisher || !this.inbound) return;
+    this.doctor = new ShardDoctor(this.config.cluster.name, link, this.publisher, this.inbound,
+      { stuckMs: shardStuckMs, nudgeIntervalMs: shardNudgeIntervalMs }, this.log);
+  }
+
+  private async streamBounds(link: NatsLink): Promise<StreamBounds[]> {
+    const c = this.config.cluster;
+    return Promise.all(Array.from({ length: c.shards }, (_, s) => link.streamState(streamName(c.name, s))));
+  }
+
+  /**
+   * Before the node reads the streams: a new replica, one that fell past retention, or one whose
+   * restore was cut short restores from a snapshot (node/snapshots.ts). Failures are retried by the
+   * connect loop; after a few, a cluster whose streams still hold everything from the first message
+   * and has no snapshot at all is read from the start instead.
+   */
+  private async restoreIfNeeded(): Promise<void> {
+    const streams = await this.streamBounds(this.link!);
+    const reason = await this.snapshots.restoreReason(streams);
+    if (reason === null) return;
+    try {
+      await this.snapshots.runRestore(streams, reason);
+      this.restoreFailures = 0;
+    } catch (err) {
+      this.restoreFailures++;
+      const wholeHistory = streams.every((s) => s.firstSeq <= 1);
+      if (this.restoreFailures >= 3 && wholeHistory && (await this.snapshots.list()).snapshots.length === 0) {
+        this.log.warn('no snapshot and no peer to take one: reading every stream from its first message instead', { error: errorMessage(err) });
+        this.snapshots.markSynced();
+        return;
+      }
+      throw new Error(`restore: ${errorMessage(err)}`);
+    }
+  }
+
+  /** `burrow restore`: stop reading the streams, merge a snapshot, read on from the merged positions. */
+  private async restoreNow(name: string | undefined, progress: (p: SnapshotProgress) => void): Promise<unknown> {
+    if (this.phase !== 'running' || !this.link) throw new Error(`node ${this.node.id} is ${this.phase}, not running: start it first (a new or behind node restores by itself)`);
+    if (this.forcedRestore) throw new Error(`node ${this.node.id} is already restoring`);
+    const link = this.link;
+    const run = (async () => {
+      await this.inbound?.stop().catch(() => {});
+      this.inbound = null;
+      this.doctor = null;
+      try {
+        return await this.snapshots.runRestore(await this.streamBounds(link), 'asked for (burrow restore)', name, progress);
+      } finally {
+        await this.startInbound(link);
+        this.makeDoctor(link);
+      }
+    })();
+    this.forcedRestore = run;
+    try {
+      return await run;
+    } finally {
+      this.forcedRestore = null;
     }
   }
 
@@ -496,6 +589,7 @@ export class BurrowNode {
       waiting: open ? { changes: this.applier.waitingCount(), tables: this.applier.waiting.summary(20) } : null,
       conflicts: open ? this.replica.quarantine.conflictCount() : 0,
       unique: this.applier.unique.stats,
+      snapshots: this.snapshots.status(),
       database: { trouble: this.db.trouble, busyTimeoutMs: this.config.sqlite.busyTimeoutMs },
       lastError: this.lastError,
     };
@@ -516,6 +610,8 @@ export class BurrowNode {
     this.stopLeaderWatch = null;
     if (this.doctorTimer) clearInterval(this.doctorTimer);
     if (this.repairTimer) clearInterval(this.repairTimer);
+    if (this.snapshotTimer) clearInterval(this.snapshotTimer);
+    this.snapshots?.stop();
     this.repair?.stop();
     await this.connectTask?.catch(() => {});
     await this.inbound?.stop().catch(() => {});

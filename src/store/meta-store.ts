@@ -17,6 +17,10 @@ export class MetaStore {
     this.db.prepare('INSERT INTO __burrow_meta(key, value) VALUES (?, ?) ON CONFLICT(key) DO UPDATE SET value = excluded.value').run(key, value);
   }
 
+  delete(key: string): void {
+    this.db.prepare('DELETE FROM __burrow_meta WHERE key = ?').run(key);
+  }
+
   hlc(): bigint {
     return (this.get('hlc') as bigint | undefined) ?? 0n;
   }

@@ -1,4 +1,4 @@
-import { spawn, execFileSync, type ChildProcess } from 'node:child_process';
+import { spawn, spawnSync, execFileSync, type ChildProcess } from 'node:child_process';
 import { mkdtempSync, openSync, closeSync, readFileSync, writeFileSync, existsSync, rmSync } from 'node:fs';
 import net from 'node:net';
 import os from 'node:os';
@@ -267,6 +267,12 @@ export class TestCluster {
       throw new Error(`${(err as Error).message}\n----- rows per node -----\n${detail}`);
     }
     return JSON.parse(rows[0]!);
+  }
+
+  /** Run a `burrow` command on this cluster's config (appended), as a user would. */
+  cli(args: readonly string[], timeoutMs = 120_000): { code: number | null; stdout: string; stderr: string } {
+    const r = spawnSync(process.execPath, [binPath, ...args, '--config', this.configFile], { encoding: 'utf8', timeout: timeoutMs });
+    return { code: r.status, stdout: r.stdout, stderr: r.stderr };
   }
 
   /** `burrow checksum --json` over the cluster. */

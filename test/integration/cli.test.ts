@@ -53,9 +53,15 @@ describe('burrow CLI', () => {
       assert.equal(badCmd.status, 2);
       assert.match(badCmd.stderr, /unknown command "frobnicate"/);
       // Commands the open issues name are listed and say they are not built yet.
-      const planned = run(['restore', '--config', 'x.toml', '--node', 'n1', '--snapshot', 'latest']);
+      const planned = run(['migrate', '--config', 'x.toml', 'm.sql']);
       assert.equal(planned.status, 2, planned.stderr);
-      assert.match(planned.stderr, /^burrow: restore is not built yet \(issue 11\)$/m);
+      assert.match(planned.stderr, /^burrow: migrate is not built yet \(issue 12\)$/m);
+      const noNode = run(['restore', '--config', good]);
+      assert.equal(noNode.status, 2);
+      assert.match(noNode.stderr, /burrow restore needs --node ID/);
+      const down = run(['snapshot', '--config', good, '--node', 'a']);
+      assert.equal(down.status, 1);
+      assert.match(down.stderr, /^burrow: node a is unreachable \(127\.0\.0\.1:3: ECONNREFUSED\)$/m);
     } finally {
       rmSync(dir, { recursive: true, force: true });
     }

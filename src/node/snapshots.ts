@@ -1,0 +1,303 @@
+import { mkdirSync, rmSync, statSync } from 'node:fs';
+import path from 'node:path';
+import type { NatsConnection, Subscription } from '@nats-io/transport-node';
+import type { JetStreamClient } from '@nats-io/jetstream';
+import type { Config, NodeConfig } from '../config/config.ts';
+import { copySnapshot, sha256OfFile } from '../snapshot/copy.ts';
+import { covers, manifestVersion, snapshotName, type Manifest } from '../snapshot/manifest.ts';
+import { mergeSnapshot, type MergeResult } from '../snapshot/merge.ts';
+import { SnapshotStore, type BadObject } from '../snapshot/store.ts';
+import { errorMessage } from '../util/errors.ts';
+import type { Logger } from '../util/log.ts';
+import type { Replica } from './replica.ts';
+
+export interface StreamBounds {
+  readonly firstSeq: number;
+  readonly lastSeq: number;
+}
+
+export interface SnapshotProgress {
+  readonly step: 'copy' | 'upload' | 'download' | 'verify' | 'merge' | 'done';
+  readonly bytes?: number;
+  readonly totalBytes?: number;
+  readonly changes?: number;
+}
+
+export interface RestoreStatus {
+  state: 'restoring' | 'done' | 'failed' | 'waiting';
+  reason: string;
+  snapshot: string | null;
+  startedAtMs: number;
+  endedAtMs: number | null;
+  changes: number;
+  /** Snapshots refused (corrupt, not covered by the streams), with the reason. */
+  refused: { name: string; problem: string }[];
+  lastError: string | null;
+}
+
+/** Meta keys this module owns in __burrow_meta. */
+const restoreKey = 'restore';
+const syncedKey = 'synced';
+
+/** How long a restoring node waits for a peer to take a snapshot for it. */
+const peerSnapshotTimeoutMs = 120_000;
+
+/**
+ * Snapshots of the node's replica and restores from them (membership issue): takes consistent
+ * copies (a worker thread) and stores them in the cluster's object store bucket with a manifest;
+ * keeps the newest `keep`; answers peers that need one (core NATS, queue group); decides at
+ * start whether this replica must restore (new, fell past retention, or a restore was cut short)
+ * and merges the newest snapshot the streams still cover, verified by its SHA-256.
+ */
+export class SnapshotService {
+  private store: SnapshotStore | null = null;
+  private nc: NatsConnection | null = null;
+  private responder: Subscription | null = null;
+  private taking: Promise<Manifest> | null = null;
+  private readonly workDir: string;
+  newest: Manifest | null = null;
+  taken = 0;
+  lastError: { message: string; atMs: number } | null = null;
+  restore: RestoreStatus | null = null;
+
+  constructor(private readonly config: Config, private readonly node: NodeConfig, private readonly replica: Replica,
+    private readonly log: Logger, private readonly stampNow: () => void, private readonly isReady: () => boolean) {
+    this.workDir = path.join(node.dataDir, 'snapshots');
+  }
+
+  private subject(): string {
+    return `burrow.${this.config.cluster.name}.snapshot.take`;
+  }
+
+  /** Open (create) the bucket. Retried by the caller until it works. */
+  async attach(nc: NatsConnection, js: JetStreamClient): Promise<void> {
+    this.nc = nc;
+    this.store ??= await SnapshotStore.open(js, this.config.cluster.name, this.config.cluster.replicas);
+  }
+
+  /** Answer peers that need a snapshot (only while this node is ready: its replica is whole). */
+  serve(): void {
+    if (!this.nc || this.responder) return;
+    this.responder = this.nc.subscribe(this.subject(), {
+      queue: 'snapshot-takers',
+      callback: (_err, msg) => {
+        if (!this.isReady()) {
+          msg.respond(JSON.stringify({ error: `${this.node.id} is not ready` }));
+          return;
+        }
+        this.take().then((m) => msg.respond(JSON.stringify({ name: m.name })),
+          (err) => msg.respond(JSON.stringify({ error: errorMessage(err) })));
+      },
+    });
+  }
+
+  stop(): void {
+    this.responder?.unsubscribe();
+    this.responder = null;
+  }
+
+  private requireStore(): SnapshotStore {
+    if (!this.store) throw new Error('the snapshot bucket is not reachable yet (NATS not connected)');
+    return this.store;
+  }
+
+  /** Take a snapshot now (one at a time: a second call while one runs gets the same one). */
+  take(onProgress?: (p: SnapshotProgress) => void): Promise<Manifest> {
+    this.taking ??= this.takeOne(onProgress).finally(() => {
+      this.taking = null;
+    });
+    return this.taking;
+  }
+
+  private async takeOne(onProgress?: (p: SnapshotProgress) => void): Promise<Manifest> {
+    const store = this.requireStore();
+    const atMs = Date.now();
+    const name = snapshotName(this.node.id, atMs);
+    const file = path.join(this.workDir, `${name}.db`);
+    mkdirSync(this.workDir, { recursive: true });
+    try {
+      this.stampNow();
+      onProgress?.({ step: 'copy' });
+      const c = this.config;
+      const facts = await copySnapshot({ dbFile: this.node.db, outFile: file, shards: c.cluster.shards, busyTimeoutMs: c.sqlite.busyTimeoutMs });
+      const manifest: Manifest = {
+        v: manifestVersion, name, cluster: c.cluster.name, shards: c.cluster.shards, node: this.node.id, atMs,
+        bytes: facts.bytes, sha256: facts.sha256, positions: facts.positions, received: facts.received, hlc: facts.hlc, tables: facts.tables,
+      };
+      await store.put(file, manifest, (bytes) => onProgress?.({ step: 'upload', bytes, totalBytes: facts.bytes }));
+      this.taken++;
+      this.newest = manifest;
+      this.log.info('snapshot written', { name, bytes: facts.bytes, tables: facts.tables.length, ms: Date.now() - atMs });
+      await this.prune(store);
+      onProgress?.({ step: 'done', bytes: facts.bytes, totalBytes: facts.bytes });
+      return manifest;
+    } catch (err) {
+      this.lastError = { message: `snapshot: ${errorMessage(err)}`, atMs: Date.now() };
+      throw err;
+    } finally {
+      rmSync(file, { force: true });
+    }
+  }
+
+  /** Keep the newest `[snapshot] keep`; older ones go (never the one just written). */
+  private async prune(store: SnapshotStore): Promise<void> {
+    const { snapshots } = await store.list(this.config.cluster.name);
+    for (const old of snapshots.slice(this.config.snapshot.keep)) {
+      await store.delete(old.name).catch((err) => this.log.warn('could not delete an old snapshot', { name: old.name, error: errorMessage(err) }));
+    }
+  }
+
+  async list(): Promise<{ snapshots: Manifest[]; bad: BadObject[] }> {
+    const r = await this.requireStore().list(this.config.cluster.name);
+    this.newest = r.snapshots[0] ?? null;
+    return r;
+  }
+
+  /** Periodic snapshots: taken when the newest in the bucket (anyone's) is older than interval_s. */
+  async tick(): Promise<void> {
+    const intervalMs = this.config.snapshot.intervalS * 1000;
+    if (intervalMs === 0 || !this.store || !this.isReady()) return;
+    const { snapshots } = await this.list();
+    // Nodes stagger by their index, so one of them takes it, not all at once.
+    const index = this.config.nodes.indexOf(this.node);
+    const newestAt = snapshots[0]?.atMs ?? 0;
+    if (Date.now() - newestAt >= intervalMs + index * 15_000) await this.take();
+  }
+
+  private synced(): boolean {
+    const { meta, received } = this.replica;
+    return meta.get(syncedKey) !== undefined || received.positions().size > 0 || received.load().size > 0;
+  }
+
+  /** This replica needs no restore (from now on only a fall past retention or a cut-short restore makes one). */
+  markSynced(): void {
+    this.replica.db.writeTx(() => {
+      this.replica.meta.set(syncedKey, 1n);
+      this.replica.meta.delete(restoreKey);
+    });
+  }
+
+  /** Why this replica must restore before it reads the streams, or null. */
+  async restoreReason(streams: readonly StreamBounds[]): Promise<string | null> {
+    const cut = this.replica.meta.get(restoreKey);
+    if (cut !== undefined) return `a restore (${String(cut)}) was cut short: redoing it`;
+    if (!this.synced()) {
+      const hasData = streams.some((s) => s.lastSeq >= s.firstSeq && s.lastSeq > 0) || (await this.list()).snapshots.length > 0;
+      if (hasData) return 'new replica: the cluster already has data';
+      this.markSynced();
+      return null;
+    }
+    const positions = this.replica.received.positions();
+    const behind = streams.findIndex((s, shard) => s.lastSeq >= s.firstSeq && (positions.get(shard) ?? 0) < s.firstSeq - 1);
+    if (behind >= 0) {
+      return `fell past retention: shard ${behind} stream starts at ${streams[behind]!.firstSeq}, this replica applied up to ${positions.get(behind) ?? 0}`;
+    }
+    return null;
+  }
+
+  /**
+   * Restore: the newest snapshot (or `only`) whose positions the streams still cover, verified by
+   * its SHA-256 (a corrupt one is refused and the previous tried); none ⇒ a peer takes one now.
+   * The merge goes through the LWW apply path; the replica is marked synced only at the end, so a
+   * restore cut short is redone at the next start. Throws when nothing usable was found (retried).
+   */
+  async runRestore(streams: readonly StreamBounds[], reason: string, only?: string, onProgress?: (p: SnapshotProgress) => void): Promise<Manifest> {
+    const st: RestoreStatus = this.restore = {
+      state: 'restoring', reason, snapshot: null, startedAtMs: Date.now(), endedAtMs: null, changes: 0, refused: [], lastError: null,
+    };
+    this.log.info('restoring from a snapshot', { reason });
+    this.replica.db.writeTx(() => this.replica.meta.set(restoreKey, only ?? 'newest'));
+    try {
+      const m = await this.tryCandidates(streams, st, only, onProgress);
+      st.state = 'done';
+      st.endedAtMs = Date.now();
+      this.markSynced();
+      this.log.info('restore done', { snapshot: m.name, from: m.node, changes: st.changes, ms: st.endedAtMs - st.startedAtMs });
+      return m;
+    } catch (err) {
+      st.state = 'failed';
+      st.lastError = errorMessage(err);
+      throw err;
+    }
+  }
+
+  private async tryCandidates(streams: readonly StreamBounds[], st: RestoreStatus, only: string | undefined, onProgress?: (p: SnapshotProgress) => void): Promise<Manifest> {
+    let { snapshots } = await this.list();
+    if (only !== undefined) {
+      snapshots = snapshots.filter((m) => m.name === only);
+      if (snapshots.length === 0) throw new Error(`no snapshot named ${only} in the bucket (burrow snapshots lists them)`);
+    }
+    let usable = snapshots.filter((m) => only !== undefined || covers(m, streams));
+    for (const m of snapshots) if (!usable.includes(m)) st.refused.push({ name: m.name, problem: 'the streams no longer hold every change after it' });
+    if (usable.length === 0) {
+      const name = await this.askPeer();
+      usable = (await this.list()).snapshots.filter((m) => m.name === name);
+    }
+    for (const m of usable) {
+      const problem = await this.tryOne(m, st, onProgress);
+      if (problem === null) return m;
+      st.refused.push({ name: m.name, problem });
+      this.log.error(`snapshot ${m.name} refused: ${problem}; trying the previous one`);
+    }
+    throw new Error(`no usable snapshot (${st.refused.map((r) => `${r.name}: ${r.problem}`).join('; ') || 'the bucket is empty'})`);
+  }
+
+  /** Download, verify and merge one snapshot; the problem when it is not usable (nothing merged then). */
+  private async tryOne(m: Manifest, st: RestoreStatus, onProgress?: (p: SnapshotProgress) => void): Promise<string | null> {
+    const store = this.requireStore();
+    mkdirSync(this.workDir, { recursive: true });
+    const file = path.join(this.workDir, `${m.name}.restore.db`);
+    rmSync(file, { force: true });
+    try {
+      st.snapshot = m.name;
+      try {
+        await store.download(m.name, file, (bytes) => onProgress?.({ step: 'download', bytes, totalBytes: m.bytes }));
+      } catch (err) {
+        return `download failed: ${errorMessage(err)}`;
+      }
+      onProgress?.({ step: 'verify' });
+      const size = statSync(file).size;
+      const sha = await sha256OfFile(file);
+      if (size !== m.bytes || sha !== m.sha256) return `corrupt: SHA-256 ${sha} (${size} bytes), manifest says ${m.sha256} (${m.bytes} bytes)`;
+      const r: MergeResult = await mergeSnapshot(this.replica, file, {
+        nodeId: this.node.id, cluster: this.config.cluster.name, shards: this.config.cluster.shards, log: this.log,
+        onProgress: (p) => {
+          st.changes = p.changes;
+          onProgress?.({ step: 'merge', changes: p.changes });
+        },
+      });
+      st.changes = r.changes;
+      if (r.schemaErrors.length > 0) this.log.warn('restore: schema objects not created', { errors: r.schemaErrors.join('; ') });
+      return null;
+    } finally {
+      rmSync(file, { force: true });
+    }
+  }
+
+  /** Ask a ready peer to take a snapshot now; its name. */
+  private async askPeer(): Promise<string> {
+    if (!this.nc) throw new Error('not connected to NATS');
+    this.log.info('no snapshot covers the streams: asking a peer to take one');
+    let reply;
+    try {
+      reply = await this.nc.request(this.subject(), JSON.stringify({ from: this.node.id }), { timeout: peerSnapshotTimeoutMs });
+    } catch (err) {
+      throw new Error(`no peer took a snapshot for this node (${errorMessage(err)}): is another node running and ready?`);
+    }
+    const body = JSON.parse(reply.string()) as { name?: string; error?: string };
+    if (!body.name) throw new Error(`the peer could not take a snapshot: ${body.error ?? 'no reason given'}`);
+    return body.name;
+  }
+
+  status(): Record<string, unknown> {
+    const n = this.newest;
+    return {
+      newest: n ? { name: n.name, node: n.node, atMs: n.atMs, bytes: n.bytes } : null,
+      taken: this.taken,
+      intervalS: this.config.snapshot.intervalS,
+      keep: this.config.snapshot.keep,
+      lastError: this.lastError,
+      restore: this.restore,
+    };
+  }
+}

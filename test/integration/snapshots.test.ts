@@ -1,0 +1,95 @@
+import { after, before, describe, test } from 'node:test';
+import assert from 'node:assert/strict';
+import { connect, type NatsConnection } from '@nats-io/transport-node';
+import { jetstream } from '@nats-io/jetstream';
+import { Objm } from '@nats-io/obj';
+import { TestCluster } from '../helpers/cluster.ts';
+import { bucketName } from '../../src/snapshot/store.ts';
+
+/**
+ * Snapshots and joining (membership issue), on real processes: n1..n3 run with data; n4 is in
+ * the config but starts later with an empty folder and must get schema and rows by itself.
+ * Then a corrupt snapshot (bytes that do not match its manifest's SHA-256) is refused and the
+ * previous one used.
+ */
+describe('snapshots and joining with an empty folder', () => {
+  let c: TestCluster;
+  let nc: NatsConnection;
+
+  before(async () => {
+    c = await TestCluster.create({ nodes: 5, shards: 4 });
+    for (const id of ['n1', 'n2', 'n3']) c.startNode(id);
+    await c.waitReady(60_000, ['n1', 'n2', 'n3']);
+    nc = await connect({ servers: c.node('n1').natsUrl });
+  });
+
+  after(async () => {
+    await nc?.close();
+    await c?.destroy();
+  });
+
+  const ids3 = ['n1', 'n2', 'n3'];
+
+  test('a node started with an empty folder gets the schema and every row (a peer takes the snapshot), then replicates', async () => {
+    for (const id of ids3) c.sqlite3(id, "CREATE TABLE people(id INTEGER PRIMARY KEY, name TEXT, email TEXT UNIQUE); CREATE INDEX people_name ON people(name); CREATE TABLE kv(k TEXT PRIMARY KEY COLLATE NOCASE, v) WITHOUT ROWID;");
+    await c.waitFor('n1..n3 capture both tables', async () => (await Promise.all(ids3.map((id) => c.status(id)))).every((s) => s?.capture.tables.length === 2));
+    c.sqlite3('n1', "WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < 500) INSERT INTO people SELECT i, 'p' || i, i || '@x' FROM n;");
+    c.sqlite3('n2', "INSERT INTO kv VALUES ('Alpha', x'ff00'), ('beta', 2);");
+    await c.waitConverged('SELECT count(*) n, sum(id) s FROM people', 30_000, ids3);
+    c.sqlite3('n3', 'DELETE FROM people WHERE id <= 10;');
+    await c.waitConverged('SELECT count(*) n, sum(id) s FROM people', 30_000, ids3);
+    await c.waitConverged('SELECT k, hex(v) FROM kv ORDER BY k', 30_000, ids3);
+    // No snapshot exists yet: n4 asks a peer for one.
+    const none = c.cli(['snapshots']);
+    assert.equal(none.code, 0, none.stderr);
+    assert.match(none.stdout, /no snapshots yet/);
+    c.startNode('n4');
+    await c.waitReady(120_000, ['n4']);
+    const s4 = await c.status('n4');
+    assert.equal(s4.snapshots.restore?.state, 'done', JSON.stringify(s4.snapshots));
+    assert.match(s4.snapshots.restore.reason, /new replica/);
+    assert.deepEqual(s4.capture.tables, ['kv', 'people']);
+    assert.equal(c.query('n4', "SELECT count(*) AS n FROM sqlite_schema WHERE name = 'people_name'")[0]!.n, 1n);
+    await c.waitConverged('SELECT count(*) n, sum(id) s FROM people', 30_000, [...ids3, 'n4']);
+    // Writes after the join flow both ways.
+    c.sqlite3('n4', "INSERT INTO people VALUES (1000, 'from n4', 'n4@x'); DELETE FROM kv WHERE k = 'BETA';");
+    c.sqlite3('n3', "UPDATE people SET name = 'renamed' WHERE id = 20;");
+    await c.waitConverged('SELECT id, name, email FROM people ORDER BY id', 30_000, [...ids3, 'n4']);
+    await c.waitConverged('SELECT k, hex(v) FROM kv ORDER BY k', 30_000, [...ids3, 'n4']);
+    const list = c.cli(['snapshots', '--json']);
+    assert.equal(list.code, 0, list.stderr);
+    const snaps = JSON.parse(list.stdout).snapshots as { name: string; node: string; sha256: string }[];
+    assert.equal(snaps.length, 1, list.stdout);
+    assert.notEqual(snaps[0]!.node, 'n4');
+    assert.match(snaps[0]!.sha256, /^[0-9a-f]{64}$/);
+  });
+
+  test('burrow snapshot writes one; a corrupt newer one is refused (SHA-256) and the previous one restores the next new node', async () => {
+    const made = c.cli(['snapshot', '--node', 'n2', '--json']);
+    assert.equal(made.code, 0, made.stderr + c.logs());
+    const m = JSON.parse(made.stdout) as { name: string; node: string; bytes: number; tables: { name: string; rows: number }[] };
+    assert.equal(m.node, 'n2');
+    assert.deepEqual(m.tables.map((t) => t.name), ['kv', 'people']);
+    assert.equal(BigInt(m.tables.find((t) => t.name === 'people')!.rows), c.query<{ n: bigint }>('n2', 'SELECT count(*) AS n FROM people')[0]!.n);
+    // A newer object with n2's manifest (renamed, newer) but other bytes: corrupt.
+    const os = await new Objm(jetstream(nc)).open(bucketName(c.clusterName));
+    const info = (await os.list()).find((i) => i.name === m.name)!;
+    const manifest = JSON.parse(info.metadata!.manifest!) as Record<string, unknown>;
+    const badName = `snap-29990101T000000.000Z-n2`;
+    const bytes = new Uint8Array(m.bytes).fill(7);
+    await os.put({ name: badName, metadata: { manifest: JSON.stringify({ ...manifest, name: badName, atMs: Date.parse('2999-01-01') }) } },
+      new ReadableStream({ start(ctl) { ctl.enqueue(bytes); ctl.close(); } }));
+    c.sqlite3('n1', "INSERT INTO people VALUES (2000, 'after the snapshot', 'late@x');");
+    c.startNode('n5');
+    await c.waitReady(120_000, ['n5']);
+    const s5 = await c.status('n5');
+    const r = s5.snapshots.restore;
+    assert.equal(r.state, 'done', JSON.stringify(r));
+    assert.equal(r.snapshot, m.name);
+    assert.ok(r.refused.some((x: { name: string; problem: string }) => x.name === badName && /corrupt: SHA-256/.test(x.problem)), JSON.stringify(r.refused));
+    await c.waitConverged('SELECT id, name, email FROM people ORDER BY id', 30_000);
+    await c.waitConverged('SELECT k, hex(v) FROM kv ORDER BY k', 30_000);
+    const sum = c.checksum();
+    assert.equal(sum.code, 0, JSON.stringify(sum.out));
+  });
+});
