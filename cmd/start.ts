@@ -36,6 +36,8 @@ export async function runStart(configFile: string, nodeId: string): Promise<numb
         resolve(1);
       });
     };
+    // Re-read cluster.toml: members and [snapshot] change live; a bad file is logged and ignored.
+    process.on('SIGHUP', () => node.reload());
     process.on('SIGINT', () => stop('SIGINT'));
     process.on('SIGTERM', () => stop('SIGTERM'));
   });

@@ -95,6 +95,10 @@ export async function runUp(configFile: string): Promise<number> {
     };
     process.on('SIGINT', () => void stop('interrupted'));
     process.on('SIGTERM', () => void stop('terminated'));
+    // Passed on: every running node re-reads the config (a node added to the file is not started by this).
+    process.on('SIGHUP', () => {
+      for (const c of children) if (c.exit === null) c.proc.kill('SIGHUP');
+    });
     const watch = setInterval(() => {
       if (children.every((c) => c.exit !== null)) {
         clearInterval(watch);

@@ -33,7 +33,7 @@ export class NatsSupervisor {
   /** Times the watchdog found the server gone and started a new one. */
   restarts = 0;
 
-  constructor(private readonly config: Config, private readonly node: NodeConfig, private readonly log: Logger) {
+  constructor(private config: Config, private readonly node: NodeConfig, private readonly log: Logger) {
     this.confFile = path.join(node.dataDir, 'nats.conf');
     this.pidFile = path.join(node.dataDir, 'nats.pid');
     this.logFile = path.join(node.dataDir, 'nats.log');
@@ -68,6 +68,20 @@ export class NatsSupervisor {
       );
     }
     return lines.join('\n') + '\n';
+  }
+
+  /**
+   * A reloaded cluster.toml (new or removed members): the server's config file is rewritten and the
+   * server told to re-read it (SIGHUP; nats-server reloads its routes live).
+   */
+  reload(config: Config): void {
+    this.config = config;
+    const conf = this.renderConfig();
+    writeFileSync(this.confFile, conf);
+    if (this.proc && isNatsServer(this.proc.pid)) {
+      process.kill(this.proc.pid, 'SIGHUP');
+      this.log.info('nats-server reloads its config (routes)', { pid: this.proc.pid });
+    }
   }
 
   clientUrl(): string {

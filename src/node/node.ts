@@ -10,7 +10,8 @@ import type { SqliteOutbox } from '../capture/outbox.ts';
 import { SystemClock, type Clock } from '../clock/clock.ts';
 import { hlcFormat, type Hlc } from '../clock/hlc.ts';
 import { decodeBatch, encodeBatch } from '../codec/batch-codec.ts';
-import { nodeById, type Config, type NodeConfig } from '../config/config.ts';
+import { loadConfig, nodeById, type Config, type NodeConfig } from '../config/config.ts';
+import { membershipDiff, reloadProblem } from '../config/reload.ts';
 import { NatsSupervisor, pidAlive } from '../nats/nats-supervisor.ts';
 import { Inbound } from '../replication/inbound.ts';
 import { ShardDoctor } from './doctor.ts';
@@ -104,6 +105,9 @@ export class BurrowNode {
   private repair: GapRepair | null = null;
   private repairTimer: NodeJS.Timeout | null = null;
   private lastSentPruneMs = 0;
+  /** Members as gap repair sees them (updated in place on reload). */
+  private readonly repairMembers = new Set<string>();
+  private reloads: { count: number; last: { atMs: number; ok: boolean; message: string } | null } = { count: 0, last: null };
   private snapshots!: SnapshotService;
   private snapshotTimer: NodeJS.Timeout | null = null;
   /** Failed restore attempts at start (after a few, a cluster with its whole history in the streams reads them instead). */
@@ -130,7 +134,7 @@ export class BurrowNode {
   /** config replication.poll_interval_ms, or BURROW_POLL_INTERVAL_MS for this process (tests, tuning). */
   private readonly pollIntervalMs: number;
 
-  private constructor(private readonly config: Config, nodeId: string, private readonly clock: Clock, log: Logger | undefined) {
+  private constructor(private config: Config, nodeId: string, private readonly clock: Clock, log: Logger | undefined) {
     this.node = nodeById(config, nodeId);
     this.log = log ?? createLogger(this.node.id);
     this.lockFile = path.join(this.node.dataDir, 'node.pid');
@@ -257,7 +261,8 @@ export class BurrowNode {
           this.publisher?.leaderElected(shard);
           this.inbound?.streamLeaderElected(shard);
         });
-        this.repair = new GapRepair(this.link.nc, this.config.cluster.name, this.node.id, new Set(this.config.nodes.map((n) => n.id)), this.gaps, {
+        for (const n of this.config.nodes) this.repairMembers.add(n.id);
+        this.repair = new GapRepair(this.link.nc, this.config.cluster.name, this.node.id, this.repairMembers, this.gaps, {
           publishedUpto: () => this.outbox.publishedUpto(),
           sentBatches: (want, bytesMax) => this.outbox.sentBatches(want, bytesMax),
           apply: (msgs) => this.applyMessages(msgs),
@@ -382,6 +387,40 @@ export class BurrowNode {
     } finally {
       this.forcedRestore = null;
     }
+  }
+
+  /**
+   * SIGHUP: re-read the config file. The member list and [snapshot] are taken live (the applier and
+   * gap repair accept the new members, the embedded nats-server reloads its routes); a file that does
+   * not parse, or changes what needs a restart, is refused with one error line and the running
+   * config is kept.
+   */
+  reload(): { ok: boolean; message: string } {
+    const done = (ok: boolean, message: string) => {
+      this.reloads = { count: this.reloads.count + (ok ? 1 : 0), last: { atMs: Date.now(), ok, message } };
+      if (ok) this.log.info(message);
+      else this.log.error(message);
+      return { ok, message };
+    };
+    let next: Config;
+    try {
+      next = loadConfig(this.config.file);
+    } catch (err) {
+      return done(false, `config reload failed, keeping the running config: ${errorMessage(err)}`);
+    }
+    const problem = reloadProblem(this.config, next, this.node.id);
+    if (problem) return done(false, `config reload refused, keeping the running config: ${problem}`);
+    const { added, removed } = membershipDiff(this.config, next);
+    this.config = next;
+    for (const set of [this.replica.members, this.repairMembers]) {
+      if (set === this.repairMembers && set.size === 0) continue; // not connected yet: filled from the config then
+      set.clear();
+      for (const n of next.nodes) set.add(n.id);
+    }
+    this.supervisor?.reload(next);
+    this.snapshots.reconfigure(next);
+    return done(true, `config reloaded: members ${next.nodes.map((n) => n.id).join(', ')}`
+      + `${added.length ? ` (added ${added.join(', ')})` : ''}${removed.length ? ` (removed ${removed.join(', ')})` : ''}`);
   }
 
   /** An external NATS whose max_payload is below what burrow may publish would refuse those batches for ever. */
@@ -590,6 +629,8 @@ export class BurrowNode {
       conflicts: open ? this.replica.quarantine.conflictCount() : 0,
       unique: this.applier.unique.stats,
       snapshots: this.snapshots.status(),
+      members: this.config.nodes.map((n) => n.id),
+      config: { file: this.config.file, reloads: this.reloads.count, lastReload: this.reloads.last },
       database: { trouble: this.db.trouble, busyTimeoutMs: this.config.sqlite.busyTimeoutMs },
       lastError: this.lastError,
     };

@@ -48,6 +48,8 @@ export class Replica {
     readonly quarantine: Quarantine,
     readonly applier: Applier,
     readonly outbox: SqliteOutbox,
+    /** Node ids of the cluster (the applier rejects batches of any other origin); updated in place on a config reload. */
+    readonly members: Set<string>,
   ) {}
 
   static async open(o: ReplicaOptions): Promise<Replica> {
@@ -71,10 +73,11 @@ export class Replica {
       const stamper = new ChangeStamper(db, capture, clocks, meta, quarantine, hlc, router, o.nodeId, o.clusterName, o.limits);
       const received = new ReceivedStore(db);
       const gaps = new GapTracker(received.load());
+      const members = new Set(o.members);
       const applier = new Applier({
-        db, capture, stamper, clocks, meta, quarantine, received, hlc, nodeId: o.nodeId, log: o.log, members: new Set(o.members), gaps,
+        db, capture, stamper, clocks, meta, quarantine, received, hlc, nodeId: o.nodeId, log: o.log, members, gaps,
       });
-      return new Replica(db, meta, clocks, capture, hlc, router, stamper, received, gaps, quarantine, applier, new SqliteOutbox(db));
+      return new Replica(db, meta, clocks, capture, hlc, router, stamper, received, gaps, quarantine, applier, new SqliteOutbox(db), members);
     } catch (err) {
       db.close();
       throw err;

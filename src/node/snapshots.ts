@@ -59,10 +59,17 @@ export class SnapshotService {
   taken = 0;
   lastError: { message: string; atMs: number } | null = null;
   restore: RestoreStatus | null = null;
+  /** Errors of the last failed restore attempts (newest last, at most 5). */
+  readonly restoreErrors: string[] = [];
 
-  constructor(private readonly config: Config, private readonly node: NodeConfig, private readonly replica: Replica,
+  constructor(private config: Config, private readonly node: NodeConfig, private readonly replica: Replica,
     private readonly log: Logger, private readonly stampNow: () => void, private readonly isReady: () => boolean) {
     this.workDir = path.join(node.dataDir, 'snapshots');
+  }
+
+  /** A reloaded config: [snapshot] settings and this node's place in the member list. */
+  reconfigure(config: Config): void {
+    this.config = config;
   }
 
   private subject(): string {
@@ -159,7 +166,7 @@ export class SnapshotService {
     if (intervalMs === 0 || !this.store || !this.isReady()) return;
     const { snapshots } = await this.list();
     // Nodes stagger by their index, so one of them takes it, not all at once.
-    const index = this.config.nodes.indexOf(this.node);
+    const index = this.config.nodes.findIndex((n) => n.id === this.node.id);
     const newestAt = snapshots[0]?.atMs ?? 0;
     if (Date.now() - newestAt >= intervalMs + index * 15_000) await this.take();
   }
@@ -180,7 +187,7 @@ export class SnapshotService {
   /** Why this replica must restore before it reads the streams, or null. */
   async restoreReason(streams: readonly StreamBounds[]): Promise<string | null> {
     const cut = this.replica.meta.get(restoreKey);
-    if (cut !== undefined) return `a restore (${String(cut)}) was cut short: redoing it`;
+    if (cut !== undefined) return `${String(cut)} (a restore was cut short: redoing it)`;
     if (!this.synced()) {
       const hasData = streams.some((s) => s.lastSeq >= s.firstSeq && s.lastSeq > 0) || (await this.list()).snapshots.length > 0;
       if (hasData) return 'new replica: the cluster already has data';
@@ -206,7 +213,8 @@ export class SnapshotService {
       state: 'restoring', reason, snapshot: null, startedAtMs: Date.now(), endedAtMs: null, changes: 0, refused: [], lastError: null,
     };
     this.log.info('restoring from a snapshot', { reason });
-    this.replica.db.writeTx(() => this.replica.meta.set(restoreKey, only ?? 'newest'));
+    // Persisted first: a start that finds it restores again (never ready half-restored).
+    if (this.replica.meta.get(restoreKey) === undefined) this.replica.db.writeTx(() => this.replica.meta.set(restoreKey, reason));
     try {
       const m = await this.tryCandidates(streams, st, only, onProgress);
       st.state = 'done';
@@ -217,6 +225,9 @@ export class SnapshotService {
     } catch (err) {
       st.state = 'failed';
       st.lastError = errorMessage(err);
+      this.log.warn('restore failed', { reason, error: st.lastError });
+      this.restoreErrors.push(st.lastError);
+      if (this.restoreErrors.length > 5) this.restoreErrors.shift();
       throw err;
     }
   }
@@ -298,6 +309,7 @@ export class SnapshotService {
       keep: this.config.snapshot.keep,
       lastError: this.lastError,
       restore: this.restore,
+      restoreErrors: this.restoreErrors,
     };
   }
 }

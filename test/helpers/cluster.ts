@@ -87,20 +87,38 @@ export class TestCluster {
     const dir = mkdtempSync(path.join(os.tmpdir(), 'burrow-test-'));
     const configFile = path.join(dir, 'cluster.toml');
     const c = new TestCluster(dir, configFile);
-    let toml = `[cluster]\nname = "${c.clusterName}"\nshards = ${opts.shards ?? 16}\nreplicas = ${opts.replicas ?? 3}\n${opts.clusterToml ?? ''}\n`;
+    const toml = `[cluster]\nname = "${c.clusterName}"\nshards = ${opts.shards ?? 16}\nreplicas = ${opts.replicas ?? 3}\n${opts.clusterToml ?? ''}\n`;
     for (let i = 1; i <= n; i++) {
       const id = `n${i}`;
       const [client, route, http] = [await freePort(), await freePort(), await freePort()];
       const dbFile = opts.dbFile?.[id];
       const dbToml = dbFile ? `db = ${JSON.stringify(dbFile)}\ndata = "${id}"` : `db = "${id}/app.db"`;
-      toml += `[[nodes]]\nid = "${id}"\n${dbToml}\nclient = "127.0.0.1:${client}"\nroute = "127.0.0.1:${route}"\nhttp = "127.0.0.1:${http}"\n\n`;
+      c.nodeToml.set(id, `[[nodes]]\nid = "${id}"\n${dbToml}\nclient = "127.0.0.1:${client}"\nroute = "127.0.0.1:${route}"\nhttp = "127.0.0.1:${http}"\n\n`);
       c.nodes.push({
         id, db: dbFile ?? path.join(dir, id, 'app.db'), dataDir: path.join(dir, id), http: `http://127.0.0.1:${http}`,
         natsUrl: `nats://127.0.0.1:${client}`, logFile: path.join(dir, `${id}.log`), proc: null, pid: null, env: opts.env?.[id] ?? {}, execArgv: [],
       });
     }
-    writeFileSync(configFile, toml + (opts.extraToml ?? ''));
+    c.head = toml;
+    c.tail = opts.extraToml ?? '';
+    c.writeConfig(c.nodes.map((x) => x.id));
     return c;
+  }
+
+  private head = '';
+  private tail = '';
+  private readonly nodeToml = new Map<string, string>();
+
+  /** Rewrite cluster.toml with only these members (membership changes: then SIGHUP the running nodes). */
+  writeConfig(ids: readonly string[], extra = ''): void {
+    writeFileSync(this.configFile, this.head + ids.map((id) => this.nodeToml.get(id)!).join('') + this.tail + extra);
+  }
+
+  /** Send SIGHUP to a running node (re-read cluster.toml). */
+  hup(id: string): void {
+    const proc = this.node(id).proc;
+    if (!proc || proc.exitCode !== null || proc.signalCode !== null) throw new Error(`${id} is not running`);
+    proc.kill('SIGHUP');
   }
 
   /** Start every node and wait until all report ready. */

@@ -93,3 +93,59 @@ describe('snapshots and joining with an empty folder', () => {
     assert.equal(sum.code, 0, JSON.stringify(sum.out));
   });
 });
+
+/**
+ * Membership from the config, live: n4 is added to cluster.toml, the running nodes get SIGHUP,
+ * n4 starts with an empty folder and joins (its writes are accepted: it is a member now); a bad
+ * file on SIGHUP is refused with one error and the running config kept; n4 removed and stopped,
+ * the others go on.
+ */
+describe('membership by SIGHUP', () => {
+  let c: TestCluster;
+
+  before(async () => {
+    c = await TestCluster.create({ nodes: 4, shards: 2 });
+    c.writeConfig(['n1', 'n2', 'n3']);
+    for (const id of ['n1', 'n2', 'n3']) c.startNode(id);
+    await c.waitReady(60_000, ['n1', 'n2', 'n3']);
+  });
+
+  after(async () => {
+    await c?.destroy();
+  });
+
+  test('a bad file is refused and kept out; adding n4 by SIGHUP lets it join empty; removing it holds nothing back', async () => {
+    const ids3 = ['n1', 'n2', 'n3'];
+    for (const id of ids3) c.sqlite3(id, 'CREATE TABLE t(id INTEGER PRIMARY KEY, v TEXT);');
+    await c.waitFor('t captured', async () => (await Promise.all(ids3.map((id) => c.status(id)))).every((s) => s?.capture.tables.includes('t')));
+    c.sqlite3('n1', "WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < 200) INSERT INTO t SELECT i, 'v' || i FROM n;");
+    await c.waitConverged('SELECT count(*) n FROM t', 30_000, ids3);
+
+    // A broken file: refused, one error line, running config kept.
+    c.writeConfig(['n1', 'n2', 'n3'], '\n[cluster.nope\n');
+    c.hup('n1');
+    await c.waitFor('n1 reports the refused reload', async () => (await c.status('n1'))?.config.lastReload?.ok === false);
+    const bad = (await c.status('n1')).config.lastReload.message as string;
+    assert.match(bad, /config reload failed, keeping the running config: .*cluster\.toml: not valid TOML/);
+    assert.equal((await c.status('n1')).ready, true);
+
+    c.writeConfig(['n1', 'n2', 'n3', 'n4']);
+    for (const id of ids3) c.hup(id);
+    await c.waitFor('n1..n3 have n4 as a member', async () => (await Promise.all(ids3.map((id) => c.status(id)))).every((s) => s?.members.includes('n4')));
+    c.startNode('n4');
+    await c.waitReady(120_000, ['n4']);
+    assert.equal((await c.status('n4')).snapshots.restore?.state, 'done');
+    c.sqlite3('n4', "INSERT INTO t VALUES (1000, 'written on n4');");
+    await c.waitConverged('SELECT count(*) n, sum(id) s FROM t', 30_000);
+    assert.equal((await c.status('n1')).apply.messagesRejected, 0);
+
+    // Removal: out of the file, SIGHUP, stop it. The others keep replicating.
+    c.writeConfig(ids3);
+    for (const id of ids3) c.hup(id);
+    await c.waitFor('n4 no longer a member', async () => (await Promise.all(ids3.map((id) => c.status(id)))).every((s) => s && !s.members.includes('n4')));
+    await c.stopNode('n4');
+    c.sqlite3('n2', "WITH RECURSIVE n(i) AS (SELECT 2000 UNION ALL SELECT i + 1 FROM n WHERE i < 2300) INSERT INTO t SELECT i, 'after removal' FROM n;");
+    await c.waitConverged('SELECT count(*) n, sum(id) s FROM t', 30_000, ids3);
+    assert.equal(c.checksum().code, 0);
+  });
+});
