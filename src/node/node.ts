@@ -243,7 +243,7 @@ export class BurrowNode {
           streamBytesMax: this.config.cluster.streamBytesMax, streamAgeMaxS: this.config.cluster.streamAgeMaxS, configFile: this.config.file,
         }, this.config.nodes.indexOf(this.node));
         if (this.phase !== 'connecting') return;
-        await this.snapshots.attach(this.link.nc, this.link.js);
+        this.snapshots.attach(this.link.nc, this.link.js);
         await this.restoreIfNeeded();
         if (this.phase !== 'connecting') return;
         await this.startInbound(this.link);

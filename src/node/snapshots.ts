@@ -39,6 +39,12 @@ export interface RestoreStatus {
 const restoreKey = 'restore';
 const syncedKey = 'synced';
 
+/** Changes per merge transaction; BURROW_RESTORE_CHUNK_CHANGES tunes it (tests make it small to cut a restore short). */
+function mergeChunk(): number {
+  const v = Number(process.env.BURROW_RESTORE_CHUNK_CHANGES);
+  return Number.isInteger(v) && v >= 1 ? v : 2000;
+}
+
 /** How long a restoring node waits for a peer to take a snapshot for it. */
 const peerSnapshotTimeoutMs = 120_000;
 
@@ -52,6 +58,7 @@ const peerSnapshotTimeoutMs = 120_000;
 export class SnapshotService {
   private store: SnapshotStore | null = null;
   private nc: NatsConnection | null = null;
+  private js: JetStreamClient | null = null;
   private responder: Subscription | null = null;
   private taking: Promise<Manifest> | null = null;
   private readonly workDir: string;
@@ -76,10 +83,35 @@ export class SnapshotService {
     return `burrow.${this.config.cluster.name}.snapshot.take`;
   }
 
-  /** Open (create) the bucket. Retried by the caller until it works. */
-  async attach(nc: NatsConnection, js: JetStreamClient): Promise<void> {
+  /** The connection to use; the bucket is opened (or created) at first use, so a node that needs none runs without it. */
+  attach(nc: NatsConnection, js: JetStreamClient): void {
     this.nc = nc;
-    this.store ??= await SnapshotStore.open(js, this.config.cluster.name, this.config.cluster.replicas);
+    this.js = js;
+  }
+
+  /** The bucket, (re)opened when needed: one that was deleted or unreachable is created again on the next use. */
+  private async openStore(): Promise<SnapshotStore> {
+    if (!this.js) throw new Error('the snapshot bucket is not reachable yet (NATS not connected)');
+    this.store ??= await SnapshotStore.open(this.js, this.config.cluster.name, this.config.cluster.replicas);
+    return this.store;
+  }
+
+  /**
+   * Run a bucket operation; on failure the handle is dropped and the operation tried once more on
+   * a bucket opened (or created: it was deleted) again. The error names the bucket.
+   */
+  private async withStore<T>(fn: (store: SnapshotStore) => Promise<T>): Promise<T> {
+    for (let attempt = 1; ; attempt++) {
+      const store = await this.openStore().catch((err) => {
+        throw new Error(`snapshot bucket of cluster ${this.config.cluster.name} cannot be opened: ${errorMessage(err)}`);
+      });
+      try {
+        return await fn(store);
+      } catch (err) {
+        this.store = null;
+        if (attempt >= 2) throw new Error(`snapshot bucket ${store.bucket}: ${errorMessage(err)}`);
+      }
+    }
   }
 
   /** Answer peers that need a snapshot (only while this node is ready: its replica is whole). */
@@ -103,11 +135,6 @@ export class SnapshotService {
     this.responder = null;
   }
 
-  private requireStore(): SnapshotStore {
-    if (!this.store) throw new Error('the snapshot bucket is not reachable yet (NATS not connected)');
-    return this.store;
-  }
-
   /** Take a snapshot now (one at a time: a second call while one runs gets the same one). */
   take(onProgress?: (p: SnapshotProgress) => void): Promise<Manifest> {
     this.taking ??= this.takeOne(onProgress).finally(() => {
@@ -117,7 +144,6 @@ export class SnapshotService {
   }
 
   private async takeOne(onProgress?: (p: SnapshotProgress) => void): Promise<Manifest> {
-    const store = this.requireStore();
     const atMs = Date.now();
     const name = snapshotName(this.node.id, atMs);
     const file = path.join(this.workDir, `${name}.db`);
@@ -131,11 +157,11 @@ export class SnapshotService {
         v: manifestVersion, name, cluster: c.cluster.name, shards: c.cluster.shards, node: this.node.id, atMs,
         bytes: facts.bytes, sha256: facts.sha256, positions: facts.positions, received: facts.received, hlc: facts.hlc, tables: facts.tables,
       };
-      await store.put(file, manifest, (bytes) => onProgress?.({ step: 'upload', bytes, totalBytes: facts.bytes }));
+      await this.withStore((store) => store.put(file, manifest, (bytes) => onProgress?.({ step: 'upload', bytes, totalBytes: facts.bytes })));
       this.taken++;
       this.newest = manifest;
       this.log.info('snapshot written', { name, bytes: facts.bytes, tables: facts.tables.length, ms: Date.now() - atMs });
-      await this.prune(store);
+      await this.prune();
       onProgress?.({ step: 'done', bytes: facts.bytes, totalBytes: facts.bytes });
       return manifest;
     } catch (err) {
@@ -147,15 +173,15 @@ export class SnapshotService {
   }
 
   /** Keep the newest `[snapshot] keep`; older ones go (never the one just written). */
-  private async prune(store: SnapshotStore): Promise<void> {
-    const { snapshots } = await store.list(this.config.cluster.name);
+  private async prune(): Promise<void> {
+    const { snapshots } = await this.list();
     for (const old of snapshots.slice(this.config.snapshot.keep)) {
-      await store.delete(old.name).catch((err) => this.log.warn('could not delete an old snapshot', { name: old.name, error: errorMessage(err) }));
+      await this.withStore((store) => store.delete(old.name)).catch((err) => this.log.warn('could not delete an old snapshot', { name: old.name, error: errorMessage(err) }));
     }
   }
 
   async list(): Promise<{ snapshots: Manifest[]; bad: BadObject[] }> {
-    const r = await this.requireStore().list(this.config.cluster.name);
+    const r = await this.withStore((store) => store.list(this.config.cluster.name));
     this.newest = r.snapshots[0] ?? null;
     return r;
   }
@@ -163,7 +189,7 @@ export class SnapshotService {
   /** Periodic snapshots: taken when the newest in the bucket (anyone's) is older than interval_s. */
   async tick(): Promise<void> {
     const intervalMs = this.config.snapshot.intervalS * 1000;
-    if (intervalMs === 0 || !this.store || !this.isReady()) return;
+    if (intervalMs === 0 || !this.js || !this.isReady()) return;
     const { snapshots } = await this.list();
     // Nodes stagger by their index, so one of them takes it, not all at once.
     const index = this.config.nodes.findIndex((n) => n.id === this.node.id);
@@ -255,14 +281,13 @@ export class SnapshotService {
 
   /** Download, verify and merge one snapshot; the problem when it is not usable (nothing merged then). */
   private async tryOne(m: Manifest, st: RestoreStatus, onProgress?: (p: SnapshotProgress) => void): Promise<string | null> {
-    const store = this.requireStore();
     mkdirSync(this.workDir, { recursive: true });
     const file = path.join(this.workDir, `${m.name}.restore.db`);
     rmSync(file, { force: true });
     try {
       st.snapshot = m.name;
       try {
-        await store.download(m.name, file, (bytes) => onProgress?.({ step: 'download', bytes, totalBytes: m.bytes }));
+        await this.withStore((store) => store.download(m.name, file, (bytes) => onProgress?.({ step: 'download', bytes, totalBytes: m.bytes })));
       } catch (err) {
         return `download failed: ${errorMessage(err)}`;
       }
@@ -271,7 +296,7 @@ export class SnapshotService {
       const sha = await sha256OfFile(file);
       if (size !== m.bytes || sha !== m.sha256) return `corrupt: SHA-256 ${sha} (${size} bytes), manifest says ${m.sha256} (${m.bytes} bytes)`;
       const r: MergeResult = await mergeSnapshot(this.replica, file, {
-        nodeId: this.node.id, cluster: this.config.cluster.name, shards: this.config.cluster.shards, log: this.log,
+        nodeId: this.node.id, cluster: this.config.cluster.name, shards: this.config.cluster.shards, log: this.log, chunkChanges: mergeChunk(),
         onProgress: (p) => {
           st.changes = p.changes;
           onProgress?.({ step: 'merge', changes: p.changes });

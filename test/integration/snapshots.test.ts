@@ -1,3 +1,4 @@
+import { mkdirSync } from 'node:fs';
 import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { connect, type NatsConnection } from '@nats-io/transport-node';
@@ -147,5 +148,86 @@ describe('membership by SIGHUP', () => {
     c.sqlite3('n2', "WITH RECURSIVE n(i) AS (SELECT 2000 UNION ALL SELECT i + 1 FROM n WHERE i < 2300) INSERT INTO t SELECT i, 'after removal' FROM n;");
     await c.waitConverged('SELECT count(*) n, sum(id) s FROM t', 30_000, ids3);
     assert.equal(c.checksum().code, 0);
+  });
+});
+
+/**
+ * A restore under a live application, killed halfway: n4's app has the database open and writes
+ * before, during and after n4's restore; n4 is SIGKILLed while merging (never ready before),
+ * restarts, redoes the restore, and every app write reaches every node. Then the bucket is
+ * deleted under the running cluster: the next
+ * listing or snapshot creates it again (one retry on a fresh handle).
+ */
+describe('restore under an application, SIGKILLed halfway; the bucket lost', () => {
+  let c: TestCluster;
+  let nc: NatsConnection;
+  const ids3 = ['n1', 'n2', 'n3'];
+
+  before(async () => {
+    c = await TestCluster.create({ nodes: 4, shards: 2, env: { n4: { BURROW_RESTORE_CHUNK_CHANGES: '50' } } });
+    for (const id of ids3) c.startNode(id);
+    await c.waitReady(60_000, ids3);
+    nc = await connect({ servers: c.node('n1').natsUrl });
+  });
+
+  after(async () => {
+    await nc?.close();
+    await c?.destroy();
+  });
+
+  test('killed while merging, it restores again at restart; the app writes of the whole time are everywhere', async () => {
+    const ddl = 'CREATE TABLE big(id INTEGER PRIMARY KEY, pad BLOB);';
+    for (const id of ids3) c.sqlite3(id, ddl);
+    await c.waitFor('big captured', async () => (await Promise.all(ids3.map((id) => c.status(id)))).every((s) => s?.capture.tables.includes('big')));
+    c.sqlite3('n1', 'WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < 30000) INSERT INTO big SELECT i, randomblob(100) FROM n;');
+    await c.waitConverged('SELECT count(*) n FROM big', 60_000, ids3);
+    const made = c.cli(['snapshot', '--node', 'n1']);
+    assert.equal(made.code, 0, made.stderr);
+    // n4's application created its database (same schema) and keeps it open, writing.
+    mkdirSync(c.node('n4').dataDir, { recursive: true });
+    c.sqlite3('n4', ddl);
+    const app = c.db('n4');
+    let written = 0;
+    const appWrite = () => {
+      app.prepare('INSERT INTO big VALUES (?, x\'aa\')').run(BigInt(1_000_000 + written));
+      written++;
+    };
+    for (let i = 0; i < 20; i++) appWrite();
+    c.startNode('n4');
+    let sawRestoring = false;
+    await c.waitFor('n4 merging the snapshot', async () => {
+      appWrite();
+      const s = await c.status('n4');
+      assert.notEqual(s?.ready, true, 'n4 must not be ready before its restore is done');
+      sawRestoring = s?.snapshots.restore?.state === 'restoring' && s.snapshots.restore.changes > 0;
+      return sawRestoring;
+    }, 60_000, 10);
+    await c.killNode('n4');
+    for (let i = 0; i < 20; i++) appWrite();
+    c.startNode('n4');
+    await c.waitFor('n4 ready again', async () => {
+      appWrite();
+      return (await c.status('n4'))?.ready === true;
+    }, 120_000, 20);
+    const s4 = await c.status('n4');
+    assert.match(s4.snapshots.restore.reason, /cut short/);
+    for (let i = 0; i < 20; i++) appWrite();
+    await c.waitConverged('SELECT count(*) n, sum(id) s FROM big', 60_000);
+    assert.deepEqual(c.query('n1', 'SELECT count(*) AS n FROM big WHERE id >= 1000000'), [{ n: BigInt(written) }]);
+    assert.equal(c.checksum().code, 0);
+  });
+
+  test('the bucket deleted under a running cluster is created again at its next use', async () => {
+    const bucketStream = `OBJ_${bucketName(c.clusterName)}`;
+    const r = await nc.request(`$JS.API.STREAM.DELETE.${bucketStream}`, new Uint8Array(0), { timeout: 10_000 });
+    assert.match(r.string(), /"success":\s*true/);
+    // Listing opens the bucket again (created empty).
+    const list = c.cli(['snapshots']);
+    assert.equal(list.code, 0, list.stderr);
+    assert.match(list.stdout, /no snapshots yet/);
+    const made = c.cli(['snapshot', '--node', 'n2', '--json']);
+    assert.equal(made.code, 0, made.stderr);
+    const again = c.cli(['snapshots', '--json']);
+    assert.deepEqual((JSON.parse(again.stdout).snapshots as { node: string }[]).map((m) => m.node), ['n2']);
   });
 });
