@@ -4,7 +4,7 @@ import { decodeValues, encodeValues, type SqlValue } from '../codec/value-codec.
 import { batchVersion, decodeBatch, encodeBatch, MalformedBatchError, type WireBatch, type WireChange, type WireTable } from '../codec/batch-codec.ts';
 import type { Capture, CapturedTable } from '../capture/capture.ts';
 import type { ChangeStamper, StampResult } from '../capture/change-stamper.ts';
-import type { ClockStore } from '../store/clock-store.ts';
+import { ClockStore } from '../store/clock-store.ts';
 import type { MetaStore } from '../store/meta-store.ts';
 import type { Quarantine } from '../store/quarantine.ts';
 import type { ReceivedStore } from '../store/received-store.ts';
@@ -97,6 +97,11 @@ class TransactionLostError extends Error {
     super(`the apply transaction was rolled back by SQLite: ${(cause as Error)?.message ?? String(cause)}`, { cause });
     this.name = 'TransactionLostError';
   }
+}
+
+/** The table created from a snapshot's DDL is not the snapshot's table (another SQLite, a capture rule): merged row by row instead. */
+export class SchemaMismatch extends Error {
+  override name = 'SchemaMismatch';
 }
 
 /** Transactions retried in one applyMessages call, each after dead-lettering the change that rolled the last one back. */
@@ -316,6 +321,32 @@ export class Applier {
         if (typeof local === 'string') this.park(ctx, local);
         else this.applyChange(ctx, local);
       }
+    });
+  }
+
+  /**
+   * Restore, fast path: a table this replica does not have is created, captured, and filled with
+   * the rows and clocks of the attached snapshot `from` as they are, in ONE apply transaction (no
+   * application can have written a table that did not exist; a crash leaves nothing). `ddl` runs
+   * first (the CREATE TABLE), `after` once the rows are in (its indexes). Returns the rows copied,
+   * or null when the table as created here is not the snapshot's (the caller merges row by row).
+   */
+  copyNewTable(o: { name: string; ddl: string; after: readonly string[]; from: string; fromClock: string; fromClockDdl: string; sameSchema: (t: CapturedTable) => boolean }): number | null {
+    return this.inApplyTx(() => {
+      if (this.p.capture.byName(o.name)) return null;
+      this.p.db.exec(o.ddl);
+      this.p.capture.sync();
+      const local = this.p.capture.byName(o.name);
+      if (!local || !o.sameSchema(local) || o.fromClockDdl !== ClockStore.ddl(-1, local.schema)) throw new SchemaMismatch();
+      const rows = this.rows.copyAll(local, o.from);
+      const maxHlc = this.p.clocks.copyFrom(local.tid, o.from, o.fromClock);
+      if (maxHlc > 0n) {
+        const r = this.p.hlc.receive(maxHlc);
+        if (!r.ok) throw new Error(`the snapshot holds a clock ${r.aheadMs} ms ahead of this node's clock (cluster.hlc_skew_ms_max)`);
+      }
+      for (const sql of o.after) this.p.db.exec(sql);
+      this.p.capture.sync();
+      return rows;
     });
   }
 

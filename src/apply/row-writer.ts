@@ -38,6 +38,11 @@ export class RowWriter {
     stmt.run(...bindable(row));
   }
 
+  /** Restore: fill a table created empty in this transaction with every row of the attached snapshot's copy. */
+  copyAll(t: CapturedTable, from: string): number {
+    return this.db.prepare(copyRowsSql(t, from)).run().changes;
+  }
+
   delete(t: CapturedTable, key: readonly SqlValue[]): number {
     if (hasTextBytes(key)) return this.db.prepare(deleteSql(t, key)).run(...bindable(key)).changes;
     let s = this.deletes.get(t.tid);
@@ -47,6 +52,12 @@ export class RowWriter {
     }
     return s.run(...key).changes;
   }
+}
+
+/** Every row of `from`.table (an attached snapshot with the same table definition) into the empty local table, exactly. */
+export function copyRowsSql(t: CapturedTable, from: string): string {
+  const cols = t.schema.columns.map((c) => (c === 'rowid' ? 'rowid' : quoteIdent(c))).join(', ');
+  return `INSERT INTO main.${quoteIdent(t.schema.name)}(${cols}) SELECT ${cols} FROM ${quoteIdent(from)}.${quoteIdent(t.schema.name)}`;
 }
 
 function deleteSql(t: CapturedTable, key: readonly SqlValue[] | null): string {

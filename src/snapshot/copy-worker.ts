@@ -23,6 +23,11 @@ function copy(req: CopyRequest): Omit<CopyFacts, 'sha256' | 'bytes'> {
     out.defaultSafeIntegers(true);
     out.pragma('journal_mode = DELETE');
     for (const t of privateTables) out.exec(`DELETE FROM ${t}`);
+    // The capture triggers are the source's (the restoring node installs its own); they name
+    // main.* objects, which SQLite refuses in a database that is ATTACHed for a restore.
+    for (const name of out.prepare("SELECT name FROM sqlite_schema WHERE type = 'trigger' AND name LIKE '\\_\\_burrow%' ESCAPE '\\'").pluck().all() as string[]) {
+      out.exec(`DROP TRIGGER "${name.replaceAll('"', '""')}"`);
+    }
     const positions = Array.from({ length: req.shards }, () => 0);
     for (const [s, q] of out.prepare('SELECT shard, stream_seq FROM __burrow_applied').raw(true).all() as [bigint, bigint][]) {
       if (Number(s) < req.shards) positions[Number(s)] = Number(q);
@@ -35,7 +40,10 @@ function copy(req: CopyRequest): Omit<CopyFacts, 'sha256' | 'bytes'> {
       const exists = out.prepare("SELECT 1 FROM sqlite_schema WHERE type = 'table' AND name = ?").get(name);
       if (exists) tables.push({ name, rows: Number(out.prepare(`SELECT count(*) FROM "${name.replaceAll('"', '""')}"`).pluck().get() as bigint) });
     }
-    out.exec('VACUUM');
+    // Compact only when dropping the source's private rows freed much (VACUUM rewrites the whole file).
+    const free = Number(out.pragma('freelist_count', { simple: true }) as bigint);
+    const pages = Number(out.pragma('page_count', { simple: true }) as bigint);
+    if (free > pages / 10) out.exec('VACUUM');
     return { positions, received, hlc, tables };
   } finally {
     out.close();

@@ -1,5 +1,5 @@
 import { setImmediate as yieldToLoop } from 'node:timers/promises';
-import type { Applier, MergeChange } from '../apply/applier.ts';
+import { SchemaMismatch, type Applier, type MergeChange } from '../apply/applier.ts';
 import { isInternalName, scanSchema, type TableSchema } from '../capture/schema.ts';
 import { decodeBatch, type WireTable } from '../codec/batch-codec.ts';
 import { encodeValues, type SqlValue } from '../codec/value-codec.ts';
@@ -50,7 +50,8 @@ export class NotASnapshotError extends Error {
 }
 
 /**
- * Restore by merge: every row version, tombstone and hidden UNIQUE loser of a snapshot goes
+ * Restore by merge. A table this replica lacks is copied whole (rows and clocks as they are, one
+ * transaction). For every other table, each row version, tombstone and hidden UNIQUE loser goes
  * through the LWW apply path (Applier.mergeChanges) in bounded transactions, so an application
  * may keep the database open and writing meanwhile, this node's own unpublished changes win or
  * lose like any change, and a merge cut short is simply redone (LWW is idempotent). Tables,
@@ -63,9 +64,13 @@ export async function mergeSnapshot(t: MergeTarget, file: string, o: MergeOption
   const snap = openReadOnly(file);
   try {
     checkIdentity(snap, o);
+    const scan = scanSchema(snap);
+    const tids = snap.prepare('SELECT tid, name FROM __burrow_tables ORDER BY tid').raw(true).all() as [bigint, string][];
+    const copiedIndexes: string[] = [];
+    const copied = copyNewTables(t, snap, file, scan.tables, tids, copiedIndexes);
     const { created, schemaErrors } = createMissingSchema(t.db, snap, o.log);
+    created.unshift(...[...copied.keys()].map((n) => `table ${n}`), ...copiedIndexes);
     const chunk = o.chunkChanges ?? 2000;
-    let changes = 0;
     let pending: MergeChange[] = [];
     const flush = async () => {
       if (pending.length === 0) return;
@@ -74,11 +79,10 @@ export async function mergeSnapshot(t: MergeTarget, file: string, o: MergeOption
       pending = [];
       await yieldToLoop();
     };
-    const scan = scanSchema(snap);
-    const tids = snap.prepare('SELECT tid, name FROM __burrow_tables ORDER BY tid').raw(true).all() as [bigint, string][];
+    let changes = [...copied.values()].reduce((a, n) => a + n, 0);
     for (const [tid, name] of tids) {
       const schema = scan.tables.get(name);
-      if (!schema || !hasTable(snap, ClockStore.tableName(Number(tid)))) continue;
+      if (copied.has(name) || !schema || !hasTable(snap, ClockStore.tableName(Number(tid)))) continue;
       for (const c of tableChanges(snap, Number(tid), schema)) {
         pending.push(c);
         if (pending.length >= chunk) {
@@ -112,6 +116,53 @@ function checkIdentity(snap: Connection, o: MergeOptions): void {
   }
   if (cluster !== o.cluster) throw new NotASnapshotError(`snapshot of cluster ${String(cluster)}, this node is in cluster ${o.cluster}`);
   if (shards !== BigInt(o.shards)) throw new NotASnapshotError(`snapshot made with ${String(shards)} shards, the cluster has ${o.shards}`);
+}
+
+const attachedAs = 'burrow_snapshot';
+
+/**
+ * Tables this replica does not have at all are created and filled with the snapshot's rows and
+ * clocks as they are, one transaction each (Applier.copyNewTable): no application can have
+ * written a table that did not exist, so nothing is there to merge with. Each table's indexes
+ * come with it. Returns rows copied per table; tables the fast path cannot take are left to the
+ * row-by-row merge.
+ */
+function copyNewTables(t: MergeTarget, snap: Connection, file: string, tables: ReadonlyMap<string, TableSchema>, tids: readonly [bigint, string][],
+  createdIndexes: string[]): Map<string, number> {
+  const out = new Map<string, number>();
+  const sqlOf = snap.prepare("SELECT sql FROM sqlite_schema WHERE type = 'table' AND name = ?").pluck();
+  const indexes = snap.prepare("SELECT name, sql FROM sqlite_schema WHERE type = 'index' AND tbl_name = ? AND sql IS NOT NULL ORDER BY rowid");
+  const exists = t.db.conn.prepare("SELECT 1 FROM sqlite_schema WHERE name = ? COLLATE NOCASE");
+  const todo = tids.filter(([tid, name]) => tables.has(name) && exists.get(name) === undefined && sqlOf.get(ClockStore.tableName(Number(tid))) !== undefined);
+  if (todo.length === 0) return out;
+  t.db.attach(file, attachedAs);
+  try {
+    for (const [tid, name] of todo) {
+      const schema = tables.get(name)!;
+      const fromClock = ClockStore.tableName(Number(tid));
+      const same = (l: TableSchema) => JSON.stringify([l.columns, l.keyColumns, l.keyDecls, l.rowidKeyed, l.withoutRowid])
+        === JSON.stringify([schema.columns, schema.keyColumns, schema.keyDecls, schema.rowidKeyed, schema.withoutRowid]);
+      const ix = indexes.all(name) as { name: string; sql: string }[];
+      try {
+        const rows = t.applier.copyNewTable({
+          name, ddl: sqlOf.get(name) as string, after: ix.map((i) => i.sql), from: attachedAs, fromClock,
+          fromClockDdl: (sqlOf.get(fromClock) as string).replace(fromClock, ClockStore.tableName(-1)), sameSchema: (l) => same(l.schema),
+        });
+        if (rows !== null) {
+          out.set(name, rows);
+          createdIndexes.push(...ix.map((i) => `index ${i.name}`));
+        }
+      } catch (err) {
+        // Not the snapshot's table here, or a snapshot SQLite cannot attach (an older format): row by row.
+        if (err instanceof SchemaMismatch) continue;
+        if (String((err as { code?: unknown }).code ?? '').startsWith('SQLITE_CORRUPT')) break;
+        throw err;
+      }
+    }
+  } finally {
+    t.db.detach(attachedAs);
+  }
+  return out;
 }
 
 function hasTable(conn: Connection, name: string): boolean {

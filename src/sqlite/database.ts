@@ -158,6 +158,15 @@ export class Database {
     return true;
   }
 
+  /** Attach another database file to the writer connection under `alias` (outside any transaction); burrow only reads it. */
+  attach(file: string, alias: string): void {
+    this.conn.prepare(`ATTACH DATABASE ? AS ${quoteIdent(alias)}`).run(file);
+  }
+
+  detach(alias: string): void {
+    this.conn.prepare(`DETACH DATABASE ${quoteIdent(alias)}`).run();
+  }
+
   /** A separate read-only connection (checksums, inspection); caller closes it. */
   openReader(): Connection {
     const r = new BetterSqlite3(this.file, { readonly: true, timeout: this.options.busyTimeoutMs });

@@ -166,6 +166,16 @@ export class ClockStore {
     return { select: `SELECT ${cols.join(', ')} FROM ${name} WHERE deleted = 0`, arity: cols.length };
   }
 
+  /**
+   * Restore: copy every clock entry of an attached snapshot's clock table (same key declaration)
+   * into this empty clock table, and return the highest HLC copied (0 when none).
+   */
+  copyFrom(tid: number, from: string, fromTable: string): bigint {
+    const name = ClockStore.tableName(tid);
+    this.db.prepare(`INSERT INTO ${name} SELECT * FROM ${quoteIdent(from)}.${quoteIdent(fromTable)}`).run();
+    return (this.db.prepare(`SELECT max(hlc) FROM ${name}`).pluck().get() as bigint | null) ?? 0n;
+  }
+
   /** SQL condition: the user-table row aliased `r` has no clock entry (backfill of rows written while not captured). */
   static noClockFor(tid: number, schema: TableSchema): string {
     const on = schema.keyColumns.map((k, i) => `c.k${i} = r.${k === 'rowid' ? 'rowid' : quoteIdent(k)}`).join(' AND ');

@@ -1,5 +1,5 @@
 import { spawn, spawnSync, execFileSync, type ChildProcess } from 'node:child_process';
-import { mkdtempSync, openSync, closeSync, readFileSync, writeFileSync, existsSync, rmSync } from 'node:fs';
+import { mkdirSync, mkdtempSync, openSync, closeSync, readFileSync, writeFileSync, existsSync, rmSync } from 'node:fs';
 import net from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
@@ -72,6 +72,11 @@ export interface ClusterOptions {
   readonly env?: Record<string, Record<string, string>>;
   /** Per-node database file somewhere else (e.g. on a small filesystem); the node's data folder stays in the test folder. */
   readonly dbFile?: Record<string, string>;
+  /**
+   * An external NATS cluster of this many nats-servers (JetStream on) that the test starts: the
+   * config gets `[nats] urls`, the nodes run no embedded server. Node i uses server i mod count.
+   */
+  readonly externalNats?: number;
 }
 
 export class TestCluster {
@@ -87,22 +92,51 @@ export class TestCluster {
     const dir = mkdtempSync(path.join(os.tmpdir(), 'burrow-test-'));
     const configFile = path.join(dir, 'cluster.toml');
     const c = new TestCluster(dir, configFile);
-    const toml = `[cluster]\nname = "${c.clusterName}"\nshards = ${opts.shards ?? 16}\nreplicas = ${opts.replicas ?? 3}\n${opts.clusterToml ?? ''}\n`;
+    let toml = `[cluster]\nname = "${c.clusterName}"\nshards = ${opts.shards ?? 16}\nreplicas = ${opts.replicas ?? 3}\n${opts.clusterToml ?? ''}\n`;
+    const external = opts.externalNats ? await c.startExternalNats(opts.externalNats) : null;
+    if (external) toml += `[nats]\nurls = [${external.map((u) => JSON.stringify(u)).join(', ')}]\n\n`;
     for (let i = 1; i <= n; i++) {
       const id = `n${i}`;
       const [client, route, http] = [await freePort(), await freePort(), await freePort()];
       const dbFile = opts.dbFile?.[id];
       const dbToml = dbFile ? `db = ${JSON.stringify(dbFile)}\ndata = "${id}"` : `db = "${id}/app.db"`;
-      c.nodeToml.set(id, `[[nodes]]\nid = "${id}"\n${dbToml}\nclient = "127.0.0.1:${client}"\nroute = "127.0.0.1:${route}"\nhttp = "127.0.0.1:${http}"\n\n`);
+      const natsToml = external ? '' : `client = "127.0.0.1:${client}"\nroute = "127.0.0.1:${route}"\n`;
+      c.nodeToml.set(id, `[[nodes]]\nid = "${id}"\n${dbToml}\n${natsToml}http = "127.0.0.1:${http}"\n\n`);
       c.nodes.push({
         id, db: dbFile ?? path.join(dir, id, 'app.db'), dataDir: path.join(dir, id), http: `http://127.0.0.1:${http}`,
-        natsUrl: `nats://127.0.0.1:${client}`, logFile: path.join(dir, `${id}.log`), proc: null, pid: null, env: opts.env?.[id] ?? {}, execArgv: [],
+        natsUrl: external ? external[(i - 1) % external.length]! : `nats://127.0.0.1:${client}`, logFile: path.join(dir, `${id}.log`), proc: null, pid: null, env: opts.env?.[id] ?? {}, execArgv: [],
       });
     }
     c.head = toml;
     c.tail = opts.extraToml ?? '';
     c.writeConfig(c.nodes.map((x) => x.id));
     return c;
+  }
+
+  /** PIDs of the external nats-servers this cluster started (stopped by PID in destroy). */
+  private readonly externalPids: number[] = [];
+
+  /** Start `count` clustered nats-servers with JetStream, each with its own store; their client URLs. */
+  private async startExternalNats(count: number): Promise<string[]> {
+    const ports = [];
+    for (let i = 0; i < count; i++) ports.push({ client: await freePort(), route: await freePort() });
+    const urls: string[] = [];
+    for (const [i, p] of ports.entries()) {
+      const dir = path.join(this.dir, `nats-${i + 1}`);
+      mkdirSync(dir, { recursive: true });
+      const routes = ports.filter((_, k) => k !== i).map((o) => `"nats-route://127.0.0.1:${o.route}"`).join(', ');
+      const conf = path.join(dir, 'nats.conf');
+      writeFileSync(conf, `server_name: "ext${i + 1}"\nlisten: "127.0.0.1:${p.client}"\nmax_payload: 8MB\n`
+        + `jetstream { store_dir: ${JSON.stringify(path.join(dir, 'js'))} }\n`
+        + `cluster { name: "ext", listen: "127.0.0.1:${p.route}", routes: [${routes}] }\n`);
+      const fd = openSync(path.join(dir, 'nats.log'), 'a');
+      const proc = spawn('nats-server', ['-c', conf], { cwd: dir, stdio: ['ignore', fd, fd], detached: true });
+      closeSync(fd);
+      if (proc.pid) this.externalPids.push(proc.pid);
+      urls.push(`nats://127.0.0.1:${p.client}`);
+    }
+    liveClusters.add(this);
+    return urls;
   }
 
   private head = '';
@@ -184,6 +218,11 @@ export class TestCluster {
 
   /** SIGKILL every node process and nats-server of this cluster, by PID (exit handler). */
   killAllSync(): void {
+    for (const pid of this.externalPids) {
+      try {
+        process.kill(pid, 'SIGKILL');
+      } catch { /* gone */ }
+    }
     for (const n of this.nodes) {
       for (const pid of [n.proc && n.proc.exitCode === null && n.proc.signalCode === null ? n.pid : null, this.natsPid(n.id)]) {
         if (pid === null || (pid !== n.pid && !this.ownsPid(pid))) continue;
@@ -328,6 +367,11 @@ export class TestCluster {
           process.kill(pid, 'SIGKILL');
         } catch { /* not running */ }
       }
+    }
+    for (const pid of this.externalPids) {
+      try {
+        process.kill(pid, 'SIGKILL');
+      } catch { /* not running */ }
     }
     liveClusters.delete(this);
     if (!keepDir && !process.env.BURROW_KEEP_TEST_DIRS) rmSync(this.dir, { recursive: true, force: true });

@@ -11,13 +11,13 @@ import { streamName } from '../../src/shard/shard-router.ts';
  * messages; n3 comes back behind the retention and restores from a snapshot a peer takes for it
  * (merged by LWW), keeping the writes its application made while burrow was down.
  */
-describe('retention by limits', () => {
+for (const external of [false, true]) describe(`retention by limits${external ? ' (external NATS cluster: [nats] urls, three nats-servers)' : ''}`, () => {
   let c: TestCluster;
   let nc: NatsConnection;
   const bound = 1024 * 1024;
 
   before(async () => {
-    c = await TestCluster.create({ nodes: 3, shards: 2, clusterToml: `stream_bytes_max = ${bound}\n` });
+    c = await TestCluster.create({ nodes: 3, shards: 2, clusterToml: `stream_bytes_max = ${bound}\n`, externalNats: external ? 3 : undefined });
     await c.start();
     nc = await connect({ servers: c.node('n1').natsUrl });
   });

@@ -13,12 +13,12 @@ import { bucketName } from '../../src/snapshot/store.ts';
  * Then a corrupt snapshot (bytes that do not match its manifest's SHA-256) is refused and the
  * previous one used.
  */
-describe('snapshots and joining with an empty folder', () => {
+for (const external of [false, true]) describe(`snapshots and joining with an empty folder${external ? ' (external NATS cluster: [nats] urls, three nats-servers)' : ''}`, () => {
   let c: TestCluster;
   let nc: NatsConnection;
 
   before(async () => {
-    c = await TestCluster.create({ nodes: 5, shards: 4 });
+    c = await TestCluster.create({ nodes: 5, shards: 4, externalNats: external ? 3 : undefined });
     for (const id of ['n1', 'n2', 'n3']) c.startNode(id);
     await c.waitReady(60_000, ['n1', 'n2', 'n3']);
     nc = await connect({ servers: c.node('n1').natsUrl });

@@ -76,6 +76,9 @@ test('a new empty replica restored from a snapshot gets schema, rows, tombstones
     assert.ok(r.created.includes('table people') && r.created.includes('index people_name') && r.created.includes('view named'), r.created.join(','));
     assert.deepEqual(r.schemaErrors, []);
     assert.ok(r.changes > 0);
+    // Copied, not re-stamped: the restored replica has nothing of its own to publish.
+    assert.deepEqual(rs.publish('n3'), []);
+    assert.deepEqual(rs.dump('n3', 'people'), rs.dump('n1', 'people'));
     // After the snapshot: more writes on n1 and n2, delivered to everyone.
     write(rs, 'n1', 100, 10);
     write(rs, 'n2', 5, 10);
