@@ -3,6 +3,7 @@ import assert from 'node:assert/strict';
 import { mkdtempSync, writeFileSync, rmSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
+import { membershipDiff, reloadProblem } from '../../src/config/reload.ts';
 import { parseConfig, loadConfig, nodeById, type Config } from '../../src/config/config.ts';
 import { ConfigError } from '../../src/util/errors.ts';
 
@@ -191,7 +192,7 @@ describe('invalid config → ConfigError naming file and key', () => {
   });
 
   test('unknown top-level key', () => {
-    fails(THREE_NODES + '\n[logging]\nlevel = "debug"\n', /cluster\.toml: logging: unknown key \(allowed here: cluster, sqlite, replication, nats, nodes\)/);
+    fails(THREE_NODES + '\n[logging]\nlevel = "debug"\n', /cluster\.toml: logging: unknown key \(allowed here: cluster, sqlite, replication, snapshot, nats, nodes\)/);
     fails('shard = 3\n' + THREE_NODES, /cluster\.toml: shard: unknown key/);
   });
 
@@ -379,4 +380,28 @@ describe('loadConfig', () => {
 test('cluster.stream_age_max_s: set, and out of range names the key and file', () => {
   assert.equal(parse(THREE_NODES.replace('[cluster]\n', '[cluster]\nstream_age_max_s = 3600\n')).cluster.streamAgeMaxS, 3600);
   fails(THREE_NODES.replace('[cluster]\n', '[cluster]\nstream_age_max_s = 5\n'), /cluster\.stream_age_max_s/);
+});
+
+describe('[snapshot] and reload rules', () => {
+  test('defaults, values, and bounds', () => {
+    assert.deepEqual(parse(THREE_NODES).snapshot, { intervalS: 3600, keep: 3 });
+    assert.deepEqual(parse(THREE_NODES + '\n[snapshot]\ninterval_s = 0\nkeep = 10\n').snapshot, { intervalS: 0, keep: 10 });
+    fails(THREE_NODES + '\n[snapshot]\nkeep = 0\n', /cluster\.toml: snapshot\.keep: must be between 1 and 100, got 0/);
+    fails(THREE_NODES + '\n[snapshot]\nevery = 5\n', /cluster\.toml: snapshot\.every: unknown key \(allowed here: interval_s, keep\)/);
+    fails(THREE_NODES + '\n[snapshot]\ninterval_s = 100000\n', /snapshot\.interval_s: 100000 is longer than cluster\.stream_age_max_s \(86400\)/);
+  });
+
+  test('a reload may change members and [snapshot], nothing that needs a restart', () => {
+    const running = parse(THREE_NODES);
+    const added = parse(THREE_NODES + node(4));
+    assert.equal(reloadProblem(running, added, 'n1'), null);
+    assert.deepEqual(membershipDiff(running, added), { added: ['n4'], removed: [] });
+    const removed = parse(CLUSTER + 'replicas = 3\n' + node(1) + node(2));
+    assert.equal(reloadProblem(running, removed, 'n1'), null);
+    assert.deepEqual(membershipDiff(running, removed), { added: [], removed: ['n3'] });
+    assert.equal(reloadProblem(running, parse(THREE_NODES + '\n[snapshot]\nkeep = 9\n'), 'n1'), null);
+    assert.match(reloadProblem(running, removed, 'n3')!, /node n3 is not in the new \[\[nodes\]\]/);
+    assert.match(reloadProblem(running, parse(CLUSTER + 'shards = 8\nreplicas = 3\n' + node(1) + node(2) + node(3)), 'n1')!, /cluster\.shards changed: restart the node/);
+    assert.match(reloadProblem(running, parse(THREE_NODES + '\n[sqlite]\nbusy_timeout_ms = 300\n'), 'n1')!, /sqlite changed/);
+  });
 });
