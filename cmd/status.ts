@@ -12,6 +12,12 @@ export async function runStatus(configFile: string, json: boolean): Promise<numb
     process.stdout.write(JSON.stringify(results, null, 2) + '\n');
   } else {
     for (const s of results) process.stdout.write(formatStatusLine(s) + '\n');
+    const up = results.filter((r) => r.up) as any[];
+    const newest = up.map((r) => r.snapshots?.newest).filter(Boolean).sort((a: any, b: any) => b.atMs - a.atMs)[0];
+    const members = up[0]?.members as string[] | undefined;
+    if (members) process.stdout.write(`members ${members.join(', ')}\n`);
+    process.stdout.write(newest ? `newest snapshot ${newest.name} (node ${newest.node}, ${Math.round((Date.now() - newest.atMs) / 1000)} s ago, ${(newest.bytes / 1024 / 1024).toFixed(1)} MB)\n`
+      : 'no snapshot seen yet (burrow snapshots lists the bucket)\n');
   }
   return results.every((r) => r.up) ? 0 : 1;
 }
@@ -20,10 +26,12 @@ export function formatStatusLine(s: any): string {
   if (!s.up) return `${s.id.padEnd(6)} DOWN   ${s.error}`;
   const pending = s.pending.logRows + s.pending.outboxChanges;
   const applied = (s.shards as { appliedSeq: number }[]).reduce((a, p) => a + p.appliedSeq, 0);
-  const state = s.ready ? 'ready' : s.phase;
+  const restoring = s.snapshots?.restore?.state === 'restoring';
+  const state = s.ready ? 'ready' : restoring ? 'restoring' : s.phase;
   const extra = [
     s.deadLetters > 0 ? `dead-letters ${s.deadLetters}` : '',
     s.holds?.length > 0 ? `held from ${s.holds.map((h: any) => h.origin).join(',')}` : '',
+    restoring ? `restore from ${s.snapshots.restore.snapshot ?? '?'}: ${s.snapshots.restore.changes} changes merged` : '',
     !s.ready && s.lastError ? `last error: ${s.lastError.message}` : '',
   ].filter(Boolean).join('  ');
   return `${s.id.padEnd(6)} ${state.padEnd(10)} pid ${String(s.pid).padEnd(7)} pending ${String(pending).padEnd(7)} `

@@ -92,6 +92,10 @@ for (const external of [false, true]) describe(`snapshots and joining with an em
     await c.waitConverged('SELECT k, hex(v) FROM kv ORDER BY k', 30_000);
     const sum = c.checksum();
     assert.equal(sum.code, 0, JSON.stringify(sum.out));
+    const st = c.cli(['status']);
+    assert.equal(st.code, 0, st.stderr);
+    assert.match(st.stdout, /^members n1, n2, n3, n4, n5$/m);
+    assert.match(st.stdout, /^newest snapshot snap-2999/m, 'the newest object in the bucket (the corrupt one is listed by its manifest)');
   });
 });
 
