@@ -170,6 +170,7 @@ export class BurrowNode {
         : 'database write failed (disk full or I/O error); everything is kept, the node retries', { file: node.db });
       if (ended) this.log.info(`database writable again after ${Date.now() - ended.sinceMs} ms`, { kind: ended.kind, failedWrites: ended.errors });
     };
+    for (const n of config.nodes) this.repairMembers.add(n.id);
     this.snapshots = new SnapshotService(config, node, this.replica, this.log,
       () => {
         // Clocks current and positions of own batches saved: the copy's positions are as high as they can be.
@@ -261,7 +262,6 @@ export class BurrowNode {
           this.publisher?.leaderElected(shard);
           this.inbound?.streamLeaderElected(shard);
         });
-        for (const n of this.config.nodes) this.repairMembers.add(n.id);
         this.repair = new GapRepair(this.link.nc, this.config.cluster.name, this.node.id, this.repairMembers, this.gaps, {
           publishedUpto: () => this.outbox.publishedUpto(),
           sentBatches: (want, bytesMax) => this.outbox.sentBatches(want, bytesMax),
@@ -413,7 +413,6 @@ export class BurrowNode {
     const { added, removed } = membershipDiff(this.config, next);
     this.config = next;
     for (const set of [this.replica.members, this.repairMembers]) {
-      if (set === this.repairMembers && set.size === 0) continue; // not connected yet: filled from the config then
       set.clear();
       for (const n of next.nodes) set.add(n.id);
     }

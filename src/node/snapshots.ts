@@ -24,7 +24,7 @@ export interface SnapshotProgress {
 }
 
 export interface RestoreStatus {
-  state: 'restoring' | 'done' | 'failed' | 'waiting';
+  state: 'restoring' | 'done' | 'failed';
   reason: string;
   snapshot: string | null;
   startedAtMs: number;

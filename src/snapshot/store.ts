@@ -10,10 +10,6 @@ export function bucketName(cluster: string): string {
   return `burrow_${cluster}_snapshots`;
 }
 
-export interface ListedSnapshot {
-  readonly manifest: Manifest;
-}
-
 /** An object in the bucket that is not a usable snapshot (reported, never used). */
 export interface BadObject {
   readonly name: string;

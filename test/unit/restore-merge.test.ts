@@ -47,6 +47,16 @@ function merge(rs: Replicas, id: string, file: string, onProgress?: () => void) 
   return mergeSnapshot(r, file, { nodeId: id, cluster: 't', shards: 4, log: silentLogger, chunkChanges: 7, onProgress });
 }
 
+/** Replicas for one test, closed and removed afterwards whatever happens. */
+async function withReplicas(ids: string[], fn: (rs: Replicas) => Promise<void>): Promise<void> {
+  const rs = await Replicas.start(ids);
+  try {
+    await fn(rs);
+  } finally {
+    await rs.closeAll();
+  }
+}
+
 function write(rs: Replicas, id: string, from: number, count: number): void {
   const app = rs.app(id);
   for (let i = from; i < from + count; i++) {
@@ -57,111 +67,86 @@ function write(rs: Replicas, id: string, from: number, count: number): void {
   app.prepare('DELETE FROM people WHERE id % 7 = 0').run();
 }
 
-test('a new empty replica restored from a snapshot gets schema, rows, tombstones and ends identical', async () => {
-  const rs = await Replicas.start(['n1', 'n2', 'n3']);
-  try {
-    rs.app('n1').exec(schema);
-    rs.app('n2').exec(schema);
-    write(rs, 'n1', 1, 40);
-    write(rs, 'n2', 30, 30);
-    // n3 is new: it has no tables and never saw anything; n1 and n2 exchange everything.
-    const n3Out = rs.publish('n3');
-    assert.equal(n3Out.length, 0);
-    const a = rs.publish('n1');
-    const b = rs.publish('n2');
-    rs.deliver('n1', b);
-    rs.deliver('n2', a);
-    const snap = await snapshotOf(rs, 'n1', 's1');
-    const r = await merge(rs, 'n3', snap);
-    assert.ok(r.created.includes('table people') && r.created.includes('index people_name') && r.created.includes('view named'), r.created.join(','));
-    assert.deepEqual(r.schemaErrors, []);
-    assert.ok(r.changes > 0);
-    // Copied, not re-stamped: the restored replica has nothing of its own to publish.
-    assert.deepEqual(rs.publish('n3'), []);
-    assert.deepEqual(rs.dump('n3', 'people'), rs.dump('n1', 'people'));
-    // After the snapshot: more writes on n1 and n2, delivered to everyone.
-    write(rs, 'n1', 100, 10);
-    write(rs, 'n2', 5, 10);
-    rs.sync();
-    assertSame(rs, ['n1', 'n2', 'n3'], ['people', 'tags', 'notes']);
-    assert.equal(rs.app('n3').prepare("SELECT count(*) FROM sqlite_schema WHERE name = 'named'").pluck().get(), 1n);
-    assert.deepEqual(await rs.node('n3').checksum(), await rs.node('n1').checksum());
-  } finally {
-    await rs.closeAll();
-  }
-});
+test('a new empty replica restored from a snapshot gets schema, rows, tombstones and ends identical', () => withReplicas(['n1', 'n2', 'n3'], async (rs) => {
+  rs.app('n1').exec(schema);
+  rs.app('n2').exec(schema);
+  write(rs, 'n1', 1, 40);
+  write(rs, 'n2', 30, 30);
+  // n3 is new: it has no tables and never saw anything; n1 and n2 exchange everything.
+  const n3Out = rs.publish('n3');
+  assert.equal(n3Out.length, 0);
+  const a = rs.publish('n1');
+  const b = rs.publish('n2');
+  rs.deliver('n1', b);
+  rs.deliver('n2', a);
+  const snap = await snapshotOf(rs, 'n1', 's1');
+  const r = await merge(rs, 'n3', snap);
+  assert.ok(r.created.includes('table people') && r.created.includes('index people_name') && r.created.includes('view named'), r.created.join(','));
+  assert.deepEqual(r.schemaErrors, []);
+  assert.ok(r.changes > 0);
+  // Copied, not re-stamped: the restored replica has nothing of its own to publish.
+  assert.deepEqual(rs.publish('n3'), []);
+  assert.deepEqual(rs.dump('n3', 'people'), rs.dump('n1', 'people'));
+  // After the snapshot: more writes on n1 and n2, delivered to everyone.
+  write(rs, 'n1', 100, 10);
+  write(rs, 'n2', 5, 10);
+  rs.sync();
+  assertSame(rs, ['n1', 'n2', 'n3'], ['people', 'tags', 'notes']);
+  assert.equal(rs.app('n3').prepare("SELECT count(*) FROM sqlite_schema WHERE name = 'named'").pluck().get(), 1n);
+  assert.deepEqual(await rs.node('n3').checksum(), await rs.node('n1').checksum());
+}));
 
-test('a replica merging a snapshot keeps its own unpublished writes; they win or lose by LWW', async () => {
-  const rs = await Replicas.start(['n1', 'n2']);
-  try {
-    rs.everywhere(schema);
-    write(rs, 'n1', 1, 20);
-    rs.sync();
-    // n2 is cut off: it writes (never published), n1 writes the same keys later.
-    write(rs, 'n2', 1, 10);
-    stamp(rs, 'n2');
-    rs.advance(50);
-    write(rs, 'n1', 5, 10);
-    const snap = await snapshotOf(rs, 'n1', 's2');
-    await merge(rs, 'n2', snap);
-    rs.sync();
-    assertSame(rs, ['n1', 'n2'], ['people', 'tags', 'notes']);
-    // ids 1..4 were last written by n2 (n1's later write started at 5): n2's offline writes survived.
-    assert.equal(rs.app('n1').prepare('SELECT name FROM people WHERE id = 3').pluck().get(), 'n2-3');
-    assert.equal(rs.app('n1').prepare('SELECT name FROM people WHERE id = 8').pluck().get(), 'n1-8');
-  } finally {
-    await rs.closeAll();
-  }
-});
+test('a replica merging a snapshot keeps its own unpublished writes; they win or lose by LWW', () => withReplicas(['n1', 'n2'], async (rs) => {
+  rs.everywhere(schema);
+  write(rs, 'n1', 1, 20);
+  rs.sync();
+  // n2 is cut off: it writes (never published), n1 writes the same keys later.
+  write(rs, 'n2', 1, 10);
+  stamp(rs, 'n2');
+  rs.advance(50);
+  write(rs, 'n1', 5, 10);
+  const snap = await snapshotOf(rs, 'n1', 's2');
+  await merge(rs, 'n2', snap);
+  rs.sync();
+  assertSame(rs, ['n1', 'n2'], ['people', 'tags', 'notes']);
+  // ids 1..4 were last written by n2 (n1's later write started at 5): n2's offline writes survived.
+  assert.equal(rs.app('n1').prepare('SELECT name FROM people WHERE id = 3').pluck().get(), 'n2-3');
+  assert.equal(rs.app('n1').prepare('SELECT name FROM people WHERE id = 8').pluck().get(), 'n1-8');
+}));
 
-test('an application writing while the merge runs: nothing lost, replicas identical', async () => {
-  const rs = await Replicas.start(['n1', 'n2']);
-  try {
-    rs.everywhere(schema);
-    write(rs, 'n1', 1, 60);
-    const snap = await snapshotOf(rs, 'n1', 's3');
-    let i = 1000;
-    await merge(rs, 'n2', snap, () => {
-      // Between two merge transactions an outside connection commits on the same file.
-      rs.app('n2').prepare('INSERT INTO people VALUES (?, ?, ?)').run(BigInt(i), `app-${i}`, `${i}@app`);
-      i++;
-    });
-    assert.ok(i > 1005, `the app wrote between merge transactions (${i - 1000} writes)`);
-    rs.sync();
-    assertSame(rs, ['n1', 'n2'], ['people', 'tags', 'notes']);
-    assert.equal(rs.app('n1').prepare('SELECT count(*) FROM people WHERE id >= 1000').pluck().get(), BigInt(i - 1000));
-  } finally {
-    await rs.closeAll();
-  }
-});
+test('an application writing while the merge runs: nothing lost, replicas identical', () => withReplicas(['n1', 'n2'], async (rs) => {
+  rs.everywhere(schema);
+  write(rs, 'n1', 1, 60);
+  const snap = await snapshotOf(rs, 'n1', 's3');
+  let i = 1000;
+  await merge(rs, 'n2', snap, () => {
+    // Between two merge transactions an outside connection commits on the same file.
+    rs.app('n2').prepare('INSERT INTO people VALUES (?, ?, ?)').run(BigInt(i), `app-${i}`, `${i}@app`);
+    i++;
+  });
+  assert.ok(i > 1005, `the app wrote between merge transactions (${i - 1000} writes)`);
+  rs.sync();
+  assertSame(rs, ['n1', 'n2'], ['people', 'tags', 'notes']);
+  assert.equal(rs.app('n1').prepare('SELECT count(*) FROM people WHERE id >= 1000').pluck().get(), BigInt(i - 1000));
+}));
 
-test('a merge cut short and redone ends the same (idempotent)', async () => {
-  const rs = await Replicas.start(['n1', 'n2']);
-  try {
-    rs.everywhere(schema);
-    write(rs, 'n1', 1, 30);
-    const snap = await snapshotOf(rs, 'n1', 's4');
-    let calls = 0;
-    await assert.rejects(merge(rs, 'n2', snap, () => {
-      if (++calls === 3) throw new Error('killed');
-    }), /killed/);
-    await merge(rs, 'n2', snap);
-    await merge(rs, 'n2', snap);
-    rs.sync();
-    assertSame(rs, ['n1', 'n2'], ['people', 'tags', 'notes']);
-  } finally {
-    await rs.closeAll();
-  }
-});
+test('a merge cut short and redone ends the same (idempotent)', () => withReplicas(['n1', 'n2'], async (rs) => {
+  rs.everywhere(schema);
+  write(rs, 'n1', 1, 30);
+  const snap = await snapshotOf(rs, 'n1', 's4');
+  let calls = 0;
+  await assert.rejects(merge(rs, 'n2', snap, () => {
+    if (++calls === 3) throw new Error('killed');
+  }), /killed/);
+  await merge(rs, 'n2', snap);
+  await merge(rs, 'n2', snap);
+  rs.sync();
+  assertSame(rs, ['n1', 'n2'], ['people', 'tags', 'notes']);
+}));
 
-test('a file that is not a snapshot of this cluster is refused before anything is merged', async () => {
-  const rs = await Replicas.start(['n1']);
-  try {
-    const bogus = path.join(rs.dir, 'bogus.db');
-    writeFileSync(bogus, 'this is not a database, just some bytes that are long enough'.repeat(100));
-    await assert.rejects(merge(rs, 'n1', bogus), (err: Error) => err instanceof NotASnapshotError || /not a database/.test(err.message));
-    assert.equal(rs.app('n1').prepare("SELECT count(*) FROM sqlite_schema WHERE name NOT LIKE '\\_\\_burrow%' ESCAPE '\\' AND name NOT LIKE 'sqlite%'").pluck().get(), 0n);
-  } finally {
-    await rs.closeAll();
-  }
-});
+test('a file that is not a snapshot of this cluster is refused before anything is merged', () => withReplicas(['n1'], async (rs) => {
+  const bogus = path.join(rs.dir, 'bogus.db');
+  writeFileSync(bogus, 'this is not a database, just some bytes that are long enough'.repeat(100));
+  await assert.rejects(merge(rs, 'n1', bogus), (err: Error) => err instanceof NotASnapshotError || /not a database/.test(err.message));
+  assert.equal(rs.app('n1').prepare("SELECT count(*) FROM sqlite_schema WHERE name NOT LIKE '\\_\\_burrow%' ESCAPE '\\' AND name NOT LIKE 'sqlite%'").pluck().get(), 0n);
+}));
