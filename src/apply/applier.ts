@@ -350,6 +350,42 @@ export class Applier {
     });
   }
 
+  /**
+   * Bounded history: collect tombstones older than `below` (the horizon, which only rises), at
+   * most `limit` in one transaction. Only clock tables change: nothing is captured.
+   */
+  collectHistory(below: bigint, limit: number): number {
+    return this.p.db.writeTx(() => {
+      let n = 0;
+      for (const t of this.p.capture.tables()) {
+        if (n >= limit) break;
+        n += this.p.clocks.collectTombstones(t.tid, below, limit - n);
+      }
+      this.p.meta.raiseHistoryHorizon(below);
+      return n;
+    });
+  }
+
+  /**
+   * Restore past the history horizon: rows and clocks of `name` older than `below` that the
+   * attached snapshot has no version of at least as new are forgotten here (one apply transaction,
+   * not captured): for versions that old the snapshot is the cluster's state, its absence a delete
+   * whose tombstone is already collected. The merge then brings the snapshot's versions in.
+   * Returns the clock entries forgotten, or -1 when the snapshot's key is declared otherwise.
+   */
+  forgetOlderThanSnapshot(o: { name: string; from: string; fromClock: string; fromClockDdl: string; below: bigint }): number {
+    return this.inApplyTx(() => {
+      const local = this.p.capture.byName(o.name);
+      if (!local || !this.p.clocks.exists(local.tid)) return 0;
+      // Keys compare only between clock tables declared alike (-1: the caller says so and merges by LWW).
+      if (o.fromClockDdl !== ClockStore.ddl(-1, local.schema)) return -1;
+      const where = ClockStore.olderThanSnapshot(local.tid, local.schema.keyColumns.length, o.from, o.fromClock);
+      const rows = this.rows.deleteWhereClock(local, `main.${ClockStore.tableName(local.tid)}`, where, [o.below]);
+      if (rows > 0) this.dirty.add(local.tid);
+      return this.p.clocks.forgetWhere(local.tid, where, [o.below]);
+    });
+  }
+
   private applyOne(m: ApplyMessage): MessageOutcome {
     this.stats.messages++;
     let batch: WireBatch;

@@ -43,6 +43,13 @@ export class RowWriter {
     return this.db.prepare(copyRowsSql(t, from)).run().changes;
   }
 
+  /** Delete the rows whose clock entry (table `clockTable`, named in full) matches `where`. */
+  deleteWhereClock(t: CapturedTable, clockTable: string, where: string, params: readonly unknown[]): number {
+    const table = `main.${quoteIdent(t.schema.name)}`;
+    const on = t.schema.keyColumns.map((k, i) => `${clockTable}.k${i} IS ${table}.${k === 'rowid' ? 'rowid' : quoteIdent(k)}`).join(' AND ');
+    return this.db.prepare(`DELETE FROM ${table} WHERE EXISTS (SELECT 1 FROM ${clockTable} WHERE ${on} AND ${where})`).run(...params).changes;
+  }
+
   delete(t: CapturedTable, key: readonly SqlValue[]): number {
     if (hasTextBytes(key)) return this.db.prepare(deleteSql(t, key)).run(...bindable(key)).changes;
     let s = this.deletes.get(t.tid);

@@ -1,4 +1,5 @@
 import type { Database } from '../sqlite/database.ts';
+import { batchMsgId, decodeBatch, encodeBatch, type WireBatch } from '../codec/batch-codec.ts';
 import { sabotage, sabotageDrops } from '../util/sabotage.ts';
 
 export interface OutboxRow {
@@ -11,6 +12,13 @@ export interface OutboxRow {
 
 /** The SQLite side of the publisher's outbox (__burrow_outbox): read oldest first, delete after ack. */
 export class SqliteOutbox {
+  /**
+   * Batches whose first change is older than this are not handed out for publishing: the cluster
+   * may have collected the tombstones they would lose to (a node cut off for most of the history
+   * horizon). The node restores from a fresh snapshot, which takes them out (dropOlderThan).
+   */
+  holdBelow = 0n;
+
   constructor(private readonly db: Database) {}
 
   /**
@@ -28,10 +36,54 @@ export class SqliteOutbox {
       const n = Number(id);
       if (exclude.has(n)) continue;
       const r = get.get(id) as [string, bigint, Buffer] | undefined;
+      if (r && this.holdBelow > 0n && SqliteOutbox.firstHlc(r[0]) < this.holdBelow) break;
       if (r) out.push({ id: n, shard, msgId: r[0], changes: Number(r[1]), payload: r[2] });
       if (out.length >= limit) break;
     }
     return out;
+  }
+
+  /** The HLC of a batch's first (oldest) change, read from its msgID. */
+  static firstHlc(msgId: string): bigint {
+    return BigInt(msgId.slice(msgId.lastIndexOf('.') + 1));
+  }
+
+  /** The oldest change still waiting to be published, or null with an empty outbox. */
+  oldestHlc(): bigint | null {
+    const ids = this.db.prepare('SELECT msg_id FROM __burrow_outbox').pluck().all() as string[];
+    return ids.reduce<bigint | null>((m, id) => {
+      const h = SqliteOutbox.firstHlc(id);
+      return m === null || h < m ? h : m;
+    }, null);
+  }
+
+  /**
+   * Restore past the history horizon: changes older than `below` are taken out of the outbox (the
+   * cluster may have forgotten the deletes they lose to) and handed to `dropped` with their batch,
+   * in one transaction. A batch keeps its number (a receiver finds it shorter, or gone) and gets the
+   * msgID of its first remaining change. Returns the number of changes taken out.
+   */
+  dropOlderThan(below: bigint, dropped: (b: WireBatch, i: number) => void): number {
+    const rows = this.db.prepare('SELECT id, msg_id, payload FROM __burrow_outbox').raw(true).all() as [bigint, string, Buffer][];
+    const stale = rows.filter(([, msgId]) => SqliteOutbox.firstHlc(msgId) < below);
+    if (stale.length === 0) return 0;
+    let n = 0;
+    this.db.writeTx(() => {
+      for (const [id, msgId, payload] of stale) {
+        const b = decodeBatch(payload);
+        const keep = b.changes.filter((c) => c.h >= below);
+        b.changes.forEach((c, i) => { if (c.h < below) dropped(b, i); });
+        n += b.changes.length - keep.length;
+        if (keep.length === 0) {
+          this.db.prepare('DELETE FROM __burrow_outbox WHERE id = ?').run(id);
+          continue;
+        }
+        const cluster = msgId.split('.')[0]!;
+        this.db.prepare('UPDATE __burrow_outbox SET msg_id = ?, changes = ?, payload = ? WHERE id = ?')
+          .run(batchMsgId(cluster, b.o, keep[0]!.h), BigInt(keep.length), encodeBatch({ ...b, changes: keep }), id);
+      }
+    });
+    return n;
   }
 
   /** Acknowledged batches leave the outbox for the sent log (kept a while for receivers that find gaps). */
@@ -50,12 +102,14 @@ export class SqliteOutbox {
     });
   }
 
-  /** Bound the sent log: drop batches older than `retainMs`, and all but the newest `countMax`. */
-  pruneSent(retainMs: number, countMax: number): number {
+  /** Bound the sent log: drop batches older than `retainMs`, all but the newest `countMax`, and the oldest beyond `bytesMax`. */
+  pruneSent(retainMs: number, countMax: number, bytesMax = Number.MAX_SAFE_INTEGER): number {
     return this.db.writeTx(() => {
       const a = this.db.prepare('DELETE FROM __burrow_sent WHERE at_ms < ?').run(BigInt(Date.now() - retainMs)).changes;
       const b = this.db.prepare('DELETE FROM __burrow_sent WHERE bseq <= (SELECT max(bseq) FROM __burrow_sent) - ?').run(BigInt(countMax)).changes;
-      return a + b;
+      const c = this.db.prepare('DELETE FROM __burrow_sent WHERE bseq <= (SELECT max(bseq) FROM (SELECT bseq, '
+        + 'sum(length(payload)) OVER (ORDER BY bseq DESC) AS total FROM __burrow_sent) WHERE total > ?)').run(BigInt(bytesMax)).changes;
+      return a + b + c;
     });
   }
 

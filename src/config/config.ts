@@ -45,6 +45,8 @@ export interface Config {
     readonly streamBytesMax: number;
     /** Shard streams drop messages older than this (seconds), read or not. */
     readonly streamAgeMaxS: number;
+    /** Tombstones and clocks of deleted rows older than this are collected once a snapshot covers them. */
+    readonly historyS: number;
   };
   readonly sqlite: {
     readonly synchronous: Synchronous;
@@ -173,7 +175,7 @@ export function parseConfig(text: string, file: string): Config {
   r.onlyKeys(doc, ['cluster', 'sqlite', 'replication', 'snapshot', 'nats', 'nodes'], '');
 
   const c = r.table(doc, 'cluster', '', true)!;
-  r.onlyKeys(c, ['name', 'shards', 'replicas', 'hlc_skew_ms_max', 'stream_bytes_max', 'stream_age_max_s'], 'cluster.');
+  r.onlyKeys(c, ['name', 'shards', 'replicas', 'hlc_skew_ms_max', 'stream_bytes_max', 'stream_age_max_s', 'history_s'], 'cluster.');
   const name = r.string(c, 'name', 'cluster.');
   if (!idPattern.test(name)) r.fail('cluster.name', `"${name}" must be 1-32 characters of A-Z a-z 0-9 _ -`);
   const shards = r.int(c, 'shards', 'cluster.', 16, 1, 1024);
@@ -182,6 +184,13 @@ export function parseConfig(text: string, file: string): Config {
   const streamBytesMax = r.int(c, 'stream_bytes_max', 'cluster.', 1024 * 1024 * 1024, 1024 * 1024, Number.MAX_SAFE_INTEGER);
   // Shard streams keep messages this long (and up to stream_bytes_max), whoever has read them.
   const streamAgeMaxS = r.int(c, 'stream_age_max_s', 'cluster.', 86_400, 60, 365 * 86_400);
+  // Tombstones older than this (and covered by a snapshot) are collected. Twice the stream age at
+  // least: a change published now is read within stream_age_max_s, so it never meets a replica
+  // that has already forgotten the delete it loses to.
+  const historyS = r.int(c, 'history_s', 'cluster.', Math.max(7 * 86_400, 2 * streamAgeMaxS), 1, 730 * 86_400);
+  if (historyS < 2 * streamAgeMaxS) {
+    r.fail('cluster.history_s', `${historyS} is less than twice cluster.stream_age_max_s (${streamAgeMaxS}): a late change could resurrect a row whose tombstone was already collected`);
+  }
 
   const s = r.table(doc, 'sqlite', '', false) ?? {};
   r.onlyKeys(s, ['synchronous', 'busy_timeout_ms'], 'sqlite.');
@@ -279,7 +288,7 @@ export function parseConfig(text: string, file: string): Config {
     file,
     cluster: Object.freeze({
       name, shards, replicasConfigured, replicas: Math.min(replicasConfigured, nodes.length),
-      hlcSkewMsMax, streamBytesMax, streamAgeMaxS,
+      hlcSkewMsMax, streamBytesMax, streamAgeMaxS, historyS,
     }),
     sqlite: Object.freeze({ synchronous: sync as Synchronous, busyTimeoutMs }),
     replication,

@@ -8,7 +8,7 @@ import type { ChangeStamper } from '../capture/change-stamper.ts';
 import type { TableChecksum } from '../capture/checksum.ts';
 import type { SqliteOutbox } from '../capture/outbox.ts';
 import { SystemClock, type Clock } from '../clock/clock.ts';
-import { hlcFormat, type Hlc } from '../clock/hlc.ts';
+import { hlcFormat, hlcPack, type Hlc } from '../clock/hlc.ts';
 import { decodeBatch, encodeBatch } from '../codec/batch-codec.ts';
 import { loadConfig, nodeById, type Config, type NodeConfig } from '../config/config.ts';
 import { membershipDiff, reloadProblem } from '../config/reload.ts';
@@ -45,7 +45,9 @@ const shardNudgeIntervalMs = 60_000;
 const repairHeartbeatMs = 2_000;
 const repairGapMs = 20_000;
 /** The sent log keeps published batches this long, and at most this many (outbox.ts). */
-const sentRetainMs = 15 * 60_000;
+/** Bounded history: how often tombstones are collected, and at most how many per pass (one transaction). */
+const historyIntervalMs = envInt('BURROW_HISTORY_INTERVAL_MS') ?? 60_000;
+const historyCollectMax = 20_000;
 const sentCountMax = 200_000;
 
 /**
@@ -114,6 +116,9 @@ export class BurrowNode {
   private restoreFailures = 0;
   /** A restore asked for by `burrow restore` is running (the node is not ready meanwhile). */
   private forcedRestore: Promise<unknown> | null = null;
+  private lastAutoRestoreMs = 0;
+  private lastHistoryMs = 0;
+  private readonly historyStats = { collected: 0 };
   private lastError: { message: string; atMs: number } | null = null;
   /** Consecutive failed tail passes (backoff and log rate). */
   private tailFailures = 0;
@@ -317,6 +322,7 @@ export class BurrowNode {
   private async startInbound(link: NatsLink): Promise<void> {
     const inbound = new Inbound(link.nc, link.js, this.config.cluster.name, this.config.cluster.shards, {
       apply: (msgs) => this.applyMessages(msgs),
+      pastRetention: (shard, applied, first) => this.restoreLater(`fell past retention while running: shard ${shard} stream starts at ${first}, this replica applied up to ${applied}`),
     }, {
       applyMessagesMax: this.config.replication.applyMessagesMax, applyBytesMax: 2 * 1024 * 1024, pullMessagesMax: 256, retryDelayMs: 1000,
     }, this.log, this.replica.received.positions());
@@ -365,8 +371,16 @@ export class BurrowNode {
     }
   }
 
+  /** A running node that must restore (fell past retention, unpublishable changes): at most once a minute. */
+  private restoreLater(reason: string): void {
+    if (this.phase !== 'running' || this.forcedRestore || Date.now() - this.lastAutoRestoreMs < 60_000) return;
+    this.lastAutoRestoreMs = Date.now();
+    this.log.warn('restoring while running', { reason });
+    void this.restoreNow(undefined, () => {}, reason).catch((err) => this.log.warn('restore while running failed; retried in a minute', { error: errorMessage(err) }));
+  }
+
   /** `burrow restore`: stop reading the streams, merge a snapshot, read on from the merged positions. */
-  private async restoreNow(name: string | undefined, progress: (p: SnapshotProgress) => void): Promise<unknown> {
+  private async restoreNow(name: string | undefined, progress: (p: SnapshotProgress) => void, reason = 'asked for (burrow restore)'): Promise<unknown> {
     if (this.phase !== 'running' || !this.link) throw new Error(`node ${this.node.id} is ${this.phase}, not running: start it first (a new or behind node restores by itself)`);
     if (this.forcedRestore) throw new Error(`node ${this.node.id} is already restoring`);
     const link = this.link;
@@ -375,7 +389,7 @@ export class BurrowNode {
       this.inbound = null;
       this.doctor = null;
       try {
-        return await this.snapshots.runRestore(await this.streamBounds(link), 'asked for (burrow restore)', name, progress);
+        return await this.snapshots.runRestore(await this.streamBounds(link), reason, name, progress);
       } finally {
         await this.startInbound(link);
         this.makeDoctor(link);
@@ -467,6 +481,25 @@ export class BurrowNode {
     this.tailTimer = setTimeout(() => this.tail(), ms);
   }
 
+  /**
+   * Bounded history, every minute: tombstones older than history_s and than the newest snapshot
+   * (which holds their outcome) are collected; changes too old to publish are held and the node
+   * restores from a fresh snapshot, which takes them out (node/snapshots.ts).
+   */
+  private boundHistory(): void {
+    this.outbox.holdBelow = this.snapshots.staleBelow();
+    const stale = this.outbox.oldestHlc();
+    if (stale !== null && stale < this.outbox.holdBelow) this.restoreLater('unpublished changes older than the history horizon allows to publish');
+    const newest = this.snapshots.newestSnapshot();
+    if (!newest || this.phase !== 'running' || Date.now() - this.lastHistoryMs < historyIntervalMs) return;
+    this.lastHistoryMs = Date.now();
+    const belowMs = Math.min(Date.now() - this.config.cluster.historyS * 1000, newest.atMs);
+    if (belowMs <= 0) return;
+    const n = this.applier.collectHistory(hlcPack(belowMs, 0), historyCollectMax);
+    this.historyStats.collected += n;
+    if (n > 0) this.log.info('tombstones collected past the history horizon', { collected: n, horizon: new Date(belowMs).toISOString() });
+  }
+
   /** Poll for local commits; stamp captured changes into the outbox; kick the publisher. */
   private tail(): void {
     this.tailTimer = null;
@@ -488,7 +521,9 @@ export class BurrowNode {
       }
       if (Date.now() - this.lastSentPruneMs >= 10_000) {
         this.lastSentPruneMs = Date.now();
-        this.outbox.pruneSent(sentRetainMs, sentCountMax);
+        // The sent log follows the streams' retention: a batch older than that is gone from them too.
+        this.outbox.pruneSent(this.config.cluster.streamAgeMaxS * 1000, sentCountMax, this.config.cluster.streamBytesMax);
+        this.boundHistory();
         // Positions of own batches read back without an apply transaction (a restart would read them again).
         this.applier.savePositions();
       }
@@ -628,10 +663,25 @@ export class BurrowNode {
       conflicts: open ? this.replica.quarantine.conflictCount() : 0,
       unique: this.applier.unique.stats,
       snapshots: this.snapshots.status(),
+      history: open ? this.historyStatus() : null,
       members: this.config.nodes.map((n) => n.id),
       config: { file: this.config.file, reloads: this.reloads.count, lastReload: this.reloads.last },
       database: { trouble: this.db.trouble, busyTimeoutMs: this.config.sqlite.busyTimeoutMs },
       lastError: this.lastError,
+    };
+  }
+
+  private historyStatus(): unknown {
+    const horizon = this.replica.meta.historyHorizon();
+    const oldest = this.outbox.oldestHlc();
+    return {
+      historyS: this.config.cluster.historyS,
+      /** Tombstones older than this have been collected here (null: none yet). */
+      horizon: horizon > 0n ? hlcFormat(horizon) : null,
+      tombstones: this.capture.tables().reduce((a, t) => a + this.replica.clocks.tombstoneCount(t.tid), 0),
+      collected: this.historyStats.collected,
+      /** Unpublished changes held because they are older than the horizon allows to publish (a restore takes them out). */
+      held: oldest !== null && this.outbox.holdBelow > 0n && oldest < this.outbox.holdBelow,
     };
   }
 

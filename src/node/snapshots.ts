@@ -8,6 +8,7 @@ import { covers, manifestVersion, snapshotName, type Manifest } from '../snapsho
 import { mergeSnapshot, type MergeResult } from '../snapshot/merge.ts';
 import { SnapshotStore, type BadObject } from '../snapshot/store.ts';
 import { errorMessage } from '../util/errors.ts';
+import { hlcFormat, hlcMs, hlcPack } from '../clock/hlc.ts';
 import type { Logger } from '../util/log.ts';
 import type { Replica } from './replica.ts';
 
@@ -30,6 +31,10 @@ export interface RestoreStatus {
   startedAtMs: number;
   endedAtMs: number | null;
   changes: number;
+  /** Rows and clocks older than the history horizon that the snapshot said were deleted or older (forgotten). */
+  forgotten: number;
+  /** This node's unpublished changes older than the horizon, moved to the dead letters. */
+  outboxDropped: number;
   /** Snapshots refused (corrupt, not covered by the streams), with the reason. */
   refused: { name: string; problem: string }[];
   lastError: string | null;
@@ -180,6 +185,11 @@ export class SnapshotService {
     }
   }
 
+  /** The newest snapshot in the bucket as last seen (listed or taken), or null. */
+  newestSnapshot(): Manifest | null {
+    return this.newest;
+  }
+
   async list(): Promise<{ snapshots: Manifest[]; bad: BadObject[] }> {
     const r = await this.withStore((store) => store.list(this.config.cluster.name));
     this.newest = r.snapshots[0] ?? null;
@@ -210,6 +220,22 @@ export class SnapshotService {
     });
   }
 
+  /**
+   * Changes older than this may meet replicas that already collected the tombstones they lose
+   * to: a change published now is read within stream_age_max_s, by replicas whose horizon is
+   * history_s behind their clock (which may run hlc_skew_ms_max ahead).
+   */
+  staleBelow(): bigint {
+    const c = this.config.cluster;
+    return hlcPack(Math.max(0, Date.now() + c.streamAgeMaxS * 1000 - c.historyS * 1000 + c.hlcSkewMsMax), 0);
+  }
+
+  /** This node's outbox holds changes too old to publish (it was cut off for most of the history horizon). */
+  private staleOutbox(): bigint | null {
+    const oldest = this.replica.outbox.oldestHlc();
+    return oldest !== null && oldest < this.staleBelow() ? oldest : null;
+  }
+
   /** Why this replica must restore before it reads the streams, or null. */
   async restoreReason(streams: readonly StreamBounds[]): Promise<string | null> {
     const cut = this.replica.meta.get(restoreKey);
@@ -220,6 +246,8 @@ export class SnapshotService {
       this.markSynced();
       return null;
     }
+    const stale = this.staleOutbox();
+    if (stale !== null) return `unpublished changes since ${hlcFormat(stale)}, older than the history horizon allows to publish`;
     const positions = this.replica.received.positions();
     const behind = streams.findIndex((s, shard) => s.lastSeq >= s.firstSeq && (positions.get(shard) ?? 0) < s.firstSeq - 1);
     if (behind >= 0) {
@@ -236,7 +264,7 @@ export class SnapshotService {
    */
   async runRestore(streams: readonly StreamBounds[], reason: string, only?: string, onProgress?: (p: SnapshotProgress) => void): Promise<Manifest> {
     const st: RestoreStatus = this.restore = {
-      state: 'restoring', reason, snapshot: null, startedAtMs: Date.now(), endedAtMs: null, changes: 0, refused: [], lastError: null,
+      state: 'restoring', reason, snapshot: null, startedAtMs: Date.now(), endedAtMs: null, changes: 0, forgotten: 0, outboxDropped: 0, refused: [], lastError: null,
     };
     this.log.info('restoring from a snapshot', { reason });
     // Persisted first: a start that finds it restores again (never ready half-restored).
@@ -264,8 +292,13 @@ export class SnapshotService {
       snapshots = snapshots.filter((m) => m.name === only);
       if (snapshots.length === 0) throw new Error(`no snapshot named ${only} in the bucket (burrow snapshots lists them)`);
     }
-    let usable = snapshots.filter((m) => only !== undefined || covers(m, streams));
-    for (const m of snapshots) if (!usable.includes(m)) st.refused.push({ name: m.name, problem: 'the streams no longer hold every change after it' });
+    // Changes too old to publish are judged by a snapshot taken after that point (a peer takes one if need be).
+    const freshAfterMs = this.staleOutbox() === null ? 0 : hlcMs(this.staleBelow()) + this.config.cluster.hlcSkewMsMax;
+    let usable = snapshots.filter((m) => only !== undefined || (covers(m, streams) && m.atMs >= freshAfterMs));
+    for (const m of snapshots) {
+      if (usable.includes(m)) continue;
+      st.refused.push({ name: m.name, problem: m.atMs < freshAfterMs ? 'older than this node\'s unpublished changes allow' : 'the streams no longer hold every change after it' });
+    }
     if (usable.length === 0) {
       const name = await this.askPeer();
       usable = (await this.list()).snapshots.filter((m) => m.name === name);
@@ -297,12 +330,15 @@ export class SnapshotService {
       if (size !== m.bytes || sha !== m.sha256) return `corrupt: SHA-256 ${sha} (${size} bytes), manifest says ${m.sha256} (${m.bytes} bytes)`;
       const r: MergeResult = await mergeSnapshot(this.replica, file, {
         nodeId: this.node.id, cluster: this.config.cluster.name, shards: this.config.cluster.shards, log: this.log, chunkChanges: mergeChunk(),
+        staleBelow: this.staleBelow(), skewMs: this.config.cluster.hlcSkewMsMax,
         onProgress: (p) => {
           st.changes = p.changes;
           onProgress?.({ step: 'merge', changes: p.changes });
         },
       });
       st.changes = r.changes;
+      st.forgotten = r.forgotten;
+      st.outboxDropped = r.outboxDropped;
       if (r.schemaErrors.length > 0) this.log.warn('restore: schema objects not created', { errors: r.schemaErrors.join('; ') });
       return null;
     } finally {

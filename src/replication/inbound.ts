@@ -24,6 +24,8 @@ export type InboundOutcome = { readonly kind: 'applied' } | { readonly kind: 'he
  */
 export interface MessageSink {
   apply(messages: readonly InboundMessage[]): readonly InboundOutcome[];
+  /** A running reader found its stream no longer holds what follows its position (the node must restore). */
+  pastRetention?(shard: number, appliedSeq: number, streamFirstSeq: number): void;
 }
 
 export interface InboundLimits {
@@ -242,6 +244,7 @@ export class Inbound {
           this.reopenLater(shard, 0);
           break;
         }
+        if (expectDelivery === 1 && m.seq > from) void this.checkRetention(shard, from);
         expectDelivery++;
         expectSeq = m.seq + 1;
         this.enqueue(shard, gen, m);
@@ -256,6 +259,22 @@ export class Inbound {
         this.log.warn('shard reader ended; reading again from the stored position', { shard, error: this.stats.lastError });
         this.reopenLater(shard);
       }
+    }
+  }
+
+  /** The first message read was beyond the position asked for: fell past retention while running? */
+  private async checkRetention(shard: number, from: number): Promise<void> {
+    try {
+      const info = await this.jsm!.streams.info(streamName(this.cluster, shard));
+      if (!this.running || from >= info.state.first_seq) return;
+      const pos = this.positions[shard]!;
+      pos.pastRetention = true;
+      this.log.error('this node fell behind the shard stream\'s retention while running: messages it never read are gone from JetStream', {
+        shard, appliedSeq: from - 1, streamFirstSeq: info.state.first_seq,
+      });
+      this.sink.pastRetention?.(shard, from - 1, info.state.first_seq);
+    } catch (err) {
+      this.log.warn('could not check the shard stream\'s first sequence', { shard, error: errorMessage(err) });
     }
   }
 

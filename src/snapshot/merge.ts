@@ -1,7 +1,7 @@
 import { setImmediate as yieldToLoop } from 'node:timers/promises';
 import { SchemaMismatch, type Applier, type MergeChange } from '../apply/applier.ts';
 import { isInternalName, scanSchema, type TableSchema } from '../capture/schema.ts';
-import { decodeBatch, type WireTable } from '../codec/batch-codec.ts';
+import { decodeBatch, encodeBatch, type WireBatch, type WireTable } from '../codec/batch-codec.ts';
 import { encodeValues, type SqlValue } from '../codec/value-codec.ts';
 import type { GapTracker } from '../replication/gaps.ts';
 import { openReadOnly, quoteIdent, type Connection, type Database } from '../sqlite/database.ts';
@@ -9,6 +9,9 @@ import { ExactSelect } from '../sqlite/exact.ts';
 import { ClockStore } from '../store/clock-store.ts';
 import type { MetaStore } from '../store/meta-store.ts';
 import type { ReceivedStore } from '../store/received-store.ts';
+import type { Quarantine } from '../store/quarantine.ts';
+import type { SqliteOutbox } from '../capture/outbox.ts';
+import { hlcFormat, hlcMs, hlcPack } from '../clock/hlc.ts';
 import type { Logger } from '../util/log.ts';
 
 /** The parts of a replica a merge writes through (node/replica.ts Replica has them all). */
@@ -18,6 +21,8 @@ export interface MergeTarget {
   readonly received: ReceivedStore;
   readonly meta: MetaStore;
   readonly gaps: GapTracker;
+  readonly outbox: SqliteOutbox;
+  readonly quarantine: Quarantine;
 }
 
 export interface MergeOptions {
@@ -28,6 +33,14 @@ export interface MergeOptions {
   /** Changes per apply transaction (bounded: apps keep writing between them). */
   readonly chunkChanges?: number;
   readonly onProgress?: (p: MergeProgress) => void;
+  /**
+   * Versions older than this may meet replicas that have collected the tombstones they lose to
+   * (now + stream age − history + skew); with the snapshot's own horizon it sets how far back the
+   * snapshot is taken as the cluster's state (0: only the snapshot's horizon).
+   */
+  readonly staleBelow?: bigint;
+  /** cluster.hlc_skew_ms_max: the snapshot judges only versions older than its clock by this. */
+  readonly skewMs?: number;
 }
 
 export interface MergeProgress {
@@ -42,6 +55,12 @@ export interface MergeResult {
   readonly schemaErrors: string[];
   readonly changes: number;
   readonly positions: number[];
+  /** Rows and clocks older than the horizon that the snapshot said were deleted or older (forgotten here). */
+  readonly forgotten: number;
+  /** This node's unpublished changes older than the horizon, moved to __burrow_dead. */
+  readonly outboxDropped: number;
+  /** The horizon used (HLC; 0 = none). */
+  readonly horizon: bigint;
 }
 
 /** A snapshot file that is not one of this cluster's (refused before anything is merged). */
@@ -70,6 +89,8 @@ export async function mergeSnapshot(t: MergeTarget, file: string, o: MergeOption
     const copied = copyNewTables(t, snap, file, scan.tables, tids, copiedIndexes);
     const { created, schemaErrors } = createMissingSchema(t.db, snap, o.log);
     created.unshift(...[...copied.keys()].map((n) => `table ${n}`), ...copiedIndexes);
+    const horizon = mergeHorizon(snap, o);
+    const { forgotten, outboxDropped } = forgetPastHorizon(t, snap, file, horizon, tids, copied, o.log);
     const chunk = o.chunkChanges ?? 2000;
     let pending: MergeChange[] = [];
     const flush = async () => {
@@ -99,10 +120,61 @@ export async function mergeSnapshot(t: MergeTarget, file: string, o: MergeOption
     }
     await flush();
     const positions = finish(t, snap, o);
-    return { created, schemaErrors, changes, positions };
+    return { created, schemaErrors, changes, positions, forgotten, outboxDropped, horizon };
   } finally {
     snap.close();
   }
+}
+
+/**
+ * How far back the snapshot is the cluster's state: below the horizon its replica collected
+ * tombstones to, or below the point the cluster may have forgotten deletes (staleBelow), but
+ * never above the snapshot's own clock less the skew bound (it cannot judge what came after it).
+ */
+function mergeHorizon(snap: Connection, o: MergeOptions): bigint {
+  const meta = (k: string) => (snap.prepare('SELECT value FROM __burrow_meta WHERE key = ?').pluck().get(k) as bigint | undefined) ?? 0n;
+  const want = [meta('history_horizon'), o.staleBelow ?? 0n].reduce((a, b) => (a > b ? a : b));
+  if (want === 0n) return 0n;
+  const cap = hlcPack(Math.max(0, hlcMs(meta('hlc')) - (o.skewMs ?? 0)), 0);
+  return want < cap ? want : cap;
+}
+
+/**
+ * Before the merge, past the horizon (Applier.forgetOlderThanSnapshot): local rows and clocks
+ * older than it that the snapshot has nothing at least as new for are forgotten, so the merge
+ * leaves each such key as the snapshot has it; and this node's own unpublished changes that old
+ * leave the outbox for __burrow_dead with the reason (never silently lost).
+ */
+function forgetPastHorizon(t: MergeTarget, snap: Connection, file: string, horizon: bigint, tids: readonly [bigint, string][],
+  copied: ReadonlyMap<string, number>, log: Logger): { forgotten: number; outboxDropped: number } {
+  if (horizon === 0n) return { forgotten: 0, outboxDropped: 0 };
+  const reason = `older than the history horizon (${hlcFormat(horizon)}): the cluster may have forgotten the delete it loses to; `
+    + 'not published (the node was cut off for longer than cluster.history_s − cluster.stream_age_max_s)';
+  const outboxDropped = t.outbox.dropOlderThan(horizon, (b: WireBatch, i: number) => {
+    const c = b.changes[i]!;
+    t.quarantine.deadLetter({ shard: b.s, seq: null, origin: b.o, table: b.tables[c.t]!.n, hlc: c.h, reason,
+      change: encodeBatch({ ...b, changes: [{ ...c, t: 0 }], tables: [b.tables[c.t]!] }) });
+  });
+  let forgotten = 0;
+  const todo = tids.filter(([tid, name]) => !copied.has(name) && hasTable(snap, ClockStore.tableName(Number(tid))));
+  if (todo.length > 0) {
+    t.db.attach(file, attachedAs);
+    try {
+      const sqlOf = snap.prepare("SELECT sql FROM sqlite_schema WHERE type = 'table' AND name = ?").pluck();
+      for (const [tid, name] of todo) {
+        const fromClock = ClockStore.tableName(Number(tid));
+        const n = t.applier.forgetOlderThanSnapshot({
+          name, from: attachedAs, fromClock, below: horizon, fromClockDdl: (sqlOf.get(fromClock) as string).replace(fromClock, ClockStore.tableName(-1)),
+        });
+        if (n < 0) log.warn('restore past the history horizon: the table\'s key is declared differently here than in the snapshot; its old rows are merged by LWW only', { table: name });
+        else forgotten += n;
+      }
+    } finally {
+      t.db.detach(attachedAs);
+    }
+  }
+  if (forgotten + outboxDropped > 0) log.warn('restore past the history horizon: versions older than it follow the snapshot', { horizon: hlcFormat(horizon), forgotten, outboxDropped });
+  return { forgotten, outboxDropped };
 }
 
 function checkIdentity(snap: Connection, o: MergeOptions): void {

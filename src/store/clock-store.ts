@@ -69,11 +69,54 @@ export class ClockStore {
     const have = this.db.conn.prepare("SELECT sql FROM sqlite_master WHERE type = 'table' AND name = ?").pluck().get(name) as string | undefined;
     this.schemas.set(tid, schema);
     this.stmts.delete(tid);
-    if (have === want) return 'kept';
+    if (have === want) {
+      this.ensureTombstoneIndex(name);
+      return 'kept';
+    }
     if (have !== undefined) this.db.exec(`DROP TABLE ${name}`);
     this.db.exec(want);
     this.db.exec(`CREATE INDEX ${name}_shadow ON ${name}(hlc) WHERE shadow IS NOT NULL`);
+    this.ensureTombstoneIndex(name);
     return have === undefined ? 'created' : 'rebuilt';
+  }
+
+  /** Tombstones by age, for collecting them past the history horizon without scanning live clocks. */
+  private ensureTombstoneIndex(name: string): void {
+    this.db.exec(`CREATE INDEX IF NOT EXISTS ${name}_tombstone ON ${name}(hlc) WHERE deleted = 1`);
+  }
+
+  /**
+   * Collect at most `limit` tombstones of `tid` older than `below` (the history horizon): a
+   * delete that old is known to every replica, and a snapshot holds its outcome. Returns how many.
+   */
+  collectTombstones(tid: number, below: bigint, limit: number): number {
+    const name = ClockStore.tableName(tid);
+    const ks = Array.from({ length: this.schema(tid).keyColumns.length }, (_, i) => `k${i}`).join(', ');
+    return this.db.prepare(`DELETE FROM ${name} WHERE (${ks}) IN (SELECT ${ks} FROM ${name} WHERE deleted = 1 AND hlc < ? LIMIT ?)`)
+      .run(below, BigInt(limit)).changes;
+  }
+
+  tombstoneCount(tid: number): number {
+    if (!this.schemas.has(tid)) return 0;
+    return Number(this.db.prepare(`SELECT count(*) FROM ${ClockStore.tableName(tid)} WHERE deleted = 1`).pluck().get() as bigint);
+  }
+
+  /**
+   * Restore past the history horizon: an SQL condition on the clock table of `tid` (named in full,
+   * bound to one parameter, the horizon) selecting its entries older than the horizon that the
+   * attached snapshot's clock table has no version of at least as new. The snapshot's replica has
+   * collected tombstones up to that horizon, so for versions that old its absence of a key means
+   * deleted, and its version is the cluster's.
+   */
+  static olderThanSnapshot(tid: number, arity: number, from: string, fromClock: string): string {
+    const c = `main.${ClockStore.tableName(tid)}`;
+    const on = Array.from({ length: arity }, (_, i) => `s.k${i} IS ${c}.k${i}`).join(' AND ');
+    return `${c}.hlc < ? AND NOT EXISTS (SELECT 1 FROM ${quoteIdent(from)}.${quoteIdent(fromClock)} s WHERE ${on} AND s.hlc >= ${c}.hlc)`;
+  }
+
+  /** Drop the clock entries of `tid` that `where` (a condition on the table named in full) selects, in the caller's transaction. */
+  forgetWhere(tid: number, where: string, params: readonly unknown[]): number {
+    return this.db.prepare(`DELETE FROM main.${ClockStore.tableName(tid)} WHERE ${where}`).run(...params).changes;
   }
 
   exists(tid: number): boolean {

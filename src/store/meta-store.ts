@@ -4,7 +4,8 @@ import type { Database } from '../sqlite/database.ts';
  * Owner of `__burrow_meta`: the node's identity facts (node_id, cluster, shards), the HLC
  * high-water mark (the highest timestamp this replica has seen or issued, persisted in every
  * stamp and apply transaction, so a restarted node never stamps below a clock it already saw)
- * and the last batch number it issued.
+ * the last batch number it issued, and the history horizon: the HLC below which this replica has
+ * collected tombstones (its absence of a key then says nothing about older versions of it).
  */
 export class MetaStore {
   constructor(private readonly db: Database) {}
@@ -36,5 +37,14 @@ export class MetaStore {
 
   saveLastBatchNumber(n: number): void {
     this.set('bseq', BigInt(n));
+  }
+
+  historyHorizon(): bigint {
+    return (this.get('history_horizon') as bigint | undefined) ?? 0n;
+  }
+
+  /** Raise the history horizon (never lowers it). In the caller's transaction. */
+  raiseHistoryHorizon(hlc: bigint): void {
+    this.db.prepare("INSERT INTO __burrow_meta(key, value) VALUES ('history_horizon', ?) ON CONFLICT(key) DO UPDATE SET value = max(value, excluded.value)").run(hlc);
   }
 }

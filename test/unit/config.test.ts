@@ -382,6 +382,14 @@ test('cluster.stream_age_max_s: set, and out of range names the key and file', (
   fails(THREE_NODES.replace('[cluster]\n', '[cluster]\nstream_age_max_s = 5\n'), /cluster\.stream_age_max_s/);
 });
 
+test('cluster.history_s: at least twice the stream age, by default a week or that', () => {
+  const withCluster = (lines: string) => THREE_NODES.replace('[cluster]\n', `[cluster]\n${lines}\n`);
+  assert.equal(parse(THREE_NODES).cluster.historyS, 7 * 86_400);
+  assert.equal(parse(withCluster('stream_age_max_s = 432000')).cluster.historyS, 10 * 86_400);
+  assert.equal(parse(withCluster('stream_age_max_s = 3600\nhistory_s = 7200')).cluster.historyS, 7200);
+  fails(withCluster('stream_age_max_s = 3600\nhistory_s = 7199'), /cluster\.toml: cluster\.history_s: 7199 is less than twice cluster\.stream_age_max_s \(3600\)/);
+});
+
 describe('[snapshot] and reload rules', () => {
   test('defaults, values, and bounds', () => {
     assert.deepEqual(parse(THREE_NODES).snapshot, { intervalS: 3600, keep: 3 });
