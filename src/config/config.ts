@@ -183,7 +183,7 @@ export function parseConfig(text: string, file: string): Config {
   const hlcSkewMsMax = r.int(c, 'hlc_skew_ms_max', 'cluster.', 60_000, 10, 86_400_000);
   const streamBytesMax = r.int(c, 'stream_bytes_max', 'cluster.', 1024 * 1024 * 1024, 1024 * 1024, Number.MAX_SAFE_INTEGER);
   // Shard streams keep messages this long (and up to stream_bytes_max), whoever has read them.
-  const streamAgeMaxS = r.int(c, 'stream_age_max_s', 'cluster.', 86_400, 60, 365 * 86_400);
+  const streamAgeMaxS = r.int(c, 'stream_age_max_s', 'cluster.', 86_400, 10, 365 * 86_400);
   // Tombstones older than this (and covered by a snapshot) are collected. Twice the stream age at
   // least: a change published now is read within stream_age_max_s, so it never meets a replica
   // that has already forgotten the delete it loses to.

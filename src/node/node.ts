@@ -297,7 +297,7 @@ export class BurrowNode {
         this.snapshots.serve();
         this.snapshotTimer = setInterval(() => {
           if (this.phase === 'running' && !this.forcedRestore) void this.snapshots.tick().catch((err) => this.log.warn('periodic snapshot failed', { error: errorMessage(err) }));
-        }, 30_000);
+        }, Math.min(30_000, Math.max(1000, this.config.snapshot.intervalS * 1000)));
         this.checkMaxPayload(this.link.nc.info?.max_payload);
         this.log.info('replicating', { shards: this.config.cluster.shards, replicas: this.config.cluster.replicas });
         return;

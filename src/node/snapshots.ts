@@ -241,7 +241,8 @@ export class SnapshotService {
     const cut = this.replica.meta.get(restoreKey);
     if (cut !== undefined) return `${String(cut)} (a restore was cut short: redoing it)`;
     if (!this.synced()) {
-      const hasData = streams.some((s) => s.lastSeq >= s.firstSeq && s.lastSeq > 0) || (await this.list()).snapshots.length > 0;
+      // Anything ever written counts, even when it has aged out of the streams since.
+      const hasData = streams.some((s) => s.lastSeq > 0) || (await this.list()).snapshots.length > 0;
       if (hasData) return 'new replica: the cluster already has data';
       this.markSynced();
       return null;
@@ -249,7 +250,8 @@ export class SnapshotService {
     const stale = this.staleOutbox();
     if (stale !== null) return `unpublished changes since ${hlcFormat(stale)}, older than the history horizon allows to publish`;
     const positions = this.replica.received.positions();
-    const behind = streams.findIndex((s, shard) => s.lastSeq >= s.firstSeq && (positions.get(shard) ?? 0) < s.firstSeq - 1);
+    // An empty stream counts too: its messages aged out (first = last + 1) before this node read them.
+    const behind = streams.findIndex((s, shard) => (positions.get(shard) ?? 0) < s.firstSeq - 1);
     if (behind >= 0) {
       return `fell past retention: shard ${behind} stream starts at ${streams[behind]!.firstSeq}, this replica applied up to ${positions.get(behind) ?? 0}`;
     }
@@ -330,7 +332,7 @@ export class SnapshotService {
       if (size !== m.bytes || sha !== m.sha256) return `corrupt: SHA-256 ${sha} (${size} bytes), manifest says ${m.sha256} (${m.bytes} bytes)`;
       const r: MergeResult = await mergeSnapshot(this.replica, file, {
         nodeId: this.node.id, cluster: this.config.cluster.name, shards: this.config.cluster.shards, log: this.log, chunkChanges: mergeChunk(),
-        staleBelow: this.staleBelow(), skewMs: this.config.cluster.hlcSkewMsMax,
+        staleBelow: this.staleBelow(), skewMs: this.config.cluster.hlcSkewMsMax, takenAtMs: m.atMs,
         onProgress: (p) => {
           st.changes = p.changes;
           onProgress?.({ step: 'merge', changes: p.changes });

@@ -99,7 +99,8 @@ export class NatsLink {
       max_msgs: -1,
       max_age: nanos(plan.streamAgeMaxS * 1000),
       max_msg_size: 8 * 1024 * 1024,
-      duplicate_window: nanos(duplicateWindowMs),
+      // JetStream refuses a duplicate window longer than the age bound.
+      duplicate_window: nanos(Math.min(duplicateWindowMs, plan.streamAgeMaxS * 1000)),
       allow_rollup_hdrs: false,
       deny_delete: true,
       deny_purge: false,

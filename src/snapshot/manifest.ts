@@ -47,5 +47,6 @@ export function parseManifest(text: string | undefined, objectName: string): Man
 
 /** The manifest's positions cover a stream when the stream still holds every message after them. */
 export function covers(m: Manifest, streams: readonly { firstSeq: number; lastSeq: number }[]): boolean {
-  return streams.every((s, shard) => s.lastSeq < s.firstSeq || (m.positions[shard] ?? 0) >= s.firstSeq - 1);
+  // An emptied stream (its messages aged out: first = last + 1) still needs the positions to reach it.
+  return streams.every((s, shard) => (m.positions[shard] ?? 0) >= s.firstSeq - 1);
 }

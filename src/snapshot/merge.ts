@@ -39,8 +39,10 @@ export interface MergeOptions {
    * snapshot is taken as the cluster's state (0: only the snapshot's horizon).
    */
   readonly staleBelow?: bigint;
-  /** cluster.hlc_skew_ms_max: the snapshot judges only versions older than its clock by this. */
+  /** cluster.hlc_skew_ms_max: the snapshot judges only versions older than the time it was taken by this. */
   readonly skewMs?: number;
+  /** When the snapshot was taken (its manifest); without it, its replica's HLC mark. */
+  readonly takenAtMs?: number;
 }
 
 export interface MergeProgress {
@@ -129,13 +131,13 @@ export async function mergeSnapshot(t: MergeTarget, file: string, o: MergeOption
 /**
  * How far back the snapshot is the cluster's state: below the horizon its replica collected
  * tombstones to, or below the point the cluster may have forgotten deletes (staleBelow), but
- * never above the snapshot's own clock less the skew bound (it cannot judge what came after it).
+ * never above the time it was taken less the skew bound (it cannot judge what came after it).
  */
 function mergeHorizon(snap: Connection, o: MergeOptions): bigint {
   const meta = (k: string) => (snap.prepare('SELECT value FROM __burrow_meta WHERE key = ?').pluck().get(k) as bigint | undefined) ?? 0n;
   const want = [meta('history_horizon'), o.staleBelow ?? 0n].reduce((a, b) => (a > b ? a : b));
   if (want === 0n) return 0n;
-  const cap = hlcPack(Math.max(0, hlcMs(meta('hlc')) - (o.skewMs ?? 0)), 0);
+  const cap = hlcPack(Math.max(0, (o.takenAtMs ?? hlcMs(meta('hlc'))) - (o.skewMs ?? 0)), 0);
   return want < cap ? want : cap;
 }
 

@@ -61,3 +61,56 @@ for (const external of [false, true]) describe(`retention by limits${external ? 
     assert.equal(c.checksum().code, 0);
   });
 });
+
+/**
+ * Bounded history: tombstones older than cluster.history_s and than the newest snapshot are
+ * collected. A node down for longer than that comes back to streams that aged out and peers that
+ * forgot the deletes: it restores, and below the horizon it follows the snapshot, so rows deleted
+ * while it was away stay deleted (not resurrected), while its app's writes made while burrow was
+ * down (stamped at restart) survive.
+ */
+describe('bounded history', () => {
+  let c: TestCluster;
+
+  before(async () => {
+    const env = { BURROW_HISTORY_INTERVAL_MS: '1000' };
+    c = await TestCluster.create({
+      nodes: 3, shards: 2, clusterToml: 'stream_age_max_s = 10\nhistory_s = 20\nhlc_skew_ms_max = 2000\n',
+      extraToml: '[snapshot]\ninterval_s = 5\n', env: { n1: env, n2: env, n3: env },
+    });
+    await c.start();
+  });
+
+  after(async () => {
+    await c?.destroy();
+  });
+
+  test('a node down longer than the history horizon restores instead of resurrecting deleted rows', async () => {
+    c.execAll('CREATE TABLE items(id INTEGER PRIMARY KEY, v TEXT)');
+    await c.waitFor('every node captures items', async () => (await Promise.all(c.nodes.map((n) => c.status(n.id)))).every((s) => s?.capture.tables.includes('items')));
+    c.db('n1').transaction(() => { for (let i = 1; i <= 50; i++) c.db('n1').prepare('INSERT INTO items VALUES (?, ?)').run(BigInt(i), `v${i}`); })();
+    await c.waitConverged('SELECT count(*) n, sum(id) s FROM items', 60_000);
+    await c.stopNode('n3');
+    c.sqlite3('n3', "UPDATE items SET v = 'n3 offline' WHERE id = 40;");
+    c.db('n1').prepare('DELETE FROM items WHERE id <= 20').run();
+    await c.waitConverged('SELECT count(*) n, sum(id) s FROM items', 60_000, ['n1', 'n2']);
+    // Past the horizon, with a snapshot taken after the deletes: both live nodes forget them.
+    await c.waitFor('n1 and n2 collected the 20 tombstones', async () => {
+      const s = await Promise.all(['n1', 'n2'].map((id) => c.status(id)));
+      return s.every((x) => x?.history?.tombstones === 0 && x.history.collected >= 20);
+    }, 90_000, 500);
+    // …and a snapshot taken after that holds no trace of them: only the horizon says they are gone.
+    const collectedAt = Date.now();
+    await c.waitFor('a snapshot newer than the collection', async () => ((await c.status('n1'))?.snapshots.newest?.atMs ?? 0) > collectedAt, 60_000, 500);
+    c.startNode('n3');
+    await c.waitReady(90_000, ['n3']);
+    const s3 = await c.status('n3');
+    assert.equal(s3.snapshots.restore?.state, 'done', JSON.stringify(s3.snapshots) + c.logs(60));
+    assert.match(s3.snapshots.restore.reason, /fell past retention/, JSON.stringify(s3.snapshots));
+    assert.ok(s3.snapshots.restore.forgotten >= 20, `forgotten ${s3.snapshots.restore.forgotten}: ${JSON.stringify(s3.snapshots)}\n${c.logs(40)}`);
+    await c.waitConverged('SELECT count(*) n, sum(id) s, group_concat(v) g FROM items', 60_000);
+    assert.deepEqual(c.query('n3', 'SELECT count(*) AS n FROM items WHERE id <= 20'), [{ n: 0n }]);
+    assert.deepEqual(c.query('n1', 'SELECT v FROM items WHERE id = 40'), [{ v: 'n3 offline' }]);
+    assert.equal(c.checksum().code, 0);
+  });
+});
