@@ -97,6 +97,7 @@ export async function runChaos(opts: ChaosOptions): Promise<ChaosResult> {
   const faults: FaultRecord[] = [];
   const restarts: { node: string; what: string; oldPid: number | null; newPid: number | null }[] = [];
   const writers: ChildProcess[] = [];
+  const writersOf = new Map<string, ChildProcess[]>();
   // If the runner exits abruptly (Ctrl-C), its writer processes go with it (by PID).
   const killWriters = () => {
     for (const w of writers) if (w.exitCode === null && w.pid) signal(w.pid, 'SIGKILL');
@@ -134,8 +135,10 @@ export async function runChaos(opts: ChaosOptions): Promise<ChaosResult> {
           history: path.join(c.dir, `history-${n.id}-w${w}.jsonl`), maxMs: durationMs + 60_000,
         };
         const fd = openSync(path.join(c.dir, `writer-${n.id}-w${w}.log`), 'a');
-        writers.push(spawn(process.execPath, ['--import', 'tsx', path.join(repoRoot, 'chaos', 'writer.ts'), JSON.stringify(args)],
-          { stdio: ['ignore', fd, fd], cwd: repoRoot }));
+        const proc = spawn(process.execPath, ['--import', 'tsx', path.join(repoRoot, 'chaos', 'writer.ts'), JSON.stringify(args)],
+          { stdio: ['ignore', fd, fd], cwd: repoRoot });
+        writers.push(proc);
+        writersOf.set(n.id, [...(writersOf.get(n.id) ?? []), proc]);
         closeSync(fd);
       }
     }
@@ -146,11 +149,7 @@ export async function runChaos(opts: ChaosOptions): Promise<ChaosResult> {
       await inject(f);
     }
     while (Date.now() - t0 < durationMs) await sleep(50);
-    await Promise.all(writers.map((w) => new Promise<void>((r) => {
-      if (w.exitCode !== null) return r();
-      w.once('exit', () => r());
-      w.kill('SIGTERM');
-    })));
+    await stopWriters(writers);
     note('workload', 'writers stopped');
     if (sabotage.includes('uncaptured-write')) uncapturedWrite(c.node(ids[0]!).db, keys);
 
@@ -241,6 +240,13 @@ export async function runChaos(opts: ChaosOptions): Promise<ChaosResult> {
     }
     await observer?.stop();
     await c.destroy(opts.keep === true);
+  }
+
+  async function drained(id: string, timeoutMs: number): Promise<boolean> {
+    return c.waitFor(`${id} drained`, async () => {
+      const s = await c.status(id);
+      return !!s && s.ready && s.pending.logRows === 0 && s.pending.outboxBatches === 0 && s.pending.publishInFlight === 0;
+    }, timeoutMs, 200).then(() => true, () => false);
   }
 
   async function inject(f: Fault): Promise<void> {
@@ -337,6 +343,45 @@ export async function runChaos(opts: ChaosOptions): Promise<ChaosResult> {
         restart(target, 'kill-during-apply', pid);
         break;
       }
+      case 'wipe-rejoin': {
+        // A node replaced by an empty one (a lost disk): its writers stop for good (an application
+        // on a wiped machine), what they committed is published first, then the database goes.
+        if (!isRunning(a) || (writersOf.get(a) ?? []).length === 0) {
+          note('skipped', `wipe-rejoin ${a}: not running, or already wiped`);
+          break;
+        }
+        await stopWriters(writersOf.get(a)!);
+        writersOf.set(a, []);
+        if (!(await drained(a, 60_000))) {
+          note('skipped', `wipe-rejoin ${a}: did not drain within 60 s (its writers stay stopped)`);
+          break;
+        }
+        const pid = c.node(a).pid;
+        await c.stopNode(a);
+        c.wipeDb(a);
+        note('wipe-rejoin', `${a}: writers stopped, drained, stopped, database deleted; starting it empty`);
+        restart(a, 'wipe-rejoin', pid);
+        await c.waitReady(120_000, [a]).then(async () => {
+          const r = (await c.status(a))?.snapshots?.restore;
+          note('healed', `${a} rejoined: restore ${r?.state ?? 'none'} from ${r?.snapshot ?? '-'} (${r?.changes ?? 0} changes)`);
+        }, () => note('healed', `${a} not ready within 120 s after the wipe (the final heal waits longer)`));
+        break;
+      }
+      case 'remove-readd': {
+        // Membership: removed from cluster.toml (others SIGHUP'd), stopped; its writers keep writing.
+        // Re-added later the same way and started: its offline writes flow, nothing was held for it.
+        const others = ids.filter((id) => id !== a && isRunning(id) && !paused.has(id));
+        const pid = c.node(a).pid;
+        c.writeConfig(ids.filter((id) => id !== a));
+        for (const id of others) c.hup(id);
+        await c.stopNode(a);
+        note('remove-readd', `${a} removed from cluster.toml (SIGHUP ${others.join(',')}) and stopped for ${f.healAfterMs} ms`);
+        await sleep(f.healAfterMs);
+        c.writeConfig(ids);
+        for (const id of ids.filter((x) => x !== a && isRunning(x) && !paused.has(x))) c.hup(id);
+        restart(a, 'remove-readd', pid);
+        break;
+      }
       case 'clock-skew': {
         const pid = c.node(a).pid;
         await c.stopNode(a);
@@ -352,6 +397,15 @@ export async function runChaos(opts: ChaosOptions): Promise<ChaosResult> {
       }
     }
   }
+}
+
+/** SIGTERM writer processes and wait until each has exited. */
+function stopWriters(ws: readonly ChildProcess[]): Promise<unknown> {
+  return Promise.all(ws.map((w) => new Promise<void>((r) => {
+    if (w.exitCode !== null || w.signalCode !== null) return r();
+    w.once('exit', () => r());
+    w.kill('SIGTERM');
+  })));
 }
 
 function signal(pid: number | null, sig: NodeJS.Signals): void {

@@ -1,8 +1,8 @@
 import { seededRandom } from '../src/util/random.ts';
 
 /** The faults a chaos run injects. */
-export type FaultKind = 'kill-node' | 'kill-nats' | 'kill-quorum' | 'pause' | 'kill-during-apply' | 'clock-skew';
-export const faultKinds: readonly FaultKind[] = ['kill-node', 'kill-nats', 'kill-quorum', 'pause', 'kill-during-apply', 'clock-skew'];
+export type FaultKind = 'kill-node' | 'kill-nats' | 'kill-quorum' | 'pause' | 'kill-during-apply' | 'clock-skew' | 'wipe-rejoin' | 'remove-readd';
+export const faultKinds: readonly FaultKind[] = ['kill-node', 'kill-nats', 'kill-quorum', 'pause', 'kill-during-apply', 'clock-skew', 'wipe-rejoin', 'remove-readd'];
 
 export interface Fault {
   readonly kind: FaultKind;

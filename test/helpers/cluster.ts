@@ -262,6 +262,13 @@ export class TestCluster {
     return d;
   }
 
+  /** Delete a stopped node's replica (database, WAL, shared memory): it starts again with no data. */
+  wipeDb(id: string): void {
+    this.openDbs.get(id)?.close();
+    this.openDbs.delete(id);
+    for (const suffix of ['', '-wal', '-shm']) rmSync(this.node(id).db + suffix, { force: true });
+  }
+
   /** Run SQL on every node's replica (schema migrations: no DDL replication yet). */
   execAll(sql: string): void {
     for (const n of this.nodes) this.db(n.id).exec(sql);
