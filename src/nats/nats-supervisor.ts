@@ -1,5 +1,6 @@
 import { spawn } from 'node:child_process';
-import { existsSync, mkdirSync, readFileSync, writeFileSync, accessSync, constants, openSync, closeSync } from 'node:fs';
+import { existsSync, mkdirSync, readFileSync, writeFileSync, accessSync, constants, openSync, closeSync, rmSync } from 'node:fs';
+import { randomBytes } from 'node:crypto';
 import net from 'node:net';
 import path from 'node:path';
 import type { Config, NodeConfig } from '../config/config.ts';
@@ -26,6 +27,10 @@ export class NatsSupervisor {
   readonly pidFile: string;
   readonly logFile: string;
   readonly storeDir: string;
+  /** The system account user's password (random, 0600): the node's own door to peer removal. */
+  private readonly sysPassFile: string;
+  /** How many times this server rejoined JetStream as a new peer (after its removal): its name's suffix. */
+  private readonly epochFile: string;
   private proc: NatsProcess | null = null;
   private watchdog: NodeJS.Timeout | null = null;
   private stopping = false;
@@ -38,6 +43,30 @@ export class NatsSupervisor {
     this.pidFile = path.join(node.dataDir, 'nats.pid');
     this.logFile = path.join(node.dataDir, 'nats.log');
     this.storeDir = path.join(node.dataDir, 'nats');
+    this.sysPassFile = path.join(node.dataDir, 'nats-sys.pass');
+    this.epochFile = path.join(node.dataDir, 'nats-epoch');
+  }
+
+  /** Credentials of the system account on this node's own server (peer removal, server state). */
+  systemUser(): { user: string; pass: string } {
+    if (!existsSync(this.sysPassFile)) {
+      mkdirSync(path.dirname(this.sysPassFile), { recursive: true });
+      writeFileSync(this.sysPassFile, randomBytes(24).toString('hex') + '\n', { mode: 0o600, flag: 'wx' });
+    }
+    return { user: 'burrow-system', pass: readFileSync(this.sysPassFile, 'utf8').trim() };
+  }
+
+  private epoch(): number {
+    return existsSync(this.epochFile) ? Number(readFileSync(this.epochFile, 'utf8').trim()) || 0 : 0;
+  }
+
+  /**
+   * The server's name in the JetStream cluster: the node id, then `~N` after the node rejoined as a
+   * new peer N times (JetStream refuses a removed peer's name for good; `~` is not in node ids).
+   */
+  serverName(): string {
+    const e = this.epoch();
+    return e > 0 ? `${this.node.id}~${e}` : this.node.id;
   }
 
   renderConfig(): string {
@@ -45,7 +74,7 @@ export class NatsSupervisor {
     if (!n.client || !n.route) throw new StartupError(`${this.config.file}: node ${n.id} needs client and route addresses for its embedded nats-server`);
     const lines = [
       '# Written by burrow for this node; changes are overwritten at start.',
-      `server_name: ${JSON.stringify(n.id)}`,
+      `server_name: ${JSON.stringify(this.serverName())}`,
       `listen: ${JSON.stringify(`${n.client.host}:${n.client.port}`)}`,
       `pid_file: ${JSON.stringify(this.pidFile)}`,
       `log_file: ${JSON.stringify(this.logFile)}`,
@@ -56,6 +85,14 @@ export class NatsSupervisor {
       '  max_memory_store: 256MB',
       '  max_file_store: 256GB',
       '}',
+      // Clients without credentials land in BURROW (streams, object store); the system account is
+      // for this node alone (peer removal when a member leaves cluster.toml).
+      'accounts {',
+      `  BURROW: { jetstream: enabled, users: [ { user: "burrow", password: ${JSON.stringify(this.systemUser().pass + '-app')} } ] }`,
+      `  SYS: { users: [ { user: "burrow-system", password: ${JSON.stringify(this.systemUser().pass)} } ] }`,
+      '}',
+      'system_account: SYS',
+      'no_auth_user: "burrow"',
     ];
     const peers = this.config.nodes.filter((o) => o.id !== n.id);
     if (this.config.nodes.length > 1) {
@@ -187,6 +224,26 @@ export class NatsSupervisor {
     this.proc = { pid: child.pid!, adopted: false, url: this.clientUrl() };
     this.log.info('nats-server started', { pid: child.pid, client: this.clientUrl() });
     return this.proc;
+  }
+
+  /**
+   * This server was removed from the JetStream cluster (its node left cluster.toml, was peer-removed,
+   * and is a member again): JetStream stays disabled for its name. Start it again under the next
+   * name with an empty store; the streams then place their replicas on it again.
+   */
+  async rejoinAsNewPeer(): Promise<void> {
+    if (this.stopping || this.restarting || !this.proc) return;
+    this.restarting = true;
+    try {
+      const old = this.serverName();
+      await stopPid(this.proc.pid, stopTimeoutMs);
+      rmSync(this.storeDir, { recursive: true, force: true });
+      writeFileSync(this.epochFile, `${this.epoch() + 1}\n`);
+      this.log.warn('nats-server rejoins the JetStream cluster as a new peer with an empty store', { was: old, now: this.serverName() });
+      await this.startOnce();
+    } finally {
+      this.restarting = false;
+    }
   }
 
   async stop(): Promise<void> {

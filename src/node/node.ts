@@ -24,6 +24,7 @@ import type { Database } from '../sqlite/database.ts';
 import type { MetaStore } from '../store/meta-store.ts';
 import { Replica } from './replica.ts';
 import { SnapshotService, type SnapshotProgress, type StreamBounds } from './snapshots.ts';
+import { JetStreamPeers } from './peers.ts';
 import { streamName } from '../shard/shard-router.ts';
 import { errorMessage, StartupError, type BurrowError } from '../util/errors.ts';
 import { createLogger, type Logger } from '../util/log.ts';
@@ -117,6 +118,8 @@ export class BurrowNode {
   /** A restore asked for by `burrow restore` is running (the node is not ready meanwhile). */
   private forcedRestore: Promise<unknown> | null = null;
   private lastAutoRestoreMs = 0;
+  /** Embedded servers only: peer removal of members taken out of cluster.toml, rejoin after one's own. */
+  private peers: JetStreamPeers | null = null;
   private lastHistoryMs = 0;
   private readonly historyStats = { collected: 0 };
   private lastError: { message: string; atMs: number } | null = null;
@@ -197,6 +200,9 @@ export class BurrowNode {
     if (config.nats.urls === null) {
       this.supervisor = new NatsSupervisor(config, node, this.log);
       await this.supervisor.start();
+      // Before JetStream is used: a server removed earlier must rejoin as a new peer first.
+      this.peers = new JetStreamPeers(this.supervisor, () => Math.max(0, this.config.nodes.findIndex((n) => n.id === this.node.id)), this.log);
+      this.peers.start();
     }
     this.phase = 'connecting';
     this.connectTask = this.connectLoop();
@@ -432,6 +438,8 @@ export class BurrowNode {
     }
     this.supervisor?.reload(next);
     this.snapshots.reconfigure(next);
+    this.peers?.added(added);
+    this.peers?.removed(removed);
     return done(true, `config reloaded: members ${next.nodes.map((n) => n.id).join(', ')}`
       + `${added.length ? ` (added ${added.join(', ')})` : ''}${removed.length ? ` (removed ${removed.join(', ')})` : ''}`);
   }
@@ -665,6 +673,7 @@ export class BurrowNode {
       snapshots: this.snapshots.status(),
       history: open ? this.historyStatus() : null,
       members: this.config.nodes.map((n) => n.id),
+      jetstreamPeers: this.peers ? { server: this.supervisor?.serverName() ?? null, removals: this.peers.removals, rejoins: this.peers.rejoins, lastError: this.peers.lastError } : null,
       config: { file: this.config.file, reloads: this.reloads.count, lastReload: this.reloads.last },
       database: { trouble: this.db.trouble, busyTimeoutMs: this.config.sqlite.busyTimeoutMs },
       lastError: this.lastError,
@@ -702,6 +711,8 @@ export class BurrowNode {
     if (this.repairTimer) clearInterval(this.repairTimer);
     if (this.snapshotTimer) clearInterval(this.snapshotTimer);
     this.snapshots?.stop();
+    await this.peers?.stop();
+    this.peers = null;
     this.repair?.stop();
     await this.connectTask?.catch(() => {});
     await this.inbound?.stop().catch(() => {});

@@ -6,6 +6,7 @@ import { jetstream } from '@nats-io/jetstream';
 import { Objm } from '@nats-io/obj';
 import { TestCluster } from '../helpers/cluster.ts';
 import { bucketName } from '../../src/snapshot/store.ts';
+import { streamName } from '../../src/shard/shard-router.ts';
 
 /**
  * Snapshots and joining (membership issue), on real processes: n1..n3 run with data; n4 is in
@@ -151,6 +152,38 @@ describe('membership by SIGHUP', () => {
     await c.stopNode('n4');
     c.sqlite3('n2', "WITH RECURSIVE n(i) AS (SELECT 2000 UNION ALL SELECT i + 1 FROM n WHERE i < 2300) INSERT INTO t SELECT i, 'after removal' FROM n;");
     await c.waitConverged('SELECT count(*) n, sum(id) s FROM t', 30_000, ids3);
+    assert.equal(c.checksum().code, 0);
+
+    // Its server leaves the JetStream cluster (peer removal); the stream groups heal on n1..n3.
+    await c.waitFor('n4 peer-removed', async () => {
+      const s = await c.status('n1');
+      return s?.jetstreamPeers?.removals.some((r: { node: string; state: string }) => r.node === 'n4' && r.state === 'removed');
+    }, 90_000, 500).catch(async (err) => {
+      throw new Error(`${(err as Error).message}\n${JSON.stringify((await Promise.all(ids3.map((id) => c.status(id)))).map((x) => x?.jetstreamPeers))}`);
+    });
+    const nc = await connect({ servers: c.node('n1').natsUrl });
+    try {
+      await c.waitFor('every shard stream on n1..n3 only, all current', async () => {
+        for (const shard of [0, 1]) {
+          const r = await nc.request(`$JS.API.STREAM.INFO.${streamName(c.clusterName, shard)}`, new Uint8Array(0), { timeout: 5000 });
+          const cl = (JSON.parse(new TextDecoder().decode(r.data)) as { cluster?: { leader?: string; replicas?: { name: string; current: boolean }[] } }).cluster;
+          const names = [cl?.leader, ...(cl?.replicas ?? []).map((x) => x.name)].sort();
+          if (JSON.stringify(names) !== JSON.stringify(ids3) || !(cl?.replicas ?? []).every((x) => x.current)) return false;
+        }
+        return true;
+      }, 60_000, 500);
+    } finally {
+      await nc.close();
+    }
+
+    // Added back: JetStream refuses its old peer name for good, so its server rejoins as a new peer.
+    c.writeConfig(['n1', 'n2', 'n3', 'n4']);
+    for (const id of ids3) c.hup(id);
+    c.startNode('n4');
+    await c.waitFor('n4 rejoined JetStream as n4~1', async () => (await c.status('n4'))?.jetstreamPeers?.server === 'n4~1', 90_000, 500);
+    await c.waitReady(120_000, ['n4']);
+    c.sqlite3('n4', "INSERT INTO t VALUES (5000, 'n4 is back');");
+    await c.waitConverged('SELECT count(*) n, sum(id) s FROM t', 60_000);
     assert.equal(c.checksum().code, 0);
   });
 });
