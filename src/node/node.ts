@@ -45,11 +45,17 @@ const shardNudgeIntervalMs = 60_000;
 /** Heartbeat period; a batch number missing this long without progress is fetched from its origin (repair.ts). */
 const repairHeartbeatMs = 2_000;
 const repairGapMs = 20_000;
-/** The sent log keeps published batches this long, and at most this many (outbox.ts). */
 /** Bounded history: how often tombstones are collected, and at most how many per pass (one transaction). */
 const historyIntervalMs = envInt('BURROW_HISTORY_INTERVAL_MS') ?? 60_000;
 const historyCollectMax = 20_000;
+/**
+ * The sent log (outbox.ts) keeps published batches as long as the streams keep messages, at most
+ * this many, and as many bytes as the streams hold together, within [sentBytesMin, sentBytesMax]:
+ * a live reader that fell behind a small stream bound still finds what it missed at the origin.
+ */
 const sentCountMax = 200_000;
+const sentBytesMin = 64 * 1024 * 1024;
+const sentBytesMax = 256 * 1024 * 1024;
 
 /**
  * A shard whose publishes fail this long sends its batches through another shard's stream
@@ -285,6 +291,8 @@ export class BurrowNode {
                 for (const [i, r] of this.gaps.giveUp(origin, numbers).entries()) this.replica.received.save(origin, numbers[i]!, r);
               });
               this.gaps.commit();
+              // The origin no longer has them and the streams did not deliver them: only a snapshot holds their effect now.
+              if (numbers.length > 0) this.restoreLater(`${numbers.length} batch(es) of ${origin} lost: neither the streams nor ${origin}'s sent log still hold them`);
             } catch (err) {
               this.gaps.rollback();
               throw err;
@@ -328,7 +336,6 @@ export class BurrowNode {
   private async startInbound(link: NatsLink): Promise<void> {
     const inbound = new Inbound(link.nc, link.js, this.config.cluster.name, this.config.cluster.shards, {
       apply: (msgs) => this.applyMessages(msgs),
-      pastRetention: (shard, applied, first) => this.restoreLater(`fell past retention while running: shard ${shard} stream starts at ${first}, this replica applied up to ${applied}`),
     }, {
       applyMessagesMax: this.config.replication.applyMessagesMax, applyBytesMax: 2 * 1024 * 1024, pullMessagesMax: 256, retryDelayMs: 1000,
     }, this.log, this.replica.received.positions());
@@ -530,7 +537,8 @@ export class BurrowNode {
       if (Date.now() - this.lastSentPruneMs >= 10_000) {
         this.lastSentPruneMs = Date.now();
         // The sent log follows the streams' retention: a batch older than that is gone from them too.
-        this.outbox.pruneSent(this.config.cluster.streamAgeMaxS * 1000, sentCountMax, this.config.cluster.streamBytesMax);
+        const c = this.config.cluster;
+        this.outbox.pruneSent(c.streamAgeMaxS * 1000, sentCountMax, Math.min(sentBytesMax, Math.max(sentBytesMin, c.shards * c.streamBytesMax)));
         this.boundHistory();
         // Positions of own batches read back without an apply transaction (a restart would read them again).
         this.applier.savePositions();

@@ -50,6 +50,9 @@ function mergeChunk(): number {
   return Number.isInteger(v) && v >= 1 ? v : 2000;
 }
 
+/** Attempts of one bucket operation (withStore). */
+const bucketAttemptsMax = 5;
+
 /** How long a restoring node waits for a peer to take a snapshot for it. */
 const peerSnapshotTimeoutMs = 120_000;
 
@@ -84,8 +87,9 @@ export class SnapshotService {
     this.config = config;
   }
 
-  private subject(): string {
-    return `burrow.${this.config.cluster.name}.snapshot.take`;
+  /** Each node answers on its own subject, so a restoring node asks its peers one by one, never itself. */
+  private subject(nodeId: string): string {
+    return `burrow.${this.config.cluster.name}.snapshot.take.${nodeId}`;
   }
 
   /** The connection to use; the bucket is opened (or created) at first use, so a node that needs none runs without it. */
@@ -102,8 +106,11 @@ export class SnapshotService {
   }
 
   /**
-   * Run a bucket operation; on failure the handle is dropped and the operation tried once more on
-   * a bucket opened (or created: it was deleted) again. The error names the bucket.
+   * Run a bucket operation; on failure the handle is dropped and the operation tried again on a
+   * bucket opened (or created: it was deleted) again, up to bucketAttemptsMax times. Listing and
+   * downloading create an ephemeral consumer, which nats-server 2.9.10 may place on a peer that
+   * is down and then never answers (the request times out): another attempt lands elsewhere.
+   * The error names the bucket.
    */
   private async withStore<T>(fn: (store: SnapshotStore) => Promise<T>): Promise<T> {
     for (let attempt = 1; ; attempt++) {
@@ -114,7 +121,7 @@ export class SnapshotService {
         return await fn(store);
       } catch (err) {
         this.store = null;
-        if (attempt >= 2) throw new Error(`snapshot bucket ${store.bucket}: ${errorMessage(err)}`);
+        if (attempt >= bucketAttemptsMax) throw new Error(`snapshot bucket ${store.bucket}: ${errorMessage(err)} (${attempt} attempts)`);
       }
     }
   }
@@ -122,8 +129,7 @@ export class SnapshotService {
   /** Answer peers that need a snapshot (only while this node is ready: its replica is whole). */
   serve(): void {
     if (!this.nc || this.responder) return;
-    this.responder = this.nc.subscribe(this.subject(), {
-      queue: 'snapshot-takers',
+    this.responder = this.nc.subscribe(this.subject(this.node.id), {
       callback: (_err, msg) => {
         if (!this.isReady()) {
           msg.respond(JSON.stringify({ error: `${this.node.id} is not ready` }));
@@ -348,19 +354,30 @@ export class SnapshotService {
     }
   }
 
-  /** Ask a ready peer to take a snapshot now; its name. */
+  /**
+   * Ask the peers, one by one from the next member after this node, to take a snapshot now; the
+   * first ready one does, and its name is returned. A peer that is down (no responders) or not
+   * ready answers at once; only a peer that is taking one is waited for.
+   */
   private async askPeer(): Promise<string> {
     if (!this.nc) throw new Error('not connected to NATS');
     this.log.info('no snapshot covers the streams: asking a peer to take one');
-    let reply;
-    try {
-      reply = await this.nc.request(this.subject(), JSON.stringify({ from: this.node.id }), { timeout: peerSnapshotTimeoutMs });
-    } catch (err) {
-      throw new Error(`no peer took a snapshot for this node (${errorMessage(err)}): is another node running and ready?`);
+    const ids = this.config.nodes.map((n) => n.id);
+    const me = ids.indexOf(this.node.id);
+    const peers = ids.filter((id) => id !== this.node.id);
+    const order = [...peers.slice(Math.max(0, me)), ...peers.slice(0, Math.max(0, me))];
+    const problems: string[] = [];
+    for (const peer of order) {
+      try {
+        const reply = await this.nc.request(this.subject(peer), JSON.stringify({ from: this.node.id }), { timeout: peerSnapshotTimeoutMs });
+        const body = JSON.parse(reply.string()) as { name?: string; error?: string };
+        if (body.name) return body.name;
+        problems.push(`${peer}: ${body.error ?? 'no reason given'}`);
+      } catch (err) {
+        problems.push(`${peer}: ${errorMessage(err)}`);
+      }
     }
-    const body = JSON.parse(reply.string()) as { name?: string; error?: string };
-    if (!body.name) throw new Error(`the peer could not take a snapshot: ${body.error ?? 'no reason given'}`);
-    return body.name;
+    throw new Error(`no peer took a snapshot for this node (${problems.join('; ') || 'no other member'}): is another node running and ready?`);
   }
 
   status(): Record<string, unknown> {

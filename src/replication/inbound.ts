@@ -24,8 +24,6 @@ export type InboundOutcome = { readonly kind: 'applied' } | { readonly kind: 'he
  */
 export interface MessageSink {
   apply(messages: readonly InboundMessage[]): readonly InboundOutcome[];
-  /** A running reader found its stream no longer holds what follows its position (the node must restore). */
-  pastRetention?(shard: number, appliedSeq: number, streamFirstSeq: number): void;
 }
 
 export interface InboundLimits {
@@ -262,17 +260,17 @@ export class Inbound {
     }
   }
 
-  /** The first message read was beyond the position asked for: fell past retention while running? */
+  /** The first message read was beyond the position asked for: did retention drop what came before? */
   private async checkRetention(shard: number, from: number): Promise<void> {
     try {
       const info = await this.jsm!.streams.info(streamName(this.cluster, shard));
       if (!this.running || from >= info.state.first_seq) return;
-      const pos = this.positions[shard]!;
-      pos.pastRetention = true;
-      this.log.error('this node fell behind the shard stream\'s retention while running: messages it never read are gone from JetStream', {
+      this.positions[shard]!.pastRetention = true;
+      // Its own batches among them are skipped anyway; gap repair fetches the others from their
+      // origins' sent logs, and batches no one still has make the node restore (node.ts).
+      this.log.warn('this node read the shard stream too slowly or was cut off: messages it never read are gone from JetStream', {
         shard, appliedSeq: from - 1, streamFirstSeq: info.state.first_seq,
       });
-      this.sink.pastRetention?.(shard, from - 1, info.state.first_seq);
     } catch (err) {
       this.log.warn('could not check the shard stream\'s first sequence', { shard, error: errorMessage(err) });
     }

@@ -60,6 +60,21 @@ for (const external of [false, true]) describe(`retention by limits${external ? 
     assert.deepEqual(c.query('n1', 'SELECT count(*) AS n FROM big'), [{ n: BigInt(rows + 2) }]);
     assert.equal(c.checksum().code, 0);
   });
+
+  if (!external) test('a node removed from cluster.toml holds nothing back: 2.5× the stream bound written after it left', async () => {
+    c.writeConfig(['n1', 'n2']);
+    for (const id of ['n1', 'n2']) c.hup(id);
+    await c.waitFor('n3 no longer a member', async () => (await Promise.all(['n1', 'n2'].map((id) => c.status(id)))).every((s) => s && !s.members.includes('n3')));
+    await c.stopNode('n3');
+    const from = 200_000;
+    const rows = 2600;
+    const ins = c.db('n2').prepare('INSERT INTO big VALUES (?, randomblob(2000))');
+    for (let i = from; i < from + rows; i += 100) c.db('n2').transaction(() => { for (let k = i; k < i + 100; k++) ins.run(BigInt(k)); })();
+    await c.waitFor('n2 published everything', async () => (await c.status('n2'))?.pending.outboxBatches === 0, 60_000, 100);
+    await c.waitConverged('SELECT count(*) n, sum(id) s FROM big', 60_000, ['n1', 'n2']);
+    assert.deepEqual(c.query('n1', `SELECT count(*) AS n FROM big WHERE id >= ${from}`), [{ n: BigInt(rows) }]);
+    for (const shard of [0, 1]) assert.ok((await streamState(shard)).bytes <= bound, `shard ${shard} within its bound`);
+  });
 });
 
 /**
