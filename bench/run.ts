@@ -5,13 +5,18 @@
  *  1. capture overhead   app inserts/s into a plain table vs the same table with burrow's triggers
  *  2. throughput         one writer on n1 (1000-row transactions), then writers on all 3 nodes:
  *                        changes/s from the first commit until the last node applied the last row
- *  3. lag                single-row writes at 1k/s and 5k/s on n1: COMMIT → applied on n2/n3
+ *  3. lag                single-row writes at 1k/s and 5k/s on n1 on a settled cluster, and at 1k/s
+ *                        right after a 200k-row burst: COMMIT → applied on n2/n3; nats-server CPU
+ *                        per published message in each phase
  *  4. limits             raw better-sqlite3 insert rate; raw JetStream R3 publish rate of messages
- *                        of burrow's batch size with burrow's in-flight window
+ *                        of burrow's batch size with burrow's in-flight window; JetStream's own
+ *                        publish → delivery latency read the way nodes read (R1 in-memory consumers)
  *  5. failover           the nats-server leading stream(s) is SIGKILLed (and restarted by its node)
  *                        under 500 writes/s: how long writes take to reach the other nodes
+ *  6. join               n4 (in cluster.toml from the start, never started) starts with an empty
+ *                        folder: time until ready (a peer takes a snapshot, n4 restores it) and rows/s
  */
-import { mkdtempSync, rmSync, writeFileSync, mkdirSync } from 'node:fs';
+import { mkdtempSync, readFileSync, rmSync, statSync, writeFileSync, mkdirSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { parseArgs } from 'node:util';
@@ -30,7 +35,7 @@ import { decodeValues } from '../src/codec/value-codec.ts';
 
 const { values } = parseArgs({ options: {
   json: { type: 'string' }, seconds: { type: 'string', default: '10' },
-  only: { type: 'string', default: 'capture,throughput,lag,limits,failover' },
+  only: { type: 'string', default: 'capture,throughput,lag,limits,failover,join' },
 } });
 const seconds = Number(values.seconds);
 const only = new Set(values.only!.split(','));
@@ -87,8 +92,8 @@ function captureOverhead(dir: string) {
 }
 
 // ---------------------------------------------------------------- cluster helpers
-async function waitCount(c: TestCluster, table: string, want: number, timeoutMs: number): Promise<number> {
-  const readers = c.nodes.map((n) => new BetterSqlite3(n.db, { readonly: true }));
+async function waitCount(c: TestCluster, table: string, want: number, timeoutMs: number, ids = ['n1', 'n2', 'n3']): Promise<number> {
+  const readers = ids.map((id) => new BetterSqlite3(c.node(id).db, { readonly: true }));
   try {
     const deadline = Date.now() + timeoutMs;
     for (;;) {
@@ -113,12 +118,13 @@ function arrivals(c: TestCluster, id: string, from: number, to: number): { id: n
 }
 
 /**
- * JetStream by itself, shaped like burrow: 16 R3 file streams with interest retention, a durable
- * pull consumer per server (explicit acks, the same pull options as a node), one publisher at
- * `msgsPerS`; latency = publish → delivered to the consumers on the two other servers.
+ * JetStream by itself, read the way burrow's nodes read: 16 R3 file streams with limits
+ * retention, and per server and stream an ephemeral consumer (R1, in memory, no acks) pulled
+ * with the nodes' options; one publisher at `msgsPerS`; latency = publish → delivered to the
+ * consumers of the two other servers.
  */
 async function rawDeliveryLatency(c: TestCluster, msgsPerS: number, bytes: number, secs: number) {
-  const ncs = await Promise.all(c.nodes.map((n) => connect({ servers: n.natsUrl, noAsyncTraces: true })));
+  const ncs = await Promise.all(['n1', 'n2', 'n3'].map((id) => connect({ servers: c.node(id).natsUrl, noAsyncTraces: true })));
   const jsm = await jetstreamManager(ncs[0]!);
   const shards = 16;
   const name = (s: number) => `bench_lat_${c.clusterName}_${s}`;
@@ -127,19 +133,16 @@ async function rawDeliveryLatency(c: TestCluster, msgsPerS: number, bytes: numbe
   const iters: { close(): Promise<void | Error> }[] = [];
   try {
     for (let s = 0; s < shards; s++) {
-      await jsm.streams.add({ name: name(s), subjects: [`bench.lat.${s}`], storage: StorageType.File, num_replicas: 3, retention: RetentionPolicy.Interest, discard: DiscardPolicy.New });
-      for (let n = 0; n < ncs.length; n++) {
-        await jsm.consumers.add(name(s), { durable_name: `c${n}`, ack_policy: AckPolicy.Explicit, deliver_policy: DeliverPolicy.All, ack_wait: 5_000_000_000, max_ack_pending: 1024, max_waiting: 512 });
-      }
+      await jsm.streams.add({ name: name(s), subjects: [`bench.lat.${s}`], storage: StorageType.File, num_replicas: 3, retention: RetentionPolicy.Limits, discard: DiscardPolicy.Old, max_bytes: 256 * 1024 * 1024 });
     }
-    await sleep(2000); // consumer leaders settle
     for (let n = 0; n < ncs.length; n++) {
       const js = jetstream(ncs[n]!);
+      const jsmN = await jetstreamManager(ncs[n]!);
       for (let s = 0; s < shards; s++) {
-        const consumer = await js.consumers.get(name(s), `c${n}`);
+        const ci = await jsmN.consumers.add(name(s), { ack_policy: AckPolicy.None, deliver_policy: DeliverPolicy.All, mem_storage: true, num_replicas: 1, inactive_threshold: 30_000_000_000 });
+        const consumer = js.consumers.getConsumerFromInfo(ci);
         iters.push(await consumer.consume({ max_messages: 256, expires: 2000, idle_heartbeat: 500, callback: (m) => {
           if (n > 0) delivered.push(nowMs() - new DataView(m.data.buffer, m.data.byteOffset, 8).getFloat64(0));
-          m.ack();
         } }));
       }
     }
@@ -168,6 +171,20 @@ async function rawDeliveryLatency(c: TestCluster, msgsPerS: number, bytes: numbe
   }
 }
 
+/** CPU time (user + system, ms) each node's nats-server has used so far (/proc/<pid>/stat, 100 ticks/s). */
+function natsCpuMs(c: TestCluster, ids: readonly string[]): number[] {
+  return ids.map((id) => {
+    const pid = c.natsPid(id);
+    try {
+      const f = readFileSync(`/proc/${pid}/stat`, 'utf8');
+      const fields = f.slice(f.lastIndexOf(')') + 2).split(' ');
+      return (Number(fields[11]) + Number(fields[12])) * 10;
+    } catch {
+      return NaN;
+    }
+  });
+}
+
 function lagsMs(c: TestCluster, id: string, from: number, to: number): number[] {
   const d = new BetterSqlite3(c.node(id).db, { readonly: true });
   try {
@@ -190,9 +207,10 @@ if (only.has('capture')) {
   result.capture = captureOverhead(dir);
 }
 
-const c = await TestCluster.create({ nodes: 3 });
+const c = await TestCluster.create({ nodes: 4 });
+const ids3 = ['n1', 'n2', 'n3'];
 try {
-  for (const n of c.nodes) {
+  for (const n of c.nodes.filter((x) => ids3.includes(x.id))) {
     mkdirSync(path.dirname(n.db), { recursive: true });
     const d = new BetterSqlite3(n.db);
     d.pragma('journal_mode = WAL');
@@ -203,9 +221,10 @@ try {
     d.close();
   }
   const t0 = Date.now();
-  await c.start(90_000);
+  for (const id of ids3) c.startNode(id);
+  await c.waitReady(90_000, ids3);
   result.clusterReadyMs = Date.now() - t0;
-  const nc = await connect({ servers: c.nodes.map((n) => n.natsUrl) });
+  const nc = await connect({ servers: ids3.map((id) => c.node(id).natsUrl) });
   let msgBytes = 0;
   let msgCount = 0;
   // During the lag phases: when each lag row was first seen on the wire (published to JetStream).
@@ -246,7 +265,7 @@ try {
 
   // 2b. throughput, writers on all three nodes
   log(`throughput: writers on n1, n2, n3 for ${seconds} s…`);
-  const ws = await Promise.all(c.nodes.map((n, i) => runWriter({ db: n.db, table: 'bench_tp3', mode: 'max', idStart: (i + 1) * 1_000_000_000, seconds, rowsPerTx: 1000 })));
+  const ws = await Promise.all(ids3.map((id, i) => runWriter({ db: c.node(id).db, table: 'bench_tp3', mode: 'max', idStart: (i + 1) * 1_000_000_000, seconds, rowsPerTx: 1000 })));
   const total3 = ws.reduce((a, w) => a + w.rows, 0);
   const first3 = Math.min(...ws.map((w) => w.firstCommitMs));
   const done3 = await waitCount(c, 'bench_tp3', total3, 300_000);
@@ -259,24 +278,21 @@ try {
   if (only.has('lag')) {
   // 3. lag at fixed rates
   const lag: Record<string, unknown> = {};
-  // Lag is measured on a settled cluster: the throughput phase leaves JetStream deleting
-  // ~2M acknowledged messages and compacting; wait until every stream is empty, then 5 s more.
-  const jsmSettle = await jetstreamManager(nc);
-  const settleStart = Date.now();
-  for (;;) {
-    let msgs = 0;
-    for (let s = 0; s < 16; s++) msgs += (await jsmSettle.streams.info(`burrow_${c.clusterName}_${s}`)).state.messages;
-    if (msgs === 0 || Date.now() - settleStart > 60_000) break;
-    await sleep(250);
-  }
-  await sleep(5000);
-  for (const rate of [1000, 5000]) {
-    log(`lag: ${rate} single-row writes/s on n1 for ${seconds} s…`);
+  /** Settled: every node has published and applied everything (streams keep their messages: limits retention), then 5 s more. */
+  const settle = async () => {
+    await c.waitFor('every node drained', async () => (await Promise.all(ids3.map((id) => c.status(id))))
+      .every((st) => st && st.pending.outboxBatches === 0 && st.pending.logRows === 0 && st.pending.inboundQueued === 0), 120_000, 100);
+    await sleep(5000);
+  };
+  const phase = async (key: string, rate: number, label: string) => {
+    log(`lag: ${rate} single-row writes/s on n1 for ${seconds} s (${label})…`);
     const from = nextId;
     const pubBefore = (await c.status('n1'))?.publish ?? {};
     lagWire.seen = new Map();
     const bytesBefore = msgBytes;
+    const cpuBefore = natsCpuMs(c, ids3);
     const w = await runWriter({ db: c.node('n1').db, mode: 'rate', idStart: from, seconds, ratePerSec: rate });
+    const cpuAfter = natsCpuMs(c, ids3);
     const pubAfter = (await c.status('n1'))?.publish ?? {};
     nextId = from + w.rows;
     await waitCount(c, 'bench_lag', nextId - 1, 120_000);
@@ -289,15 +305,27 @@ try {
     const split = ['n2', 'n3'].flatMap((id) => arrivals(c, id, from, nextId - 1))
       .filter((a) => seen.has(a.id)).map((a) => ({ pub: seen.get(a.id)! - a.commit, del: a.arrival - seen.get(a.id)! }));
     const messages = pubAfter.published - pubBefore.published;
-    lag[`${rate}PerS`] = {
-      offeredPerS: rate, achievedPerS: w.rows / ((w.lastCommitMs - w.firstCommitMs) / 1000), ...summarize(all), perNode: per,
+    const phaseS = (w.lastCommitMs - w.firstCommitMs) / 1000;
+    const cpuMs = ids3.map((_, i) => cpuAfter[i]! - cpuBefore[i]!);
+    lag[key] = {
+      label, offeredPerS: rate, achievedPerS: w.rows / phaseS, ...summarize(all), perNode: per,
       commitToPublished: summarize(split.map((x) => x.pub)), publishedToApplied: summarize(split.map((x) => x.del)),
       messagesPerS: messages / seconds, avgMessageBytes: (msgBytes - bytesBefore) / Math.max(1, messages),
+      natsServer: { cpuPercentEach: cpuMs.map((ms) => (ms / 10) / phaseS), cpuUsPerMessageAll: (cpuMs.reduce((a, b) => a + b, 0) * 1000) / Math.max(1, messages) },
       n1Publish: { messages: pubAfter.published - pubBefore.published, retries: pubAfter.retries - pubBefore.retries,
         duplicates: pubAfter.duplicates - pubBefore.duplicates, lastError: pubAfter.lastError },
     };
-    log(`  p50 ${pct(all, 50).toFixed(2)} ms, p99 ${pct(all, 99).toFixed(2)} ms; n1 published ${pubAfter.published - pubBefore.published} messages, ${pubAfter.retries - pubBefore.retries} publish retries`);
-  }
+    log(`  p50 ${pct(all, 50).toFixed(2)} ms, p99 ${pct(all, 99).toFixed(2)} ms, max ${Math.max(...all).toFixed(2)} ms; n1 published ${messages} messages, `
+      + `${pubAfter.retries - pubBefore.retries} publish retries; nats-servers ${cpuMs.map((ms) => `${((ms / 10) / phaseS).toFixed(1)} %`).join(' / ')}`);
+  };
+  await settle();
+  await phase('1000PerS', 1000, 'settled');
+  await settle();
+  await phase('5000PerS', 5000, 'settled');
+  await settle();
+  log('lag: a burst of 200,000 rows (1000-row transactions) on n1, then at once…');
+  await runWriter({ db: c.node('n1').db, table: 'bench_tp1', mode: 'max', idStart: 500_000_000, seconds: 120, rowsPerTx: 1000, rowsMax: 200_000 });
+  await phase('1000PerSAfterBurst', 1000, 'right after a 200k-row burst');
   result.lag = lag;
 
   }
@@ -325,7 +353,7 @@ try {
   const lag1k = (result.lag as Record<string, any> | undefined)?.['1000PerS'];
   let rawLag: Awaited<ReturnType<typeof rawDeliveryLatency>> | null = null;
   if (lag1k) {
-    log(`limit: raw JetStream publish → delivery at ${Math.round(lag1k.messagesPerS)} msg/s (16 R3 streams × 3 durable consumers)…`);
+    log(`limit: raw JetStream publish → delivery at ${Math.round(lag1k.messagesPerS)} msg/s (16 R3 streams × 3 R1 in-memory consumers)…`);
     rawLag = await rawDeliveryLatency(c, lag1k.messagesPerS, Math.round(lag1k.avgMessageBytes), seconds);
   }
   const sqlite = (result.capture ?? captureOverhead(dir)) as ReturnType<typeof captureOverhead>;
@@ -372,9 +400,30 @@ try {
   };
   log(`  writes stalled up to ${Math.round(stallMs)} ms on ${survivor}; ${w.rows} writes all arrived`);
   }
+  if (only.has('join')) {
+  // 6. join: n4 starts with an empty folder; a peer takes a snapshot, n4 restores it and reads on
+  const rowsNow = ['bench_tp1', 'bench_tp3', 'bench_lag'].reduce((a, t) => a + Number(c.query<{ n: bigint }>('n1', `SELECT count(*) AS n FROM ${t}`)[0]!.n), 0);
+  const bytesNow = statSync(c.node('n1').db).size;
+  log(`join: n4 starts empty while the cluster holds ${rowsNow.toLocaleString('en-US')} rows (${(bytesNow / 1024 / 1024).toFixed(0)} MB on n1)…`);
+  const j0 = Date.now();
+  c.startNode('n4');
+  await c.waitReady(600_000, ['n4']);
+  const readyMs = Date.now() - j0;
+  const st = await c.status('n4');
+  const restore = st?.snapshots?.restore ?? {};
+  const restoreMs = restore.endedAtMs && restore.startedAtMs ? restore.endedAtMs - restore.startedAtMs : NaN;
+  result.join = {
+    rows: rowsNow, replicaBytes: bytesNow, readyMs, restoreMs, rowsPerS: rowsNow / (readyMs / 1000), mbPerS: bytesNow / 1024 / 1024 / (readyMs / 1000),
+    snapshot: restore.snapshot ?? null, reason: restore.reason ?? null,
+  };
+  log(`  n4 ready after ${readyMs} ms (restore ${restoreMs} ms): ${Math.round(rowsNow / (readyMs / 1000))} rows/s`);
+  }
   await nc.close();
 } finally {
-  await c.destroy();
+  // BURROW_BENCH_KEEP=1 keeps the cluster's folder (node logs, databases) to look into a figure.
+  const keep = process.env.BURROW_BENCH_KEEP === '1';
+  await c.destroy(keep);
+  if (keep) log(`cluster folder kept: ${c.dir}`);
   rmSync(dir, { recursive: true, force: true });
 }
 
@@ -400,10 +449,10 @@ section(r.throughput, () => [
 section(r.lag, () => [
   'replication lag, COMMIT on n1 → applied on n2/n3 (ms)       p50      p90      p99      max',
   ...Object.values(r.lag).flatMap((l: any) => [
-    `  ${String(l.offeredPerS).padStart(5)} single-row writes/s                          ${f2(l.p50).padStart(8)} ${f2(l.p90).padStart(8)} ${f2(l.p99).padStart(8)} ${f2(l.max).padStart(8)}`,
+    `  ${String(l.offeredPerS).padStart(5)} single-row writes/s, ${l.label.padEnd(29)}${f2(l.p50).padStart(8)} ${f2(l.p90).padStart(8)} ${f2(l.p99).padStart(8)} ${f2(l.max).padStart(8)}`,
     `        COMMIT → published (n1: capture, stamp, publish)  ${f2(l.commitToPublished.p50).padStart(8)} ${f2(l.commitToPublished.p90).padStart(8)} ${f2(l.commitToPublished.p99).padStart(8)} ${f2(l.commitToPublished.max).padStart(8)}`,
     `        published → applied (JetStream, n2/n3 apply)     ${f2(l.publishedToApplied.p50).padStart(8)} ${f2(l.publishedToApplied.p90).padStart(8)} ${f2(l.publishedToApplied.p99).padStart(8)} ${f2(l.publishedToApplied.max).padStart(8)}`,
-    `        (${f0(l.messagesPerS)} messages/s of ${f0(l.avgMessageBytes)} B)`,
+    `        (${f0(l.messagesPerS)} messages/s of ${f0(l.avgMessageBytes)} B; nats-servers ${l.natsServer.cpuPercentEach.map((x: number) => `${x.toFixed(1)} %`).join(' / ')} CPU, ${f0(l.natsServer.cpuUsPerMessageAll)} µs CPU per message over the 3)`,
   ]),
 ]);
 section(r.limits, () => [
@@ -413,7 +462,7 @@ section(r.limits, () => [
   `  burrow one-writer throughput / JetStream ceiling        ${f2(r.limits.burrowVsJetstream).padStart(12)}`,
   `  burrow one-writer throughput / SQLite ceiling           ${f2(r.limits.burrowVsSqlite).padStart(12)}`,
   ...(r.limits.jetstreamDeliveryAtLagRate ? [
-    `  raw JetStream at the 1k/s lag phase's rate (${f0(r.limits.jetstreamDeliveryAtLagRate.msgsPerS)} msg/s, 16 R3 streams × 3 durable consumers), ms:`,
+    `  raw JetStream at the 1k/s lag phase's rate (${f0(r.limits.jetstreamDeliveryAtLagRate.msgsPerS)} msg/s, 16 R3 streams × 3 R1 in-memory consumers), ms:`,
     `    publish → delivered p50 / p90 / p99 / max          ${[r.limits.jetstreamDeliveryAtLagRate.delivered.p50, r.limits.jetstreamDeliveryAtLagRate.delivered.p90, r.limits.jetstreamDeliveryAtLagRate.delivered.p99, r.limits.jetstreamDeliveryAtLagRate.delivered.max].map(f2).join(' / ')}`,
     `    burrow's 1k/s lag / this floor, p50 and p99         ${f2(r.lag['1000PerS'].p50 / r.limits.jetstreamDeliveryAtLagRate.delivered.p50)} and ${f2(r.lag['1000PerS'].p99 / r.limits.jetstreamDeliveryAtLagRate.delivered.p99)}`,
   ] : []),
@@ -422,6 +471,10 @@ section(r.failover, () => [
   `failover: SIGKILL ${r.failover.victim}'s nats-server (leader of ${r.failover.streamsLed} streams) under 500 writes/s, restarted by its node`,
   `  writes reached the surviving follower within           ${f0(r.failover.survivorMaxLagMs).padStart(12)} ms (max), ${r.failover.survivorLagsOver1s} writes over 1 s`,
   `  ...and the restarted node within                       ${f0(r.failover.victimMaxLagMs).padStart(12)} ms (max); all ${f0(r.failover.writes)} writes arrived everywhere`,
+]);
+section(r.join, () => [
+  `join: n4 started with an empty folder while the cluster held ${f0(r.join.rows)} rows (${f0(r.join.replicaBytes / 1024 / 1024)} MB)`,
+  `  ready after                                            ${f0(r.join.readyMs).padStart(12)} ms (restore ${f0(r.join.restoreMs)} ms) = ${f0(r.join.rowsPerS)} rows/s, ${f2(r.join.mbPerS)} MB/s`,
 ]);
 lines.push(`cluster ready after ${r.clusterReadyMs} ms`);
 process.stdout.write(lines.join('\n') + '\n');

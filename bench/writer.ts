@@ -2,7 +2,7 @@
  * Benchmark load generator: a separate process (an application) writing into one node's SQLite
  * file. Prints one JSON line when done: { rows, firstCommitMs, lastCommitMs }.
  *
- *   mode "max":  as fast as it can, rowsPerTx rows per transaction, for `seconds`
+ *   mode "max":  as fast as it can, rowsPerTx rows per transaction, for `seconds` (or `rowsMax` rows)
  *   mode "rate": single-row transactions at `ratePerSec`, each row carrying its commit time
  *                (`at`, ms since the epoch, sub-ms) for lag measurement
  */
@@ -17,6 +17,8 @@ interface WriterJob {
   readonly seconds: number;
   readonly rowsPerTx?: number;
   readonly ratePerSec?: number;
+  /** mode "max": stop after this many rows (a burst), whatever `seconds` says. */
+  readonly rowsMax?: number;
 }
 
 const job = JSON.parse(process.argv[2]!) as WriterJob;
@@ -36,7 +38,7 @@ if (job.mode === 'max') {
   const tx = db.transaction(() => {
     for (let i = 0; i < per; i++) ins.run(id++, 'burrow benchmark row payload 0123456789abcdef', i);
   });
-  while (Date.now() < endAt) {
+  while (Date.now() < endAt && rows < (job.rowsMax ?? Infinity)) {
     tx();
     rows += per;
     last = nowMs();

@@ -70,6 +70,7 @@ export class SnapshotService {
   private responder: Subscription | null = null;
   private taking: Promise<Manifest> | null = null;
   private readonly workDir: string;
+  private readonly startedAtMs = Date.now();
   newest: Manifest | null = null;
   taken = 0;
   lastError: { message: string; atMs: number } | null = null;
@@ -202,15 +203,20 @@ export class SnapshotService {
     return r;
   }
 
-  /** Periodic snapshots: taken when the newest in the bucket (anyone's) is older than interval_s. */
+  /**
+   * Periodic snapshots: taken when the newest in the bucket (anyone's; with none yet, this node's
+   * start) is older than interval_s. Nodes stagger by their index — up to a minute each, at most
+   * half the interval — so one of them takes it and the others see it listed: three nodes once
+   * took 70 MB snapshots at the same moment (20 s each) and the replication lag had 1 s spikes.
+   */
   async tick(): Promise<void> {
     const intervalMs = this.config.snapshot.intervalS * 1000;
     if (intervalMs === 0 || !this.js || !this.isReady()) return;
     const { snapshots } = await this.list();
-    // Nodes stagger by their index, so one of them takes it, not all at once.
     const index = this.config.nodes.findIndex((n) => n.id === this.node.id);
-    const newestAt = snapshots[0]?.atMs ?? 0;
-    if (Date.now() - newestAt >= intervalMs + index * 15_000) await this.take();
+    const staggerMs = Math.min(60_000, intervalMs / 2);
+    const newestAt = snapshots[0]?.atMs ?? this.startedAtMs;
+    if (Date.now() - newestAt >= intervalMs + index * staggerMs) await this.take();
   }
 
   private synced(): boolean {
