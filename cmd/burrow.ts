@@ -5,10 +5,12 @@ import { runUp } from './up.ts';
 import { runStatus } from './status.ts';
 import { runChecksum } from './checksum.ts';
 import { runRestore, runSnapshot, runSnapshots } from './snapshot.ts';
+import { runSchema } from './schema.ts';
+import { runMigrate } from './migrate.ts';
 
 /** Commands the open issues name, with the issue that builds each. */
 const planned: Readonly<Record<string, number>> = {
-  schema: 12, migrate: 12, keygen: 13, dead: 14, conflicts: 14, waiting: 14,
+  keygen: 13, dead: 14, conflicts: 14, waiting: 14,
 };
 
 const help = `burrow — a multi-node SQLite cluster (every node a full local replica)
@@ -22,11 +24,14 @@ Usage:
   burrow snapshots --config FILE [--json]   list the cluster's snapshots, newest first
   burrow restore   --config FILE --node ID [--snapshot NAME] [--json]
                                             a running node merges a snapshot (default: the newest the streams cover)
+  burrow schema   --config FILE [--json]    every node's tables, indexes, views and triggers with a fingerprint
+                                            (exit 1 on drift, naming the tables, or if a node is down)
+  burrow migrate  --config FILE FILE.sql [--node ID] [--timeout S] [--json]
+                                            run FILE.sql's statements on every node, as written, in the cluster's
+                                            schema order; waits until all nodes have (exit 1: failed, down, timeout)
   burrow --help
 
 Planned (named by open issues; each exits 2 with "not built yet" today):
-  burrow schema    --config FILE [--json]             each node's schema version and tables (issue 12)
-  burrow migrate   --config FILE FILE.sql             run a migration on the cluster (issue 12)
   burrow keygen    --config FILE                      create the cluster's credentials (issue 13)
   burrow dead      --config FILE [--retry ID|--all] [--purge …]   dead-lettered changes (issue 14)
   burrow conflicts --config FILE                      UNIQUE conflicts (issue 14)
@@ -34,9 +39,10 @@ Planned (named by open issues; each exits 2 with "not built yet" today):
 
 Options:
   -c, --config FILE   cluster.toml shared by all nodes (default: ./cluster.toml)
-  -n, --node ID       node id from the config (start, snapshot, restore)
+  -n, --node ID       node id from the config (start, snapshot, restore, migrate)
+      --timeout S     seconds to wait (migrate; default 60)
       --snapshot NAME a snapshot's name (restore)
-      --json          machine-readable output (status, checksum, snapshot, snapshots, restore)
+      --json          machine-readable output (status, checksum, snapshot, snapshots, restore, schema, migrate)
 
 Environment:
   BURROW_LOG_LEVEL          debug | info | warn | error (default info)
@@ -55,6 +61,7 @@ async function main(argv: string[]): Promise<number> {
       node: { type: 'string', short: 'n' },
       json: { type: 'boolean', default: false },
       snapshot: { type: 'string' },
+      timeout: { type: 'string' },
       help: { type: 'boolean', short: 'h', default: false },
     },
   });
@@ -79,6 +86,13 @@ async function main(argv: string[]): Promise<number> {
       return runSnapshots(values.config, values.json);
     case 'restore':
       return runRestore(values.config, values.node, values.snapshot, values.json);
+    case 'schema':
+      return runSchema(values.config, values.json);
+    case 'migrate': {
+      const t = values.timeout === undefined ? 60 : Number(values.timeout);
+      if (!Number.isFinite(t) || t <= 0) throw new BurrowError(`--timeout must be a number of seconds above 0, got ${values.timeout}`, { exitCode: 2 });
+      return runMigrate(values.config, positionals[1], values.node, t, values.json);
+    }
     default:
       throw new BurrowError(`unknown command "${cmd}" (try burrow --help)`, { exitCode: 2 });
   }

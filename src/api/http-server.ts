@@ -13,7 +13,14 @@ export interface NodeApi {
   snapshot(progress: Progress): Promise<unknown>;
   snapshots(): Promise<unknown>;
   restore(name: string | undefined, progress: Progress): Promise<unknown>;
+  /** The schema as this node has it: every object with a fingerprint, and the replicated state. */
+  schema(): unknown;
+  /** `burrow migrate`: order statements for every node (this node's next schema entry). */
+  migrate(sql: string): unknown;
 }
+
+/** Largest migration accepted (one schema entry; the stream's messages are bounded too). */
+export const migrationBytesMax = 1024 * 1024;
 
 // SQLite integers arrive as bigints: numbers when exact, strings beyond 2^53.
 const bigints = (_k: string, v: unknown) =>
@@ -42,15 +49,32 @@ const json = (res: http.ServerResponse, code: number, body: unknown) => {
   res.end(text + '\n');
 };
 
-/** GET /status, /healthz (alive), /readyz (ready), /checksum, /snapshots; POST /snapshot, /restore[?snapshot=NAME]. */
+/** GET /status, /healthz (alive), /readyz (ready), /checksum, /snapshots, /schema; POST /snapshot, /restore[?snapshot=NAME]. */
 export async function startHttp(addr: HostPort, api: NodeApi): Promise<http.Server> {
   const server = http.createServer((req, res) => {
     const [url, query] = (req.url ?? '/').split('?') as [string, string | undefined];
+    if (req.method === 'POST' && url === '/migrate') {
+      const chunks: Buffer[] = [];
+      let size = 0;
+      req.on('data', (c: Buffer) => {
+        size += c.length;
+        if (size <= migrationBytesMax) chunks.push(c);
+      });
+      req.on('end', () => {
+        if (size > migrationBytesMax) return json(res, 413, { error: `the migration is ${size} bytes; at most ${migrationBytesMax} are accepted` });
+        try {
+          return json(res, 200, api.migrate(Buffer.concat(chunks).toString('utf8')));
+        } catch (err) {
+          return json(res, 400, { error: errorMessage(err) });
+        }
+      });
+      return;
+    }
     if (req.method === 'POST') {
       req.resume();
       if (url === '/snapshot') return streamed(res, (p) => api.snapshot(p));
       if (url === '/restore') return streamed(res, (p) => api.restore(new URLSearchParams(query ?? '').get('snapshot') ?? undefined, p));
-      return json(res, 404, { error: `no POST route ${url}`, routes: ['/snapshot', '/restore'] });
+      return json(res, 404, { error: `no POST route ${url}`, routes: ['/snapshot', '/restore', '/migrate'] });
     }
     if (req.method !== 'GET') return json(res, 405, { error: 'only GET and POST' });
     try {
@@ -61,6 +85,8 @@ export async function startHttp(addr: HostPort, api: NodeApi): Promise<http.Serv
           return json(res, 200, { ok: true });
         case '/readyz':
           return json(res, api.ready() ? 200 : 503, { ready: api.ready() });
+        case '/schema':
+          return json(res, 200, api.schema());
         case '/snapshots':
           api.snapshots().then((c) => json(res, 200, c), (err) => json(res, 503, { error: errorMessage(err) }));
           return;
@@ -68,7 +94,7 @@ export async function startHttp(addr: HostPort, api: NodeApi): Promise<http.Serv
           api.checksum().then((c) => json(res, 200, c), (err) => json(res, 500, { error: errorMessage(err) }));
           return;
         default:
-          return json(res, 404, { error: `no route ${url}`, routes: ['/status', '/healthz', '/readyz', '/checksum', '/snapshots'] });
+          return json(res, 404, { error: `no route ${url}`, routes: ['/status', '/healthz', '/readyz', '/checksum', '/snapshots', '/schema'] });
       }
     } catch (err) {
       return json(res, 500, { error: errorMessage(err) });

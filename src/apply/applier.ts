@@ -15,6 +15,16 @@ import { lwwWins } from './lww.ts';
 import { RowWriter } from './row-writer.ts';
 import { UniqueResolver } from './unique-resolver.ts';
 import { WaitingRoom } from './waiting-room.ts';
+import type { FoldOutcome, SchemaApplier } from './schema-applier.ts';
+import type { SchemaStore } from '../store/schema-store.ts';
+import type { SchemaCapture } from '../capture/schema-capture.ts';
+
+/** Schema replication's parts the applier uses (absent: a change for a missing table or column waits). */
+export interface ApplierSchema {
+  readonly store: SchemaStore;
+  readonly applier: SchemaApplier;
+  readonly capture: SchemaCapture;
+}
 
 export { waitingChangesMax } from './waiting-room.ts';
 export { rowJson } from './unique-resolver.ts';
@@ -59,6 +69,8 @@ export interface ApplyStats {
   /** Changes parked in __burrow_waiting (schema not there yet), and later applied from there. */
   changesParked: number;
   changesUnparked: number;
+  /** Changes to a table the replicated schema dropped after them (their effect went with the table). */
+  changesDroppedWithTable: number;
 }
 
 export interface ApplierParts {
@@ -76,6 +88,7 @@ export interface ApplierParts {
   readonly members: ReadonlySet<string>;
   /** Batch-number tracking per origin; contiguous values are saved in the apply transaction. */
   readonly gaps: BatchNumbers | null;
+  readonly schema?: ApplierSchema | null;
 }
 
 /** One change with what it needs to apply: its batch's origin and table, and where it came from. */
@@ -85,6 +98,9 @@ interface ChangeContext {
   readonly origin: string;
   readonly wt: WireTable;
   readonly c: WireChange;
+  /** The schema the change was made under (WireBatch q/m), when its origin replicates schema. */
+  readonly q?: number;
+  readonly m?: number;
 }
 
 /**
@@ -123,7 +139,7 @@ function changeId(ctx: ChangeContext): string {
 export class Applier {
   readonly stats: ApplyStats = {
     messages: 0, changesApplied: 0, changesSkipped: 0, ownMessages: 0, deadLettered: 0, messagesRejected: 0, held: 0,
-    changesParked: 0, changesUnparked: 0,
+    changesParked: 0, changesUnparked: 0, changesDroppedWithTable: 0,
   };
   /** Last hold per origin (status). */
   readonly holds = new Map<string, { aheadMs: number; atMs: number }>();
@@ -175,6 +191,7 @@ export class Applier {
       return r;
     } catch (err) {
       gaps?.rollback();
+      this.p.schema?.store.forgetCache();
       this.waiting.recount();
       this.dirty.clear();
       throw err;
@@ -281,10 +298,17 @@ export class Applier {
     this.inApplyTx(() => {
       for (const w of this.waiting.due(all, limit)) {
         const batch = decodeBatch(w.change); // written by us: valid
-        const wt = batch.tables[0]!;
         const c = batch.changes[0]!;
-        const local = this.resolveTable(wt);
-        if (typeof local === 'string') {
+        const behind = this.schemaBehind(batch);
+        const wt = behind === null && this.schemaSays(batch) ? this.translate(batch.tables[0]!, batch) : batch.tables[0]!;
+        if (wt === null) {
+          this.waiting.remove(w.id);
+          this.stats.changesDroppedWithTable++;
+          continue;
+        }
+        const own = behind === null && this.schemaSays(batch) ? this.ownDdlPending(wt) : null;
+        const local = behind ?? own ?? this.resolveTable(wt);
+        if (typeof local === 'string' && (behind !== null || own !== null || !this.schemaSays(batch))) {
           this.waiting.later(w, local);
           continue;
         }
@@ -296,7 +320,9 @@ export class Applier {
         this.waiting.remove(w.id);
         this.stats.changesUnparked++;
         applied++;
-        this.applyChange({ shard: w.shard, seq: w.seq, origin: batch.o, wt, c }, local);
+        const ctx = { shard: w.shard, seq: w.seq, origin: batch.o, wt, c, q: batch.q, m: batch.m };
+        if (typeof local === 'string') this.applyUnderSchema(ctx);
+        else this.applyChange(ctx, local);
       }
     });
     if (applied > 0) this.p.log.info('applied changes that were waiting for the schema', { applied, stillWaiting: this.waiting.count() });
@@ -411,14 +437,28 @@ export class Applier {
     }
     const held = this.holdReason(batch);
     if (held) return held;
-    const resolved = batch.tables.map((t) => this.resolveTable(t));
+    // Made under a schema this node has not folded yet: waits for it (the schema stream brings it).
+    const behind = this.schemaBehind(batch);
+    if (behind !== null && this.waiting.full()) {
+      this.stats.held++;
+      return { kind: 'held', origin: batch.o, aheadMs: 0 };
+    }
+    const authoritative = behind === null && this.schemaSays(batch);
+    // Under the schema it was made with: renames since then followed, tables dropped since gone (null).
+    const tables = authoritative ? batch.tables.map((t) => this.translate(t, batch)) : batch.tables;
+    const resolved = tables.map((t) => (t === null ? null : behind ?? (authoritative ? this.ownDdlPending(t) : null) ?? this.resolveTable(t)));
     for (const c of batch.changes) {
-      const wt = batch.tables[c.t];
+      const wt = tables[c.t];
       const local = resolved[c.t];
-      assert(wt && local, 'decodeBatch validated table indexes');
-      const ctx = { shard: m.shard, seq: m.seq, origin: batch.o, wt, c };
-      if (typeof local === 'string') this.park(ctx, local);
-      else this.applyChange(ctx, local);
+      assert(wt !== undefined && local !== undefined, 'decodeBatch validated table indexes');
+      if (wt === null || local === null) {
+        this.stats.changesDroppedWithTable++;
+        continue;
+      }
+      const ctx = { shard: m.shard, seq: m.seq, origin: batch.o, wt, c, q: batch.q, m: batch.m };
+      if (typeof local !== 'string') this.applyChange(ctx, local);
+      else if (authoritative && !local.startsWith('waits for the schema')) this.applyUnderSchema(ctx);
+      else this.park({ ...ctx, wt: batch.tables[c.t]! }, local);
     }
     if (batch.n !== undefined && this.p.gaps) this.p.received.save(batch.o, batch.n, this.p.gaps.noteApplied(batch.o, batch.n));
     return { kind: 'applied' };
@@ -506,12 +546,104 @@ export class Applier {
   }
 
   private oneChange(ctx: ChangeContext): Buffer {
-    return encodeBatch({ v: batchVersion, o: ctx.origin, s: ctx.shard, tables: [ctx.wt], changes: [{ ...ctx.c, t: 0 }] });
+    const under = ctx.q !== undefined && ctx.m !== undefined ? { q: ctx.q, m: ctx.m } : {};
+    return encodeBatch({ v: batchVersion, o: ctx.origin, s: Math.max(0, ctx.shard), ...under, tables: [ctx.wt], changes: [{ ...ctx.c, t: 0 }] });
   }
 
   private reject(m: ApplyMessage, origin: string | null, reason: string): void {
     this.stats.messagesRejected++;
     this.deadLetter({ shard: m.shard, seq: m.seq, origin, table: null, hlc: null, reason: `rejected message: ${reason}`, change: m.data });
+  }
+
+  /** The batch was made under a schema this node has not folded yet: why, or null. */
+  private schemaBehind(b: { o: string; q?: number; m?: number }): string | null {
+    const st = this.p.schema?.store;
+    if (!st || b.q === undefined || b.m === undefined) return null;
+    const pos = st.position();
+    if (pos < b.q) return `waits for the schema: made at schema stream position ${b.q}, this node has folded up to ${pos}`;
+    const folded = st.folded(b.o);
+    if (folded < b.m) return `waits for the schema: needs schema entry ${b.m} of ${b.o}, this node has folded up to ${folded}`;
+    return null;
+  }
+
+  /**
+   * A table as a change made under schema position q (plus its origin's own entries up to m)
+   * names it, followed through the renames folded since — tables and columns — or null when the
+   * table was dropped since (a table created again under that name is another table).
+   */
+  private translate(t: WireTable, b: { o: string; q?: number; m?: number }): WireTable | null {
+    const events = this.p.schema!.store.eventsAfter(b.q ?? 0);
+    if (events.length === 0) return t;
+    let name = t.n;
+    let cols = t.c;
+    let keys = t.k;
+    for (const ev of events) {
+      if (ev.origin === b.o && ev.n <= (b.m ?? 0)) continue; // the origin's own DDL: already in its view
+      if (ev.kind === 'rename-table' && ev.a === name) name = ev.b!;
+      else if (ev.kind === 'drop' && ev.tbl === name) return null;
+      else if (ev.kind === 'rename-column' && ev.tbl === name) {
+        cols = cols.map((c) => (c === ev.a ? ev.b! : c));
+        keys = keys.map((c) => (c === ev.a ? ev.b! : c));
+      }
+    }
+    return name === t.n && cols === t.c && keys === t.k ? t : { n: name, k: keys, c: cols };
+  }
+
+  /**
+   * A change (already translated) for a table this node's own unfolded DDL touches: it waits until
+   * that DDL has its place in the stream order, which decides how the change maps onto it.
+   */
+  private ownDdlPending(t: WireTable): string | null {
+    const own = this.p.schema?.store.tablesOwnPending();
+    return own?.has(t.n) ? `waits for the schema: this node's own change of table ${t.n} is not ordered by the schema stream yet` : null;
+  }
+
+  /** This node's schema covers everything the change was made under: a table or column it lacks was dropped since. */
+  private schemaSays(b: { q?: number }): boolean {
+    return this.p.schema !== null && this.p.schema !== undefined && b.q !== undefined;
+  }
+
+  /**
+   * A change whose schema this node has folded, for a table or columns it lacks: the table was
+   * dropped since (the change goes with it), or columns were (the rest of the row applies).
+   */
+  private applyUnderSchema(ctx: ChangeContext): void {
+    const local = this.p.capture.byName(ctx.wt.n);
+    if (!local) {
+      this.stats.changesDroppedWithTable++;
+      return;
+    }
+    const lk = local.schema.keyColumns;
+    if (lk.length !== ctx.wt.k.length || lk.some((c, i) => c !== ctx.wt.k[i])) {
+      this.deadLetterChange(ctx, `table "${ctx.wt.n}": key columns differ (sender ${ctx.wt.k.join(',')}, here ${lk.join(',')}) under the same schema`);
+      return;
+    }
+    const keep = ctx.wt.c.map((c, i) => (local.schema.columns.includes(c) ? i : -1)).filter((i) => i >= 0);
+    const wt = { ...ctx.wt, c: keep.map((i) => ctx.wt.c[i]!) };
+    if (ctx.c.d === 1 || !ctx.c.r) {
+      this.applyChange({ ...ctx, wt }, local);
+      return;
+    }
+    const row = decodeValues(ctx.c.r);
+    this.applyChange({ ...ctx, wt, c: { ...ctx.c, r: encodeValues(keep.map((i) => row[i]!)) } }, local);
+  }
+
+  /**
+   * Schema entries read from the schema stream, folded in ONE apply transaction (own pending DDL
+   * captured first), then capture follows the new schema and the seen schema with it. Changes
+   * waiting for these entries are due now.
+   */
+  applySchema(entries: readonly { seq: number; data: Uint8Array }[]): FoldOutcome[] {
+    const schema = this.p.schema;
+    assert(schema, 'applySchema without schema replication');
+    return this.inApplyTx(() => {
+      const out = entries.map((e) => schema.applier.fold(e.seq, e.data));
+      this.p.capture.sync();
+      this.onSchema();
+      schema.capture.accept();
+      this.waiting.wakeAll();
+      return out;
+    });
   }
 
   /** The local table for a wire table, or the reason it cannot take the change. */

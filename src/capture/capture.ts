@@ -72,10 +72,10 @@ export class Capture {
   private seenSchemaVersion = -1n;
   /** Bumped by every refresh: holders of per-table statements rebuild them. */
   generation = 0;
+  /** Tables burrow itself rebuilt (a replicated schema change): the same table, rows and clocks kept, not restamped. */
+  private readonly adopted = new Set<string>();
 
-  constructor(private readonly db: Database, private readonly clocks: ClockStore, private readonly log: Logger,
-    /** Writes creating a larger row are refused by the capture triggers (no message could carry it). */
-    private readonly rowBytesMax = defaultRowBytesMax) {}
+  constructor(private readonly db: Database, private readonly clocks: ClockStore, private readonly log: Logger) {}
 
   byName(name: string): CapturedTable | undefined {
     return this.byNameMap.get(name);
@@ -95,6 +95,21 @@ export class Capture {
 
   refusedRows(): readonly RefusedRows[] {
     return this.refused;
+  }
+
+  /** The next refresh treats `name` as the table it had (burrow rebuilt it with its rows and clocks). */
+  adopt(name: string): void {
+    this.adopted.add(name);
+  }
+
+  /**
+   * A table renamed (by the application, or by burrow applying a replicated rename): the same
+   * table under its new name — its id, clock table and triggers go with it, nothing is restamped.
+   * In the caller's write transaction, before the next refresh.
+   */
+  renameTable(from: string, to: string): void {
+    this.db.conn.prepare('DELETE FROM __burrow_tables WHERE name = ?').run(to);
+    this.db.conn.prepare('UPDATE __burrow_tables SET name = ? WHERE name = ?').run(to, from);
   }
 
   /** Refresh in its own write transaction (start-up). */
@@ -151,6 +166,7 @@ export class Capture {
     this.refused = refused;
     this.byNameMap = next;
     this.byTidMap = new Map([...next.values()].map((t) => [t.tid, t]));
+    this.adopted.clear();
     this.db.clearStatements();
     this.seenSchemaVersion = this.db.schemaVersion();
     this.generation++;
@@ -182,9 +198,9 @@ export class Capture {
     } else {
       this.db.conn.prepare('UPDATE __burrow_tables SET key_columns = ? WHERE tid = ?').run(JSON.stringify(schema.keyColumns), tid);
     }
-    const triggers = triggerSql(tid, schema, this.rowBytesMax);
+    const triggers = triggerSql(tid, schema);
     // Our triggers are gone from a table we captured: it was dropped (and created again) since.
-    const recreated = !isNew && !triggers.some(([name]) => installed.get(name)?.table === schema.name);
+    const recreated = !isNew && !this.adopted.has(schema.name) && !triggers.some(([name]) => installed.get(name)?.table === schema.name);
     let restamped = 0;
     const old = recreated ? this.clocks.liveKeys(tid) : null;
     if (old && old.arity === schema.keyColumns.length) restamped += this.queueKeys(tid, schema, old.select);
@@ -254,19 +270,6 @@ function keyRef(prefix: 'NEW' | 'OLD', col: string): string {
   return col === 'rowid' ? `${prefix}.rowid` : `${prefix}.${quoteIdent(col)}`;
 }
 
-/**
- * A statement that refuses a row too large to replicate: its stored bytes (TEXT/BLOB lengths, 9
- * per column for the rest of its encoding) above `rowBytesMax` (no message could carry it; it
- * would be retried for ever). Measured at ~1 % of a captured single-row insert.
- */
-function rowSizeGuard(schema: TableSchema, rowBytesMax: number): string {
-  const cols = schema.columns.filter((c) => c !== 'rowid');
-  if (cols.length === 0) return '';
-  const size = cols.map((c) => `coalesce(length(CAST(NEW.${quoteIdent(c)} AS BLOB)), 0)`).join(' + ');
-  const msg = sqlString(`burrow: a row of table ${schema.name} larger than replication.row_bytes_max (${rowBytesMax} bytes) cannot be replicated`);
-  return `SELECT RAISE(ABORT, ${msg}) WHERE ${size} + ${9 * cols.length} > ${rowBytesMax}; `;
-}
-
 function sqlString(s: string): string {
   return `'${s.replaceAll("'", "''")}'`;
 }
@@ -281,7 +284,7 @@ function sqlString(s: string): string {
  * - nk/nu (BEFORE, non-integer keys of rowid tables that may be NULL): refuse a NULL key. SQLite
  *   allows it, but NULL identifies no row (NULLs are distinct), so it cannot be replicated.
  */
-export function triggerSql(tid: number, schema: TableSchema, rowBytesMax = defaultRowBytesMax): [string, string][] {
+export function triggerSql(tid: number, schema: TableSchema): [string, string][] {
   const n = schema.keyColumns.length;
   if (n > logKeyColumnsMax) throw new Error(`too many key columns for ${schema.name}`);
   const cols = `tid, ${Array.from({ length: n }, (_, i) => `k${i}`).join(', ')}`;
@@ -292,10 +295,11 @@ export function triggerSql(tid: number, schema: TableSchema, rowBytesMax = defau
   const on = `main.${quoteIdent(schema.name)}`;
   const when = 'WHEN (SELECT applying FROM __burrow_state) = 0';
   const t = (kind: string) => `${triggerPrefix}${tid}_${kind}`;
-  const sizeGuard = rowSizeGuard(schema, rowBytesMax);
+  // No row-size guard in the triggers: one naming every column makes ALTER TABLE DROP COLUMN fail
+  // for every client ("error in trigger … no such column"); oversized rows are caught when stamped.
   const out: [string, string][] = [
-    [t('ins'), `CREATE TRIGGER ${quoteIdent(t('ins'))} AFTER INSERT ON ${on} ${when} BEGIN ${sizeGuard}INSERT INTO __burrow_log(${cols}) VALUES (${tid}, ${newKey}); END`],
-    [t('upd'), `CREATE TRIGGER ${quoteIdent(t('upd'))} AFTER UPDATE ON ${on} ${when} BEGIN ${sizeGuard}`
+    [t('ins'), `CREATE TRIGGER ${quoteIdent(t('ins'))} AFTER INSERT ON ${on} ${when} BEGIN INSERT INTO __burrow_log(${cols}) VALUES (${tid}, ${newKey}); END`],
+    [t('upd'), `CREATE TRIGGER ${quoteIdent(t('upd'))} AFTER UPDATE ON ${on} ${when} BEGIN `
       + `INSERT INTO __burrow_log(${cols}) SELECT ${tid}, ${oldKey} WHERE ${keyMoved}; `
       + `INSERT INTO __burrow_log(${cols}) VALUES (${tid}, ${newKey}); END`],
     [t('del'), `CREATE TRIGGER ${quoteIdent(t('del'))} AFTER DELETE ON ${on} ${when} BEGIN INSERT INTO __burrow_log(${cols}) VALUES (${tid}, ${oldKey}); END`],

@@ -11,6 +11,14 @@ import type { Quarantine } from '../store/quarantine.ts';
 import { defaultRowBytesMax } from './capture.ts';
 import { assert } from '../util/assert.ts';
 import type { Capture, CapturedTable } from './capture.ts';
+import type { SchemaCapture } from './schema-capture.ts';
+import type { SchemaStore } from '../store/schema-store.ts';
+
+/** Schema replication's parts the stamper uses (absent: schema changes are not replicated). */
+export interface StamperSchema {
+  readonly capture: SchemaCapture;
+  readonly store: SchemaStore;
+}
 
 export interface StamperLimits {
   /** Most log rows read in one pass (one transaction). */
@@ -57,7 +65,7 @@ export class ChangeStamper {
   private logSelect: { keyCols: number; select: ExactSelect } | null = null;
   /** Log rows with a NULL key (written before the NULL-key guard): not replicated, counted. */
   nullKeysSkipped = 0;
-  /** Rows larger than rowBytesMax (written before capture's guard): not replicated, dead-lettered here. */
+  /** Rows larger than rowBytesMax: not replicated, dead-lettered here with the reason (status counts them). */
   oversizedRowsSkipped = 0;
 
   constructor(
@@ -71,6 +79,7 @@ export class ChangeStamper {
     private readonly nodeId: string,
     private readonly clusterName: string,
     private readonly limits: StamperLimits,
+    private readonly schema: StamperSchema | null = null,
   ) {}
 
   /** Shards written since the last call (a rolled-back pass may name a shard with nothing new: harmless). */
@@ -84,7 +93,10 @@ export class ChangeStamper {
   stampPending(): StampResult {
     assert(this.db.conn.inTransaction, 'stampPending outside a write transaction');
     // The schema is read inside this transaction: a migration committed while we waited for the
-    // write lock is seen before any row is read with the old column list.
+    // write lock is seen before any row is read with the old column list. Local DDL becomes a
+    // schema entry first: the changes stamped next name it, so receivers apply them after it.
+    const ddl = this.schema?.capture.capture();
+    for (const op of ddl?.ops ?? []) if (op.renamedFrom !== undefined) this.capture.renameTable(op.renamedFrom, op.name);
     this.capture.sync();
     const rows = this.readLog();
     if (rows.length === 0) return { logRows: 0, changes: 0, batches: 0, tids: new Set() };
@@ -145,11 +157,12 @@ export class ChangeStamper {
 
     const insertOutbox = this.db.prepare('INSERT INTO __burrow_outbox(shard, msg_id, changes, payload, bseq) VALUES (?, ?, ?, ?, ?)');
     let bseq = this.meta.lastBatchNumber();
+    const under = this.schema ? { q: this.schema.store.position(), m: this.schema.store.ownNumber() } : {};
     for (const b of out) {
       const first = b.changes[0];
       assert(first, 'empty batch');
       bseq++;
-      const payload = encodeBatch({ v: batchVersion, o: this.nodeId, s: b.shard, n: bseq, tables: b.tables, changes: b.changes });
+      const payload = encodeBatch({ v: batchVersion, o: this.nodeId, s: b.shard, n: bseq, ...under, tables: b.tables, changes: b.changes });
       insertOutbox.run(b.shard, batchMsgId(this.clusterName, this.nodeId, first.h), b.changes.length, payload, bseq);
       this.touched.add(b.shard);
     }
@@ -159,14 +172,14 @@ export class ChangeStamper {
     return { logRows: rows.length, changes: latest.size, batches: out.length, tids };
   }
 
-  /** A row no message could carry (only rows written before the capture triggers refused them). */
+  /** A row no message could carry: kept here, dead-lettered with the reason, not sent. */
   private oversized(table: CapturedTable, row: readonly SqlValue[]): boolean {
     const bytes = this.rowWriter.reset().writeAll(row).bytes().length;
     if (bytes <= (this.limits.rowBytesMax ?? defaultRowBytesMax)) return false;
     this.oversizedRowsSkipped++;
     this.quarantine.deadLetter({
       shard: null, seq: null, origin: this.nodeId, table: table.schema.name, hlc: null, change: null,
-      reason: `local row of ${bytes} bytes is larger than replication.row_bytes_max: not replicated (written before burrow captured the table)`,
+      reason: `local row of ${bytes} bytes is larger than replication.row_bytes_max: not replicated (no message could carry it; make the row smaller and it replicates)`,
     });
     return true;
   }

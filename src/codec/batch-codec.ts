@@ -40,6 +40,14 @@ export interface WireBatch {
    * Absent in batches written before burrow tracked them.
    */
   readonly n?: number;
+  /**
+   * The schema its changes were made under (schema replication): the origin's position in the
+   * schema stream (q) and its own last schema entry (m). A receiver applies the changes once its
+   * schema has folded both; then a table or column it lacks was dropped since (the change's
+   * effect on it is dropped too). Absent: the receiver waits for missing tables and columns.
+   */
+  readonly q?: number;
+  readonly m?: number;
   readonly tables: readonly WireTable[];
   readonly changes: readonly WireChange[];
 }
@@ -88,6 +96,10 @@ export function decodeBatch(data: Uint8Array): WireBatch {
   if (!isStr(o.o)) throw new MalformedBatchError('missing origin node id');
   if (typeof o.s !== 'number' || !Number.isInteger(o.s) || o.s < 0) throw new MalformedBatchError('missing shard');
   if (o.n !== undefined && (typeof o.n !== 'number' || !Number.isSafeInteger(o.n) || o.n < 1)) throw new MalformedBatchError('bad batch number');
+  for (const f of ['q', 'm'] as const) {
+    if (o[f] !== undefined && (typeof o[f] !== 'number' || !Number.isSafeInteger(o[f]) || (o[f] as number) < 0)) throw new MalformedBatchError(`bad schema position ${f}`);
+  }
+  if ((o.q === undefined) !== (o.m === undefined)) throw new MalformedBatchError('schema positions q and m go together');
   if (!Array.isArray(o.tables)) throw new MalformedBatchError('missing tables');
   if (!Array.isArray(o.changes)) throw new MalformedBatchError('missing changes');
   for (const [i, t] of (o.tables as unknown[]).entries()) {

@@ -19,7 +19,11 @@ import type { GapTracker } from '../replication/gaps.ts';
 import { GapRepair } from '../replication/repair.ts';
 import { FatalSetupError, NatsLink, sleep } from '../replication/nats-link.ts';
 import { Publisher } from '../replication/publisher.ts';
-import { shardSubject } from '../shard/shard-router.ts';
+import { SchemaPublisher } from '../replication/schema-publisher.ts';
+import { schemaStreamName, schemaSubject, shardSubject } from '../shard/shard-router.ts';
+import { localObjects } from '../capture/schema-capture.ts';
+import { encodeSchemaEntry, schemaEntryVersion } from '../codec/schema-codec.ts';
+import { createHash } from 'node:crypto';
 import type { Database } from '../sqlite/database.ts';
 import type { MetaStore } from '../store/meta-store.ts';
 import { Replica } from './replica.ts';
@@ -103,6 +107,9 @@ export class BurrowNode {
   private link: NatsLink | null = null;
   private publisher: Publisher | null = null;
   private inbound: Inbound | null = null;
+  /** Reads the schema stream (one "shard") and folds its entries. */
+  private schemaInbound: Inbound | null = null;
+  private schemaPublisher: SchemaPublisher | null = null;
   private tailTimer: NodeJS.Timeout | null = null;
   private connectTask: Promise<void> | null = null;
   private logBacklog = true;
@@ -176,7 +183,7 @@ export class BurrowNode {
     this.replica = await Replica.open({
       file: node.db, sqlite: config.sqlite, nodeId: node.id, clusterName: config.cluster.name, shards: config.cluster.shards,
       members: config.nodes.map((n) => n.id), hlcSkewMsMax: config.cluster.hlcSkewMsMax, limits: config.replication,
-      clock: this.clock, log: this.log, check: (meta) => this.checkMeta(meta),
+      clock: this.clock, log: this.log, check: (meta) => this.checkMeta(meta), replicateSchema: true,
     });
     ({ db: this.db, hlc: this.hlc, capture: this.capture, stamper: this.stamper, applier: this.applier, outbox: this.outbox, gaps: this.gaps } = this.replica);
     this.db.onTrouble = (t, ended) => {
@@ -199,6 +206,8 @@ export class BurrowNode {
       snapshot: (progress) => this.snapshots.take(progress),
       snapshots: () => this.snapshots.list(),
       restore: (name, progress) => this.restoreNow(name, progress),
+      schema: () => this.schemaReport(),
+      migrate: (sql) => this.migrate(sql),
     }).catch((err: NodeJS.ErrnoException) => {
       throw new StartupError(`cannot listen on ${node.http.host}:${node.http.port} (node ${node.id} http in ${config.file}): ${err.code ?? err.message}`);
     });
@@ -260,11 +269,17 @@ export class BurrowNode {
           cluster: this.config.cluster.name, shards: this.config.cluster.shards, replicas: this.config.cluster.replicas,
           streamBytesMax: this.config.cluster.streamBytesMax, streamAgeMaxS: this.config.cluster.streamAgeMaxS, configFile: this.config.file,
         }, this.config.nodes.indexOf(this.node));
+        await this.link.ensureSchemaStream({
+          cluster: this.config.cluster.name, shards: this.config.cluster.shards, replicas: this.config.cluster.replicas,
+          streamBytesMax: this.config.cluster.streamBytesMax, streamAgeMaxS: this.config.cluster.streamAgeMaxS, configFile: this.config.file,
+        }, this.config.nodes.indexOf(this.node));
         if (this.phase !== 'connecting') return;
         this.snapshots.attach(this.link.nc, this.link.js);
         await this.restoreIfNeeded();
         if (this.phase !== 'connecting') return;
+        await this.startSchemaInbound(this.link);
         await this.startInbound(this.link);
+        this.startSchemaPublisher(this.link);
         this.publisher = new Publisher(this.link.js, this.outbox, (s) => shardSubject(this.config.cluster.name, s), {
           shards: this.config.cluster.shards, inFlightMax: this.config.replication.publishInFlightMax,
           // A fair share each: shards whose stream leader died hold their slots until the publish
@@ -326,6 +341,10 @@ export class BurrowNode {
           await this.inbound.stop().catch(() => {});
           this.inbound = null;
         }
+        if (this.schemaInbound) {
+          await this.schemaInbound.stop().catch(() => {});
+          this.schemaInbound = null;
+        }
         this.log.warn('JetStream not ready; retrying', { error: errorMessage(err), retryInMs: delay });
         await sleep(delay);
         delay = Math.min(delay * 2, 5000);
@@ -346,6 +365,74 @@ export class BurrowNode {
       throw err;
     }
     this.inbound = inbound;
+  }
+
+  /** The schema stream, read from the position folded here; its entries are folded in apply transactions. */
+  private async startSchemaInbound(link: NatsLink): Promise<void> {
+    const schema = this.replica.schema!;
+    const inbound = new Inbound(link.nc, link.js, this.config.cluster.name, 1, {
+      apply: (msgs) => this.applySchemaMessages(msgs),
+    }, {
+      applyMessagesMax: 64, applyBytesMax: 2 * 1024 * 1024, pullMessagesMax: 256, retryDelayMs: 1000,
+    }, this.log, new Map([[0, schema.store.position()]]), () => schemaStreamName(this.config.cluster.name));
+    try {
+      await inbound.start();
+    } catch (err) {
+      await inbound.stop().catch(() => {});
+      throw err;
+    }
+    this.schemaInbound = inbound;
+  }
+
+  private startSchemaPublisher(link: NatsLink): void {
+    if (this.schemaPublisher) return;
+    const store = this.replica.schema!.store;
+    const c = this.config.cluster.name;
+    this.schemaPublisher = new SchemaPublisher(link.js, {
+      next: () => store.nextToPublish(),
+      published: (n) => this.db.writeTx(() => store.markPublished(n)),
+    }, { subject: schemaSubject(c), msgId: (n) => `${c}.${this.node.id}.schema.${n}`, timeoutMs: this.config.replication.publishTimeoutMs, retryDelayMsMax: 1000 }, this.log);
+    this.schemaPublisher.start();
+  }
+
+  private applySchemaMessages(msgs: readonly { seq: number; data: Uint8Array }[]): { kind: 'applied' }[] {
+    try {
+      this.applier.applySchema(msgs.map((m) => ({ seq: m.seq, data: m.data })));
+    } catch (err) {
+      this.noteError(`schema: ${errorMessage(err)}`);
+      throw err;
+    }
+    this.db.schemaChanged(); // our own DDL
+    this.lastWaitingRetryMs = 0; // changes waiting for these entries are due
+    this.schemaPublisher?.kick();
+    this.publisher?.kick(this.stamper.takeTouchedShards());
+    return msgs.map(() => ({ kind: 'applied' as const }));
+  }
+
+  /** `burrow migrate`: the statements become this node's next schema entry; every node runs them when it folds it. */
+  private migrate(sql: string): { origin: string; n: number } {
+    if (sql.trim().length === 0) throw new Error('the migration is empty');
+    const store = this.replica.schema!.store;
+    const n = this.db.writeTx(() => store.queueOwn((num) => encodeSchemaEntry({ v: schemaEntryVersion, o: this.node.id, n: num, ops: [], sql })));
+    this.schemaPublisher?.kick();
+    this.log.info('migration queued for every node', { n, bytes: Buffer.byteLength(sql) });
+    return { origin: this.node.id, n };
+  }
+
+  /** GET /schema: every user object with a fingerprint (SHA-256 of its SQL), for `burrow schema`. */
+  private schemaReport(): unknown {
+    const schema = this.replica.schema!;
+    const fp = (sql: string) => createHash('sha256').update(sql).digest('hex').slice(0, 16);
+    return {
+      node: this.node.id,
+      position: schema.store.position(),
+      pending: schema.store.pendingCount(),
+      conflicts: schema.store.conflictCount(),
+      conflictsRecent: schema.store.recentConflicts(20),
+      folded: Object.fromEntries(schema.store.foldedAll()),
+      objects: localObjects(this.db.conn).map((o) => ({ type: o.type, name: o.name, table: o.tbl, fingerprint: fp(o.sql), sql: o.sql }))
+        .sort((a, b) => (a.type + a.name < b.type + b.name ? -1 : 1)),
+    };
   }
 
   private makeDoctor(link: NatsLink): void {
@@ -399,11 +486,14 @@ export class BurrowNode {
     const link = this.link;
     const run = (async () => {
       await this.inbound?.stop().catch(() => {});
+      await this.schemaInbound?.stop().catch(() => {});
       this.inbound = null;
+      this.schemaInbound = null;
       this.doctor = null;
       try {
         return await this.snapshots.runRestore(await this.streamBounds(link), reason, name, progress);
       } finally {
+        await this.startSchemaInbound(link);
         await this.startInbound(link);
         this.makeDoctor(link);
       }
@@ -532,6 +622,7 @@ export class BurrowNode {
           this.localStats.changesStamped += r.changes;
           this.localStats.logRowsStamped += r.logRows;
           this.publisher?.kick(this.stamper.takeTouchedShards());
+          this.schemaPublisher?.kick();
         }
       }
       if (Date.now() - this.lastSentPruneMs >= 10_000) {
@@ -625,7 +716,7 @@ export class BurrowNode {
   }
 
   ready(): boolean {
-    return this.phase === 'running' && (this.inbound?.ready() ?? false);
+    return this.phase === 'running' && (this.inbound?.ready() ?? false) && (this.schemaInbound?.ready() ?? false);
   }
 
   status(): Record<string, unknown> {
@@ -679,12 +770,28 @@ export class BurrowNode {
       conflicts: open ? this.replica.quarantine.conflictCount() : 0,
       unique: this.applier.unique.stats,
       snapshots: this.snapshots.status(),
+      schema: open ? this.schemaStatus() : null,
       history: open ? this.historyStatus() : null,
       members: this.config.nodes.map((n) => n.id),
       jetstreamPeers: this.peers ? { server: this.supervisor?.serverName() ?? null, removals: this.peers.removals, rejoins: this.peers.rejoins, lastError: this.peers.lastError } : null,
       config: { file: this.config.file, reloads: this.reloads.count, lastReload: this.reloads.last },
       database: { trouble: this.db.trouble, busyTimeoutMs: this.config.sqlite.busyTimeoutMs },
       lastError: this.lastError,
+    };
+  }
+
+  private schemaStatus(): unknown {
+    const schema = this.replica.schema!;
+    return {
+      /** Position folded in the schema stream, and this node's entries not folded back yet. */
+      position: schema.store.position(),
+      pending: schema.store.pendingCount(),
+      entriesCaptured: schema.capture.entries,
+      conflicts: schema.store.conflictCount(),
+      conflictsRecent: schema.store.recentConflicts(5),
+      fold: schema.applier.stats,
+      publish: this.schemaPublisher?.stats ?? null,
+      caughtUp: this.schemaInbound?.ready() ?? false,
     };
   }
 
@@ -723,6 +830,7 @@ export class BurrowNode {
     this.peers = null;
     this.repair?.stop();
     await this.connectTask?.catch(() => {});
+    await this.schemaInbound?.stop().catch(() => {});
     await this.inbound?.stop().catch(() => {});
     if (this.db?.conn.open) {
       try {
@@ -744,6 +852,7 @@ export class BurrowNode {
       if (left.batches > 0) this.log.warn('stopping with unpublished batches (kept; published at next start)', left);
     }
     this.publisher?.stop();
+    await this.schemaPublisher?.stop();
     await this.link?.close().catch(() => {});
     await this.supervisor?.stop().catch(() => {});
     await new Promise<void>((r) => {

@@ -13,6 +13,10 @@ import { MetaStore } from '../store/meta-store.ts';
 import { Quarantine } from '../store/quarantine.ts';
 import { ReceivedStore } from '../store/received-store.ts';
 import type { Logger } from '../util/log.ts';
+import { SchemaStore } from '../store/schema-store.ts';
+import { SchemaCapture } from '../capture/schema-capture.ts';
+import { SchemaApplier } from '../apply/schema-applier.ts';
+import type { ApplierSchema } from '../apply/applier.ts';
 
 export interface ReplicaOptions {
   readonly file: string;
@@ -27,6 +31,8 @@ export interface ReplicaOptions {
   readonly log: Logger;
   /** Runs on the open database before capture is installed (the node checks its identity facts). */
   readonly check?: (meta: MetaStore) => void;
+  /** Capture local DDL as schema entries and fold the schema stream's (the node does; in-process tests opt in). */
+  readonly replicateSchema?: boolean;
 }
 
 /**
@@ -50,6 +56,8 @@ export class Replica {
     readonly outbox: SqliteOutbox,
     /** Node ids of the cluster (the applier rejects batches of any other origin); updated in place on a config reload. */
     readonly members: Set<string>,
+    /** Schema replication (null when off). */
+    readonly schema: ApplierSchema | null,
   ) {}
 
   static async open(o: ReplicaOptions): Promise<Replica> {
@@ -66,18 +74,22 @@ export class Replica {
       // The persisted mark covers every clock this replica wrote or received (same transactions).
       hlc.observe(meta.hlc());
       const clocks = new ClockStore(db);
-      const capture = new Capture(db, clocks, o.log, o.limits.rowBytesMax);
+      const capture = new Capture(db, clocks, o.log);
       const r = capture.refresh();
       o.log.info('capture installed', { tables: capture.tables().length, added: r.added.join(',') || undefined, backfilled: r.backfilled || undefined });
       const quarantine = new Quarantine(db);
-      const stamper = new ChangeStamper(db, capture, clocks, meta, quarantine, hlc, router, o.nodeId, o.clusterName, o.limits);
+      const schemaStore = new SchemaStore(db);
+      const schema: ApplierSchema | null = o.replicateSchema
+        ? { store: schemaStore, capture: new SchemaCapture(db, schemaStore, o.nodeId), applier: new SchemaApplier(db, schemaStore, capture, o.nodeId, o.log) }
+        : null;
+      const stamper = new ChangeStamper(db, capture, clocks, meta, quarantine, hlc, router, o.nodeId, o.clusterName, o.limits, schema);
       const received = new ReceivedStore(db);
       const gaps = new GapTracker(received.load());
       const members = new Set(o.members);
       const applier = new Applier({
-        db, capture, stamper, clocks, meta, quarantine, received, hlc, nodeId: o.nodeId, log: o.log, members, gaps,
+        db, capture, stamper, clocks, meta, quarantine, received, hlc, nodeId: o.nodeId, log: o.log, members, gaps, schema,
       });
-      return new Replica(db, meta, clocks, capture, hlc, router, stamper, received, gaps, quarantine, applier, new SqliteOutbox(db), members);
+      return new Replica(db, meta, clocks, capture, hlc, router, stamper, received, gaps, quarantine, applier, new SqliteOutbox(db), members, schema);
     } catch (err) {
       db.close();
       throw err;

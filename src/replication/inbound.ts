@@ -115,6 +115,8 @@ export class Inbound {
     private readonly limits: InboundLimits,
     private readonly log: Logger,
     initialApplied: ReadonlyMap<number, number>,
+    /** The stream a "shard" reads (the shard streams by default; the schema stream is read as one shard). */
+    private readonly streamOf: (shard: number) => string = (shard) => streamName(cluster, shard),
   ) {
     this.positions = Array.from({ length: shards }, (_, s) => ({ appliedSeq: initialApplied.get(s) ?? 0, targetSeq: 0, caughtUp: false, pastRetention: false }));
     this.readers = Array.from({ length: shards }, () => ({ gen: 0, messages: null, consumerName: null, queued: 0, resumeSeq: null, wake: null, reopenTimer: null }));
@@ -131,7 +133,7 @@ export class Inbound {
     // the start target is never delivered) is caught up once its stream holds nothing beyond it.
     this.readyTimer = setInterval(() => void this.recheckReadiness(), 2000);
     await Promise.all(Array.from({ length: this.shards }, async (_, shard) => {
-      const info = await jsm.streams.info(streamName(this.cluster, shard));
+      const info = await jsm.streams.info(this.streamOf(shard));
       const pos = this.positions[shard]!;
       pos.targetSeq = info.state.last_seq;
       if (pos.appliedSeq + 1 < info.state.first_seq) {
@@ -202,7 +204,7 @@ export class Inbound {
     for (let attempt = 1; ; attempt++) {
       if (!this.running || gen !== r.gen) return null;
       try {
-        return await this.jsmFast!.consumers.add(streamName(this.cluster, shard), config);
+        return await this.jsmFast!.consumers.add(this.streamOf(shard), config);
       } catch (err) {
         if (attempt >= createAttemptsMax) throw err;
         await sleep(Math.min(500, 50 * attempt));
@@ -211,7 +213,7 @@ export class Inbound {
   }
 
   private deleteConsumer(shard: number, name: string): void {
-    this.jsmFast?.consumers.delete(streamName(this.cluster, shard), name).catch(() => { /* gone with its server: the inactive threshold removes it */ });
+    this.jsmFast?.consumers.delete(this.streamOf(shard), name).catch(() => { /* gone with its server: the inactive threshold removes it */ });
   }
 
   /** Heartbeats missed, or the consumer gone: read the shard again from its position. */
@@ -263,7 +265,7 @@ export class Inbound {
   /** The first message read was beyond the position asked for: did retention drop what came before? */
   private async checkRetention(shard: number, from: number): Promise<void> {
     try {
-      const info = await this.jsm!.streams.info(streamName(this.cluster, shard));
+      const info = await this.jsm!.streams.info(this.streamOf(shard));
       if (!this.running || from >= info.state.first_seq) return;
       this.positions[shard]!.pastRetention = true;
       // Its own batches among them are skipped anyway; gap repair fetches the others from their
@@ -340,7 +342,7 @@ export class Inbound {
       for (const shard of waiting) {
         if (this.readers[shard]!.queued > 0) continue;
         try {
-          const info = await this.jsm.streams.info(streamName(this.cluster, shard));
+          const info = await this.jsm.streams.info(this.streamOf(shard));
           const pos = this.positions[shard]!;
           if (info.state.last_seq <= pos.appliedSeq && this.readers[shard]!.queued === 0) {
             pos.caughtUp = true;

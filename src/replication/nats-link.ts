@@ -3,7 +3,7 @@ import {
   JetStreamApiCodes, JetStreamApiError, DiscardPolicy, jetstream, jetstreamManager, RetentionPolicy, StorageType,
   type JetStreamClient, type JetStreamManager, type StreamConfig,
 } from '@nats-io/jetstream';
-import { shardOfStream, shardSubject, streamName } from '../shard/shard-router.ts';
+import { schemaStreamName, schemaSubject, shardOfStream, shardSubject, streamName } from '../shard/shard-router.ts';
 import { errorMessage, StartupError } from '../util/errors.ts';
 import type { Logger } from '../util/log.ts';
 
@@ -18,6 +18,8 @@ export interface StreamPlan {
 }
 
 export const duplicateWindowMs = 120_000;
+/** The schema stream's size bound. */
+const schemaStreamBytesMax = 256 * 1024 * 1024;
 /** How long one attempt to create the streams and consumers may take before the caller retries it. */
 const ensureTimeoutMs = 60_000;
 
@@ -105,6 +107,41 @@ export class NatsLink {
       deny_delete: true,
       deny_purge: false,
     };
+  }
+
+  /**
+   * The schema stream (schema replication): one R stream for every node's schema entries, in one
+   * order. Kept by size only (entries are small and rare; a node behind it restores a snapshot,
+   * which carries the schema and its position). Created like the shard streams (check first).
+   */
+  async ensureSchemaStream(plan: StreamPlan, selfIndex: number): Promise<void> {
+    const cfg: Partial<StreamConfig> & { name: string } = {
+      name: schemaStreamName(plan.cluster),
+      description: `burrow cluster ${plan.cluster}: schema entries`,
+      subjects: [schemaSubject(plan.cluster)],
+      storage: StorageType.File,
+      num_replicas: plan.replicas,
+      retention: RetentionPolicy.Limits,
+      discard: DiscardPolicy.Old,
+      max_bytes: schemaStreamBytesMax,
+      max_msgs: -1,
+      max_age: 0,
+      max_msg_size: 8 * 1024 * 1024,
+      duplicate_window: nanos(duplicateWindowMs),
+      allow_rollup_hdrs: false,
+      deny_delete: true,
+      deny_purge: false,
+    };
+    const createAfterMs = Date.now() + selfIndex * 1500;
+    await this.retry(`stream ${cfg.name}`, Date.now() + ensureTimeoutMs, async () => {
+      let info = await this.streamInfo(cfg.name);
+      while (!info && Date.now() < createAfterMs) {
+        await sleep(100);
+        info = await this.streamInfo(cfg.name);
+      }
+      if (!info) await this.admin.streams.add(cfg);
+      else if (info.config.num_replicas !== cfg.num_replicas) await this.admin.streams.update(cfg.name, { ...info.config, num_replicas: cfg.num_replicas });
+    });
   }
 
   /** Create (or check) every shard stream; idempotent. */

@@ -110,6 +110,15 @@ export function shardOfStream(cluster: string, stream: string | undefined): numb
   return /^\d{1,9}$/.test(rest) ? Number(rest) : -1;
 }
 
+/** The schema stream: every node's schema entries in one cluster-wide order. */
+export function schemaStreamName(cluster: string): string {
+  return `burrow_${cluster}_schema`;
+}
+
+export function schemaSubject(cluster: string): string {
+  return `burrow.${cluster}.schema`;
+}
+
 export function shardSubject(cluster: string, shard: number): string {
   return `burrow.${cluster}.s.${shard}`;
 }

@@ -9,7 +9,7 @@ import { parentPort, workerData } from 'node:worker_threads';
 import BetterSqlite3 from 'better-sqlite3';
 import { sha256OfFile, type CopyFacts, type CopyRequest } from './copy.ts';
 
-const privateTables = ['__burrow_log', '__burrow_outbox', '__burrow_sent', '__burrow_dead', '__burrow_conflicts'];
+const privateTables = ['__burrow_log', '__burrow_outbox', '__burrow_sent', '__burrow_dead', '__burrow_conflicts', '__burrow_schema_out', '__burrow_schema_conflicts'];
 
 function copy(req: CopyRequest): Omit<CopyFacts, 'sha256' | 'bytes'> {
   const src = new BetterSqlite3(req.dbFile, { readonly: true, timeout: req.busyTimeoutMs });

@@ -1,6 +1,9 @@
 import { setImmediate as yieldToLoop } from 'node:timers/promises';
 import { SchemaMismatch, type Applier, type MergeChange } from '../apply/applier.ts';
 import { isInternalName, scanSchema, type TableSchema } from '../capture/schema.ts';
+import { localObjects } from '../capture/schema-capture.ts';
+import { SchemaStore, type SchemaEvent, type SchemaObject } from '../store/schema-store.ts';
+import type { ApplierSchema } from '../apply/applier.ts';
 import { decodeBatch, encodeBatch, type WireBatch, type WireTable } from '../codec/batch-codec.ts';
 import { encodeValues, type SqlValue } from '../codec/value-codec.ts';
 import type { GapTracker } from '../replication/gaps.ts';
@@ -23,6 +26,8 @@ export interface MergeTarget {
   readonly gaps: GapTracker;
   readonly outbox: SqliteOutbox;
   readonly quarantine: Quarantine;
+  /** Schema replication (null when off): the snapshot's replicated schema and stream position come along. */
+  readonly schema?: ApplierSchema | null;
 }
 
 export interface MergeOptions {
@@ -83,6 +88,8 @@ export class NotASnapshotError extends Error {
  */
 export async function mergeSnapshot(t: MergeTarget, file: string, o: MergeOptions): Promise<MergeResult> {
   const snap = openReadOnly(file);
+  // The objects the merge creates are the cluster's schema, not DDL of this node.
+  if (t.schema) t.schema.capture.paused = true;
   try {
     checkIdentity(snap, o);
     const scan = scanSchema(snap);
@@ -124,8 +131,38 @@ export async function mergeSnapshot(t: MergeTarget, file: string, o: MergeOption
     const positions = finish(t, snap, o);
     return { created, schemaErrors, changes, positions, forgotten, outboxDropped, horizon };
   } finally {
+    if (t.schema) t.schema.capture.paused = false;
     snap.close();
   }
+}
+
+/**
+ * Schema replication: when the snapshot folded further in the schema stream, its replicated
+ * schema, per-origin entry numbers and rename/drop history become this replica's, and the stream
+ * is read on from its position. Local objects that now match the replicated schema are seen (not
+ * this node's DDL); the others stay a difference capture publishes as this node's own.
+ */
+function finishSchema(t: MergeTarget, snap: Connection, o: MergeOptions): void {
+  const schema = t.schema;
+  if (!schema || !hasTable(snap, '__burrow_schema_state')) return;
+  const seq = Number((snap.prepare('SELECT seq FROM __burrow_schema_state WHERE id = 1').pluck().get() as bigint | undefined) ?? 0n);
+  const st = schema.store;
+  if (seq > st.position()) {
+    const objs = (snap.prepare('SELECT type, name, tbl_name AS tbl, sql FROM __burrow_schema').all() as SchemaObject[]);
+    st.replaceReplicated(objs);
+    for (const [origin, n] of snap.prepare('SELECT origin, n FROM __burrow_schema_from').raw(true).all() as [string, bigint][]) {
+      st.setFolded(origin, Number(n));
+      if (origin === o.nodeId) st.raiseOwnNumber(Number(n));
+    }
+    for (const ev of snap.prepare('SELECT seq, origin, n, kind, tbl, a, b FROM __burrow_schema_history WHERE seq > ? ORDER BY rowid').all(BigInt(st.position())) as { seq: bigint; origin: string; n: bigint; kind: SchemaEvent['kind']; tbl: string; a: string | null; b: string | null }[]) {
+      st.addEvent({ ...ev, seq: Number(ev.seq), n: Number(ev.n) });
+    }
+    st.setPosition(seq);
+  }
+  const r = st.replicated();
+  const seen = st.seen();
+  for (const obj of localObjects(t.db.conn)) if (r.get(SchemaStore.key(obj.type, obj.name))?.sql === obj.sql) seen.set(SchemaStore.key(obj.type, obj.name), obj);
+  st.replaceSeen(seen.values());
 }
 
 /**
@@ -315,6 +352,7 @@ function finish(t: MergeTarget, snap: Connection, o: MergeOptions): number[] {
   }
   const received = snap.prepare('SELECT origin, contiguous FROM __burrow_received').raw(true).all() as [string, bigint][];
   t.db.writeTx(() => {
+    finishSchema(t, snap, o);
     t.received.savePositions(new Map(positions.map((q, s) => [s, q] as [number, number]).filter(([, q]) => q > 0)));
     for (const [origin, c] of received) {
       t.received.raiseContiguous(origin, Number(c));

@@ -190,3 +190,29 @@ export function openReadOnly(file: string): Connection {
 export function quoteIdent(name: string): string {
   return `"${name.replaceAll('"', '""')}"`;
 }
+
+/** A table's stored columns as SQLite declares them. */
+export interface DeclaredColumn {
+  readonly name: string;
+  readonly type: string;
+  readonly pk: number;
+}
+
+/**
+ * The stored columns a CREATE TABLE statement declares, read by running it in a scratch in-memory
+ * database (SQLite parses it exactly as it would here); null when it does not run there.
+ */
+export function declaredColumns(createSql: string): DeclaredColumn[] | null {
+  const scratch = new BetterSqlite3(':memory:');
+  try {
+    scratch.exec(createSql);
+    const name = (scratch.prepare("SELECT name FROM sqlite_schema WHERE type = 'table' LIMIT 1").pluck().get()) as string | undefined;
+    if (!name) return null;
+    return (scratch.prepare(`PRAGMA table_xinfo(${quoteIdent(name)})`).all() as { name: string; type: string; pk: number; hidden: number }[])
+      .filter((c) => c.hidden === 0).map((c) => ({ name: c.name, type: c.type, pk: c.pk }));
+  } catch {
+    return null;
+  } finally {
+    scratch.close();
+  }
+}

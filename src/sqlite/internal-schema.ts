@@ -27,6 +27,14 @@
  * __burrow_conflicts secondary UNIQUE conflicts resolved by (hlc, node): both rows, as JSON.
  * __burrow_meta    key/value facts: node id, cluster name, shard count, HLC high-water mark (every
  *                  HLC seen or issued; store/meta-store.ts), last batch number.
+ * __burrow_schema* schema replication (store/schema-store.ts): `__burrow_schema` the replicated
+ *                  schema (the fold of the schema stream, the same on every node), `_seen` the
+ *                  local schema as capture last accounted for it (its diff is this node's DDL),
+ *                  `_out` this node's schema entries until they come back through the stream,
+ *                  `_from` per origin the last entry folded, `_state` the stream position and
+ *                  this node's last entry number, `_conflicts` entries that could not apply,
+ *                  `_history` renames and drops by stream position (a change made under an older
+ *                  schema is translated through them: renamed tables and columns, dropped tables).
  */
 export const logKeyColumnsMax = 8;
 
@@ -120,5 +128,54 @@ CREATE TABLE IF NOT EXISTS __burrow_conflicts(
 CREATE TABLE IF NOT EXISTS __burrow_meta(
   key TEXT PRIMARY KEY,
   value
+);
+CREATE TABLE IF NOT EXISTS __burrow_schema(
+  type TEXT NOT NULL,
+  name TEXT NOT NULL,
+  tbl_name TEXT NOT NULL,
+  sql TEXT NOT NULL,
+  PRIMARY KEY (type, name)
+) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS __burrow_schema_seen(
+  type TEXT NOT NULL,
+  name TEXT NOT NULL,
+  tbl_name TEXT NOT NULL,
+  sql TEXT NOT NULL,
+  root INTEGER,
+  PRIMARY KEY (type, name)
+) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS __burrow_schema_out(
+  n INTEGER PRIMARY KEY,
+  payload BLOB NOT NULL,
+  published INTEGER NOT NULL DEFAULT 0
+);
+CREATE TABLE IF NOT EXISTS __burrow_schema_from(
+  origin TEXT PRIMARY KEY,
+  n INTEGER NOT NULL
+);
+CREATE TABLE IF NOT EXISTS __burrow_schema_state(
+  id INTEGER PRIMARY KEY CHECK (id = 1),
+  seq INTEGER NOT NULL,
+  own_n INTEGER NOT NULL
+);
+INSERT OR IGNORE INTO __burrow_schema_state(id, seq, own_n) VALUES (1, 0, 0);
+CREATE TABLE IF NOT EXISTS __burrow_schema_history(
+  seq INTEGER NOT NULL,
+  origin TEXT NOT NULL,
+  n INTEGER NOT NULL,
+  kind TEXT NOT NULL,
+  tbl TEXT NOT NULL,
+  a TEXT,
+  b TEXT
+);
+CREATE INDEX IF NOT EXISTS __burrow_schema_history_seq ON __burrow_schema_history(seq);
+CREATE TABLE IF NOT EXISTS __burrow_schema_conflicts(
+  id INTEGER PRIMARY KEY,
+  at_ms INTEGER NOT NULL,
+  seq INTEGER NOT NULL,
+  origin TEXT NOT NULL,
+  n INTEGER NOT NULL,
+  objects TEXT NOT NULL,
+  problem TEXT NOT NULL
 );
 `;

@@ -1,4 +1,5 @@
 import BetterSqlite3 from 'better-sqlite3';
+import assert from 'node:assert/strict';
 import { mkdtempSync, rmSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
@@ -41,7 +42,10 @@ export class Replicas {
   readonly clocks = new Map<string, SimulatedClock>();
   private seq = 0;
 
-  constructor(readonly ids: readonly string[], readonly startMs = 1_800_000_000_000) {}
+  /** The schema stream: every node's entries in one order (schema replication on: `withSchema`). */
+  readonly schemaLog: Buffer[] = [];
+
+  constructor(readonly ids: readonly string[], readonly startMs = 1_800_000_000_000, readonly withSchema = false) {}
 
   file(id: string): string {
     return path.join(this.dir, `${id}.db`);
@@ -55,7 +59,7 @@ export class Replicas {
     const r = await Replica.open({
       file: this.file(id), sqlite: { synchronous: 'NORMAL', busyTimeoutMs: 1000 }, nodeId: id, clusterName: 't', shards: 4,
       members: this.ids, hlcSkewMsMax: 60_000, limits: { ingestChangesMax: 1000, batchChangesMax: 100, batchBytesMax: 64 * 1024 },
-      clock, log: silentLogger,
+      clock, log: silentLogger, replicateSchema: this.withSchema,
     });
     this.nodes.set(id, r);
     return r;
@@ -64,8 +68,8 @@ export class Replicas {
   private readonly skews = new Map<string, number>();
   private elapsedMs = 0;
 
-  static async start(ids: readonly string[]): Promise<Replicas> {
-    const rs = new Replicas(ids);
+  static async start(ids: readonly string[], opts: { schema?: boolean } = {}): Promise<Replicas> {
+    const rs = new Replicas(ids, undefined, opts.schema ?? false);
     for (const id of ids) await rs.open(id);
     return rs;
   }
@@ -108,11 +112,40 @@ export class Replicas {
     return this.node(to).applier.applyMessages(batches.map((b) => ({ shard: b.shard, seq: ++this.seq, data: b.data, origin: b.from })));
   }
 
+  /** A node's schema entries (its DDL, captured by a stamp pass) appended to the schema stream, in order. */
+  publishSchema(id: string): number {
+    const r = this.node(id);
+    assert.ok(r.schema, 'schema replication is off');
+    r.applier.stampLocal();
+    let n = 0;
+    for (let next = r.db.writeTx(() => r.schema!.store.nextToPublish()); next; next = r.db.writeTx(() => r.schema!.store.nextToPublish())) {
+      this.schemaLog.push(Buffer.from(next.payload));
+      r.db.writeTx(() => r.schema!.store.markPublished(next!.n));
+      n++;
+    }
+    return n;
+  }
+
+  /** A node folds the schema stream from its position on. */
+  deliverSchema(to: string): number {
+    const r = this.node(to);
+    const from = r.schema!.store.position();
+    const entries = this.schemaLog.slice(from).map((data, i) => ({ seq: from + i + 1, data }));
+    if (entries.length > 0) r.applier.applySchema(entries);
+    return entries.length;
+  }
+
   /** Publish from every node and deliver every batch to every other node, until nothing moves. */
   sync(): void {
     for (let round = 0; round < 10; round++) {
+      let schemaMoved = 0;
+      if (this.withSchema) {
+        for (const id of this.ids.filter((x) => this.nodes.has(x))) schemaMoved += this.publishSchema(id);
+        for (const id of this.nodes.keys()) schemaMoved += this.deliverSchema(id);
+      }
       const sent = this.ids.filter((id) => this.nodes.has(id)).flatMap((id) => this.publish(id));
-      if (sent.length === 0) return;
+      if (this.withSchema) for (const id of this.nodes.keys()) this.node(id).applier.retryWaiting(true);
+      if (sent.length === 0 && schemaMoved === 0) return;
       for (const to of this.nodes.keys()) this.deliver(to, sent.filter((s) => s.from !== to));
     }
     throw new Error('replicas did not settle in 10 rounds');

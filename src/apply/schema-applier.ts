@@ -1,0 +1,306 @@
+import { declaredColumns, quoteIdent, type Database } from '../sqlite/database.ts';
+import { decodeSchemaEntry, type SchemaEntry, type SchemaObjectType, type SchemaOp } from '../codec/schema-codec.ts';
+import { SchemaStore, type SchemaEvent, type SchemaObject } from '../store/schema-store.ts';
+import type { Capture } from '../capture/capture.ts';
+import { diffSchema, localObjects } from '../capture/schema-capture.ts';
+import { errorMessage } from '../util/errors.ts';
+import type { Logger } from '../util/log.ts';
+
+export type FoldOutcome = 'applied' | 'conflict' | 'duplicate' | 'rejected';
+
+const typeRank: Record<SchemaObjectType, number> = { table: 0, view: 1, index: 2, trigger: 3 };
+const rebuildName = '__burrow_rebuild';
+
+/** Objects an entry touches, as store keys (a renamed table's old name included). */
+function touched(e: SchemaEntry): string[] {
+  const out: string[] = [];
+  for (const op of e.ops) {
+    if (op.renamedFrom !== undefined) out.push(SchemaStore.key('table', op.renamedFrom));
+    out.push(SchemaStore.key(op.type, op.name));
+  }
+  return out;
+}
+
+/**
+ * Folds schema entries in stream order (one cluster-wide order): the replicated schema R is a
+ * deterministic fold — an entry applies when every object it touches is, in R, what the entry
+ * says it was before (or already what it says after); otherwise it is a conflict, recorded, and R
+ * stays. The local schema is then brought to R for the objects the entry touched, except those
+ * this node's own unfolded entries touch (they converge when those come back). Runs inside the
+ * node's apply transaction (echo suppression on: rows burrow copies are not captured).
+ */
+export class SchemaApplier {
+  readonly stats = { entries: 0, applied: 0, conflicts: 0, rejected: 0, duplicates: 0, rebuilds: 0, localErrors: 0, migrations: 0 };
+
+  constructor(private readonly db: Database, private readonly store: SchemaStore, private readonly capture: Capture,
+    private readonly nodeId: string, private readonly log: Logger) {}
+
+  fold(seq: number, data: Uint8Array): FoldOutcome {
+    this.stats.entries++;
+    let e: SchemaEntry;
+    try {
+      e = decodeSchemaEntry(data);
+    } catch (err) {
+      this.stats.rejected++;
+      this.store.conflict(seq, '?', 0, '', `rejected schema entry: ${errorMessage(err)}`);
+      this.store.setPosition(seq);
+      return 'rejected';
+    }
+    if (e.n <= this.store.folded(e.o)) {
+      this.stats.duplicates++;
+      this.store.setPosition(seq);
+      return 'duplicate';
+    }
+    if (e.sql !== undefined) return this.foldMigration(seq, e);
+    const problem = this.check(e, this.store.replicated());
+    if (problem === null) {
+      this.foldIntoReplicated(e, seq);
+      this.stats.applied++;
+    } else {
+      this.stats.conflicts++;
+      this.store.conflict(seq, e.o, e.n, e.ops.map((op) => `${op.type} ${op.name}`).join(', '), problem);
+      this.log.warn('schema entry not applied (conflict): every node keeps the schema as the stream ordered it', { origin: e.o, n: e.n, problem });
+    }
+    if (e.o === this.nodeId) this.store.removeOwn(e.n);
+    if (e.o !== this.nodeId || problem !== null) this.converge(e);
+    this.store.setFolded(e.o, e.n);
+    this.store.setPosition(seq);
+    return problem === null ? 'applied' : 'conflict';
+  }
+
+  /**
+   * `burrow migrate`: the statements run here as written, in this entry's place in the order, in
+   * one savepoint with echo suppression on (every node runs them; their row changes are not sent).
+   * The objects they changed go into R and the history like captured DDL. A failure is a conflict
+   * recorded on this node (nothing of it stays).
+   */
+  private foldMigration(seq: number, e: SchemaEntry): FoldOutcome {
+    const before = new Map(localObjects(this.db.conn).map((o) => [SchemaStore.key(o.type, o.name), o]));
+    this.db.exec('SAVEPOINT burrow_migration');
+    let problem: string | null = null;
+    try {
+      this.db.exec(e.sql!);
+      this.db.exec('RELEASE burrow_migration');
+    } catch (err) {
+      this.db.exec('ROLLBACK TO burrow_migration');
+      this.db.exec('RELEASE burrow_migration');
+      problem = `migration failed here: ${errorMessage(err)}`;
+    }
+    if (problem === null) {
+      const ops = diffSchema(before, localObjects(this.db.conn));
+      this.foldIntoReplicated({ ...e, ops }, seq);
+      for (const op of ops) if (op.renamedFrom !== undefined) this.capture.renameTable(op.renamedFrom, op.name);
+      this.stats.applied++;
+      this.stats.migrations++;
+    } else {
+      this.stats.conflicts++;
+      this.store.conflict(seq, e.o, e.n, 'migration', problem);
+      this.log.error('a migration (burrow migrate) failed on this node; its schema may differ now (burrow schema)', { origin: e.o, n: e.n, problem });
+    }
+    if (e.o === this.nodeId) this.store.removeOwn(e.n);
+    this.store.setFolded(e.o, e.n);
+    this.store.setPosition(seq);
+    return problem === null ? 'applied' : 'conflict';
+  }
+
+  /** Why the entry does not apply to R, or null. */
+  private check(e: SchemaEntry, r: ReadonlyMap<string, SchemaObject>): string | null {
+    const sqlOf = (type: string, name: string) => r.get(SchemaStore.key(type, name))?.sql ?? null;
+    for (const op of e.ops) {
+      if (op.renamedFrom !== undefined) {
+        const fits = sqlOf('table', op.renamedFrom) === op.from && sqlOf('table', op.name) === null;
+        const done = sqlOf('table', op.renamedFrom) === null && sqlOf('table', op.name) === op.to;
+        if (!fits && !done) return `table ${op.renamedFrom} renamed to ${op.name}: the cluster's schema has ${op.renamedFrom} ${sqlOf('table', op.renamedFrom) === null ? 'absent' : 'defined otherwise'} and ${op.name} ${sqlOf('table', op.name) === null ? 'absent' : 'present'}`;
+        continue;
+      }
+      const cur = sqlOf(op.type, op.name);
+      if (cur !== op.from && cur !== op.to) {
+        return `${op.type} ${op.name}: ${op.from === null ? 'created here, but it already exists' : op.to === null ? 'dropped here' : 'changed here'} `
+          + `while the cluster's schema has it ${cur === null ? 'absent' : `as: ${cur}`}`;
+      }
+    }
+    return null;
+  }
+
+  /** R takes the entry; renames and drops of tables go into the history (changes made before them are translated). */
+  private foldIntoReplicated(e: SchemaEntry, seq: number): void {
+    const event = (kind: SchemaEvent['kind'], tbl: string, a: string | null, b: string | null) => this.store.addEvent({ seq, origin: e.o, n: e.n, kind, tbl, a, b });
+    for (const op of e.ops) {
+      if (op.renamedFrom !== undefined) {
+        this.store.setReplicated('table', op.renamedFrom, op.renamedFrom, null);
+        event('rename-table', op.renamedFrom, op.renamedFrom, op.name);
+        if (op.from !== null && op.to !== null) for (const [a, b] of renamedColumns(op.from, op.to)) event('rename-column', op.name, a, b);
+      } else if (op.type === 'table' && op.from !== null && op.to === null) {
+        event('drop', op.name, null, null);
+      } else if (op.type === 'table' && op.from !== null && op.to !== null) {
+        for (const [a, b] of renamedColumns(op.from, op.to)) event('rename-column', op.name, a, b);
+      }
+      this.store.setReplicated(op.type, op.name, op.tbl, op.to);
+    }
+  }
+
+  /** Bring the local objects the entry touched to R (skipping those own unfolded entries touch). */
+  private converge(e: SchemaEntry): void {
+    const busy = new Set(this.store.pendingOwn().flatMap((p) => touched(p.entry)));
+    const r = this.store.replicated();
+    for (const op of e.ops) {
+      if (op.renamedFrom === undefined) continue;
+      const k = SchemaStore.key('table', op.name);
+      if (busy.has(k) || busy.has(SchemaStore.key('table', op.renamedFrom))) continue;
+      const target = r.get(k)?.sql ?? null;
+      if (target !== null && this.localSql('table', op.renamedFrom) === op.from && this.localSql('table', op.name) === null) {
+        this.guarded(`rename table ${op.renamedFrom} to ${op.name}`, () => {
+          this.db.exec(`ALTER TABLE main.${quoteIdent(op.renamedFrom!)} RENAME TO ${quoteIdent(op.name)}`);
+          this.capture.renameTable(op.renamedFrom!, op.name);
+        });
+      }
+    }
+    const keys = [...new Set(touched(e))].filter((k) => !busy.has(k));
+    const objs = keys.map((k) => {
+      const [type, name] = k.split('\u0000') as [SchemaObjectType, string];
+      return { type, name, target: r.get(k) ?? null };
+    }).sort((a, b) => typeRank[a.type] - typeRank[b.type]);
+    for (const o of objs) {
+      const local = this.localSql(o.type, o.name);
+      const target = o.target?.sql ?? null;
+      if (local === target) continue;
+      this.guarded(`${o.type} ${o.name}`, () => (o.type === 'table' ? this.makeTable(o.name, local, target, r) : this.makeObject(o.type, o.name, target)));
+    }
+  }
+
+  private localSql(type: string, name: string): string | null {
+    return (this.db.conn.prepare('SELECT sql FROM main.sqlite_schema WHERE type = ? AND name = ?').pluck().get(type, name) as string | undefined) ?? null;
+  }
+
+  /** Run one object's DDL in a savepoint: a failure leaves that object as it was (drift shown by `burrow schema`). */
+  private guarded(what: string, fn: () => void): void {
+    this.db.exec('SAVEPOINT burrow_schema_object');
+    try {
+      fn();
+      this.db.exec('RELEASE burrow_schema_object');
+    } catch (err) {
+      this.db.exec('ROLLBACK TO burrow_schema_object');
+      this.db.exec('RELEASE burrow_schema_object');
+      this.stats.localErrors++;
+      this.log.error('could not apply a replicated schema change here; this node\'s schema differs (burrow schema shows it)', { object: what, error: errorMessage(err) });
+    }
+  }
+
+  private makeObject(type: SchemaObjectType, name: string, target: string | null): void {
+    this.db.exec(`DROP ${type.toUpperCase()} IF EXISTS main.${quoteIdent(name)}`);
+    if (target !== null) this.db.exec(target);
+  }
+
+  /** A table from its local definition to the target: ALTER where that gets exactly there, else rebuilt with its rows. */
+  private makeTable(name: string, local: string | null, target: string | null, r: ReadonlyMap<string, SchemaObject>): void {
+    if (target === null) {
+      this.db.exec(`DROP TABLE IF EXISTS main.${quoteIdent(name)}`);
+      return;
+    }
+    if (local === null) {
+      this.db.exec(target);
+      this.restoreDependents(name, r);
+      return;
+    }
+    for (const alter of alterFor(name, local, target)) {
+      this.db.exec('SAVEPOINT burrow_schema_alter');
+      let ok = false;
+      try {
+        this.db.exec(alter);
+        ok = this.localSql('table', name) === target;
+      } catch {
+        ok = false;
+      }
+      if (ok) {
+        this.db.exec('RELEASE burrow_schema_alter');
+        return;
+      }
+      this.db.exec('ROLLBACK TO burrow_schema_alter');
+      this.db.exec('RELEASE burrow_schema_alter');
+    }
+    this.rebuild(name, local, target, r);
+  }
+
+  /**
+   * SQLite's way to change a table ALTER cannot: the old one renamed aside (references in other
+   * objects left as they are), the new one created from the exact definition, the rows copied by
+   * column name (rowids kept), the old one dropped, its indexes and triggers created again from R.
+   */
+  private rebuild(name: string, local: string, target: string, r: ReadonlyMap<string, SchemaObject>): void {
+    const cols = declaredColumns(target);
+    if (!cols) throw new Error(`the definition does not run here: ${target}`);
+    const oldCols = new Set((this.db.conn.prepare(`PRAGMA main.table_xinfo(${quoteIdent(name)})`).all() as { name: string; hidden: bigint }[]).filter((c) => c.hidden === 0n).map((c) => c.name));
+    // Columns renamed in place keep their values; the others are copied by name.
+    const renamed = new Map(renamedColumns(local, target).map(([a, b]) => [b, a]));
+    const pairs = cols.map((c) => [c.name, renamed.get(c.name) ?? c.name] as const).filter(([, from]) => oldCols.has(from));
+    const oldWr = this.withoutRowid(name);
+    this.db.conn.pragma('legacy_alter_table = ON');
+    try {
+      this.db.exec(`ALTER TABLE main.${quoteIdent(name)} RENAME TO ${rebuildName}`);
+      this.db.exec(target);
+      const rid = !oldWr && !this.withoutRowid(name) ? ['rowid'] : [];
+      const into = [...rid, ...pairs.map(([to]) => quoteIdent(to))].join(', ');
+      const from = [...rid, ...pairs.map(([, f]) => quoteIdent(f))].join(', ');
+      if (into.length > 0) this.db.exec(`INSERT INTO main.${quoteIdent(name)}(${into}) SELECT ${from} FROM main.${rebuildName}`);
+      this.db.exec(`DROP TABLE main.${rebuildName}`);
+    } finally {
+      this.db.conn.pragma('legacy_alter_table = OFF');
+    }
+    this.restoreDependents(name, r);
+    this.capture.adopt(name);
+    this.stats.rebuilds++;
+  }
+
+  /** Indexes and triggers R has on the table that are missing here (dropped with a rebuilt table). */
+  private restoreDependents(name: string, r: ReadonlyMap<string, SchemaObject>): void {
+    for (const o of r.values()) {
+      if (o.tbl !== name || (o.type !== 'index' && o.type !== 'trigger') || this.localSql(o.type, o.name) !== null) continue;
+      this.db.exec(o.sql);
+    }
+  }
+
+  private withoutRowid(name: string): boolean {
+    const row = (this.db.conn.prepare('PRAGMA main.table_list').all() as { name: string; wr: bigint }[]).find((t) => t.name === name);
+    return row?.wr === 1n;
+  }
+}
+
+/**
+ * ALTER TABLE statements that may turn `local` into `target` when it is a single ADD, RENAME or
+ * DROP COLUMN (SQLite rewrites the stored definition the same way on every node; a new name is
+ * written as the statement spelled it, so it is tried bare and quoted). The caller keeps the first
+ * whose result is exactly the target.
+ */
+export function alterFor(name: string, local: string, target: string): string[] {
+  const t = `ALTER TABLE main.${quoteIdent(name)} `;
+  const close = local.lastIndexOf(')');
+  if (close > 0 && target.startsWith(local.slice(0, close)) && target.endsWith(local.slice(close))) {
+    const added = target.slice(close, target.length - (local.length - close));
+    if (added.startsWith(',')) return [`${t}ADD COLUMN ${added.slice(1).trim()}`];
+  }
+  const a = declaredColumns(local);
+  const b = declaredColumns(target);
+  if (!a || !b) return [];
+  const spellings = (id: string) => (/^[A-Za-z_][A-Za-z0-9_]*$/.test(id) ? [id, quoteIdent(id)] : [quoteIdent(id)]);
+  if (a.length === b.length) {
+    const diff = a.map((c, i) => (c.name !== b[i]!.name ? i : -1)).filter((i) => i >= 0);
+    if (diff.length === 1) return spellings(b[diff[0]!]!.name).map((to) => `${t}RENAME COLUMN ${quoteIdent(a[diff[0]!]!.name)} TO ${to}`);
+  }
+  if (a.length === b.length + 1) {
+    const names = new Set(b.map((c) => c.name));
+    const gone = a.filter((c) => !names.has(c.name));
+    if (gone.length === 1) return [`${t}DROP COLUMN ${quoteIdent(gone[0]!.name)}`];
+  }
+  return [];
+}
+
+/** Columns renamed between two definitions of a table: same column count, names differing in place. */
+export function renamedColumns(from: string, to: string): [string, string][] {
+  const a = declaredColumns(from);
+  const b = declaredColumns(to);
+  if (!a || !b || a.length !== b.length) return [];
+  const names = new Set(a.map((c) => c.name));
+  return a.map((c, i) => [c.name, b[i]!.name] as [string, string]).filter(([x, y]) => x !== y && !names.has(y));
+}
+
+export type { SchemaOp };

@@ -1,0 +1,85 @@
+import type { JetStreamClient } from '@nats-io/jetstream';
+import { errorMessage } from '../util/errors.ts';
+import type { Logger } from '../util/log.ts';
+
+/** What the schema publisher needs from the node's store (declared here: replication never imports sqlite). */
+export interface SchemaOutbox {
+  /** This node's oldest schema entry not published yet. */
+  next(): { n: number; payload: Uint8Array } | null;
+  published(n: number): void;
+}
+
+export interface SchemaPublisherOptions {
+  readonly subject: string;
+  /** The msgID of entry n (deduplicated by JetStream: a retry after a lost ack is stored once). */
+  readonly msgId: (n: number) => string;
+  readonly timeoutMs: number;
+  readonly retryDelayMsMax: number;
+}
+
+/**
+ * Publishes this node's schema entries to the schema stream one at a time, in their order (the
+ * next only after the previous one's ack), with a stable msgID per entry; errors are retried with
+ * backoff (bounded delay), and nothing is marked published without an ack.
+ */
+export class SchemaPublisher {
+  readonly stats = { published: 0, retries: 0, lastError: null as string | null };
+  private running = false;
+  private wake: (() => void) | null = null;
+  private loop: Promise<void> | null = null;
+
+  constructor(private readonly js: JetStreamClient, private readonly outbox: SchemaOutbox, private readonly o: SchemaPublisherOptions,
+    private readonly log: Logger) {}
+
+  start(): void {
+    this.running = true;
+    this.loop = this.run();
+  }
+
+  /** Something may be waiting to be published. */
+  kick(): void {
+    this.wake?.();
+  }
+
+  async stop(): Promise<void> {
+    this.running = false;
+    this.wake?.();
+    await this.loop;
+  }
+
+  private async run(): Promise<void> {
+    let delay = 50;
+    while (this.running) {
+      const next = this.safeNext();
+      if (!next) {
+        await new Promise<void>((r) => {
+          this.wake = r;
+          setTimeout(r, 1000);
+        });
+        this.wake = null;
+        continue;
+      }
+      try {
+        await this.js.publish(this.o.subject, next.payload, { msgID: this.o.msgId(next.n), timeout: this.o.timeoutMs });
+        this.outbox.published(next.n);
+        this.stats.published++;
+        delay = 50;
+      } catch (err) {
+        this.stats.retries++;
+        this.stats.lastError = errorMessage(err);
+        if (this.stats.retries === 1 || this.stats.retries % 20 === 0) this.log.warn('publishing a schema entry failed; retrying', { n: next.n, error: this.stats.lastError });
+        await new Promise((r) => setTimeout(r, delay));
+        delay = Math.min(delay * 2, this.o.retryDelayMsMax);
+      }
+    }
+  }
+
+  private safeNext(): { n: number; payload: Uint8Array } | null {
+    try {
+      return this.outbox.next();
+    } catch (err) {
+      this.stats.lastError = errorMessage(err);
+      return null;
+    }
+  }
+}

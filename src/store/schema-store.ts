@@ -1,0 +1,204 @@
+import type { Database } from '../sqlite/database.ts';
+import { decodeSchemaEntry, type SchemaEntry, type SchemaObjectType } from '../codec/schema-codec.ts';
+
+/** A schema object as sqlite_schema describes it. */
+export interface SchemaObject {
+  readonly type: SchemaObjectType;
+  readonly name: string;
+  readonly tbl: string;
+  readonly sql: string;
+  /** Local rootpage (tables; seen state only): tells a renamed table from a new one. */
+  readonly root?: number | null;
+}
+
+export const schemaConflictsMax = 1000;
+/** Rename/drop events kept (changes in flight older than that many events are translated no further). */
+export const schemaHistoryMax = 10_000;
+
+/** A table renamed, a column renamed or a table dropped, at a stream position, by an origin's entry. */
+export interface SchemaEvent {
+  readonly seq: number;
+  readonly origin: string;
+  readonly n: number;
+  readonly kind: 'rename-table' | 'rename-column' | 'drop';
+  readonly tbl: string;
+  readonly a: string | null;
+  readonly b: string | null;
+}
+
+const key = (type: string, name: string) => `${type}\u0000${name}`;
+
+/**
+ * Owner of the schema-replication tables (internal-schema.ts): the replicated schema R (the fold
+ * of the schema stream), the seen schema L (what capture has accounted for), this node's entries
+ * until they come back, per-origin entry numbers folded, the stream position, and conflicts. All
+ * in the caller's transaction.
+ */
+export class SchemaStore {
+  /** The history, newest last (read once, then kept in step by addEvent). */
+  private events: SchemaEvent[] | null = null;
+  /** Tables this node's unfolded entries touch (cached; dropped whenever the outbox changes). */
+  private ownTables: Set<string> | null = null;
+  /** Read on every applied message: cached, kept in step by the setters, dropped with a rolled-back transaction. */
+  private pos: number | null = null;
+  private foldedBy = new Map<string, number>();
+
+  constructor(private readonly db: Database) {}
+
+  addEvent(ev: SchemaEvent): void {
+    this.db.prepare('INSERT INTO __burrow_schema_history(seq, origin, n, kind, tbl, a, b) VALUES (?, ?, ?, ?, ?, ?, ?)')
+      .run(BigInt(ev.seq), ev.origin, BigInt(ev.n), ev.kind, ev.tbl, ev.a, ev.b);
+    this.db.prepare('DELETE FROM __burrow_schema_history WHERE rowid <= (SELECT max(rowid) FROM __burrow_schema_history) - ?').run(BigInt(schemaHistoryMax));
+    this.events = null;
+  }
+
+  /** Events after stream position `q`, oldest first. */
+  eventsAfter(q: number): readonly SchemaEvent[] {
+    this.events ??= (this.db.prepare('SELECT seq, origin, n, kind, tbl, a, b FROM __burrow_schema_history ORDER BY rowid').all() as { seq: bigint; origin: string; n: bigint; kind: SchemaEvent['kind']; tbl: string; a: string | null; b: string | null }[])
+      .map((r) => ({ ...r, seq: Number(r.seq), n: Number(r.n) }));
+    const last = this.events[this.events.length - 1];
+    if (!last || last.seq <= q) return [];
+    return this.events.filter((e) => e.seq > q);
+  }
+
+  /** A rolled-back transaction may have added events: read them again next time. */
+  forgetCache(): void {
+    this.events = null;
+    this.ownTables = null;
+    this.pos = null;
+    this.foldedBy.clear();
+  }
+
+  /** Tables (names before and after) that this node's own entries not folded yet touch. */
+  tablesOwnPending(): ReadonlySet<string> {
+    this.ownTables ??= new Set(this.pendingOwn().flatMap((p) => p.entry.ops.flatMap((op) => [op.tbl, ...(op.renamedFrom !== undefined ? [op.renamedFrom] : [])])));
+    return this.ownTables;
+  }
+
+  /** Replicated schema: every object, keyed by type and name. */
+  replicated(): Map<string, SchemaObject> {
+    return this.objects('__burrow_schema');
+  }
+
+  seen(): Map<string, SchemaObject> {
+    return this.objects('__burrow_schema_seen');
+  }
+
+  private objects(table: string): Map<string, SchemaObject> {
+    const out = new Map<string, SchemaObject>();
+    const hasRoot = table === '__burrow_schema_seen';
+    for (const r of this.db.prepare(`SELECT type, name, tbl_name, sql${hasRoot ? ', root' : ''} FROM ${table}`).all() as { type: SchemaObjectType; name: string; tbl_name: string; sql: string; root?: bigint | null }[]) {
+      out.set(key(r.type, r.name), { type: r.type, name: r.name, tbl: r.tbl_name, sql: r.sql, root: r.root === undefined || r.root === null ? null : Number(r.root) });
+    }
+    return out;
+  }
+
+  static key(type: string, name: string): string {
+    return key(type, name);
+  }
+
+  setReplicated(type: SchemaObjectType, name: string, tbl: string, sql: string | null): void {
+    if (sql === null) this.db.prepare('DELETE FROM __burrow_schema WHERE type = ? AND name = ?').run(type, name);
+    else this.db.prepare('INSERT INTO __burrow_schema(type, name, tbl_name, sql) VALUES (?, ?, ?, ?) ON CONFLICT(type, name) DO UPDATE SET tbl_name = excluded.tbl_name, sql = excluded.sql').run(type, name, tbl, sql);
+  }
+
+  /** The seen schema becomes exactly `objects` (the local schema now). */
+  replaceSeen(objects: Iterable<SchemaObject>): void {
+    this.db.prepare('DELETE FROM __burrow_schema_seen').run();
+    const ins = this.db.prepare('INSERT INTO __burrow_schema_seen(type, name, tbl_name, sql, root) VALUES (?, ?, ?, ?, ?)');
+    for (const o of objects) ins.run(o.type, o.name, o.tbl, o.sql, o.root === undefined || o.root === null ? null : BigInt(o.root));
+  }
+
+  /** Replace the whole replicated schema (a restore takes the snapshot's). */
+  replaceReplicated(objects: Iterable<SchemaObject>): void {
+    this.db.prepare('DELETE FROM __burrow_schema').run();
+    for (const o of objects) this.setReplicated(o.type, o.name, o.tbl, o.sql);
+  }
+
+  position(): number {
+    this.pos ??= Number(this.db.prepare('SELECT seq FROM __burrow_schema_state WHERE id = 1').pluck().get() as bigint);
+    return this.pos;
+  }
+
+  setPosition(seq: number): void {
+    this.db.prepare('UPDATE __burrow_schema_state SET seq = max(seq, ?) WHERE id = 1').run(BigInt(seq));
+    this.pos = null;
+  }
+
+  ownNumber(): number {
+    return Number(this.db.prepare('SELECT own_n FROM __burrow_schema_state WHERE id = 1').pluck().get() as bigint);
+  }
+
+  /** Queue this node's next entry (numbered here) for publishing; returns its number. */
+  queueOwn(make: (n: number) => Buffer): number {
+    const n = this.ownNumber() + 1;
+    this.db.prepare('UPDATE __burrow_schema_state SET own_n = ? WHERE id = 1').run(BigInt(n));
+    this.db.prepare('INSERT INTO __burrow_schema_out(n, payload) VALUES (?, ?)').run(BigInt(n), make(n));
+    this.ownTables = null;
+    return n;
+  }
+
+  /** Raise this node's entry number (a restore: the snapshot saw entries of this node the replica forgot). */
+  raiseOwnNumber(n: number): void {
+    this.db.prepare('UPDATE __burrow_schema_state SET own_n = max(own_n, ?) WHERE id = 1').run(BigInt(n));
+  }
+
+  /** Own entries not folded yet, oldest first. */
+  pendingOwn(): { n: number; entry: SchemaEntry; published: boolean }[] {
+    return (this.db.prepare('SELECT n, payload, published FROM __burrow_schema_out ORDER BY n').all() as { n: bigint; payload: Buffer; published: bigint }[])
+      .map((r) => ({ n: Number(r.n), entry: decodeSchemaEntry(r.payload), published: r.published === 1n }));
+  }
+
+  /** The oldest own entry not published yet (published one at a time, in order). */
+  nextToPublish(): { n: number; payload: Buffer } | null {
+    const r = this.db.prepare('SELECT n, payload FROM __burrow_schema_out WHERE published = 0 ORDER BY n LIMIT 1').get() as { n: bigint; payload: Buffer } | undefined;
+    return r ? { n: Number(r.n), payload: r.payload } : null;
+  }
+
+  markPublished(n: number): void {
+    this.db.prepare('UPDATE __burrow_schema_out SET published = 1 WHERE n = ?').run(BigInt(n));
+  }
+
+  removeOwn(n: number): void {
+    this.db.prepare('DELETE FROM __burrow_schema_out WHERE n <= ?').run(BigInt(n));
+    this.ownTables = null;
+  }
+
+  pendingCount(): number {
+    return Number(this.db.prepare('SELECT count(*) FROM __burrow_schema_out').pluck().get() as bigint);
+  }
+
+  /** The last entry number of `origin` folded here (0: none). */
+  folded(origin: string): number {
+    let n = this.foldedBy.get(origin);
+    if (n === undefined) {
+      n = Number((this.db.prepare('SELECT n FROM __burrow_schema_from WHERE origin = ?').pluck().get(origin) as bigint | undefined) ?? 0n);
+      this.foldedBy.set(origin, n);
+    }
+    return n;
+  }
+
+  foldedAll(): Map<string, number> {
+    return new Map((this.db.prepare('SELECT origin, n FROM __burrow_schema_from').raw(true).all() as [string, bigint][]).map(([o, n]) => [o, Number(n)]));
+  }
+
+  setFolded(origin: string, n: number): void {
+    this.db.prepare('INSERT INTO __burrow_schema_from(origin, n) VALUES (?, ?) ON CONFLICT(origin) DO UPDATE SET n = max(n, excluded.n)').run(origin, BigInt(n));
+    this.foldedBy.delete(origin);
+  }
+
+  /** An entry that could not apply (bounded: the oldest go beyond schemaConflictsMax). */
+  conflict(seq: number, origin: string, n: number, objects: string, problem: string): void {
+    this.db.prepare('INSERT INTO __burrow_schema_conflicts(at_ms, seq, origin, n, objects, problem) VALUES (?, ?, ?, ?, ?, ?)')
+      .run(BigInt(Date.now()), BigInt(seq), origin, BigInt(n), objects, problem);
+    this.db.prepare('DELETE FROM __burrow_schema_conflicts WHERE id <= (SELECT max(id) FROM __burrow_schema_conflicts) - ?').run(BigInt(schemaConflictsMax));
+  }
+
+  conflictCount(): number {
+    return Number(this.db.prepare('SELECT count(*) FROM __burrow_schema_conflicts').pluck().get() as bigint);
+  }
+
+  recentConflicts(limit: number): unknown[] {
+    return this.db.prepare('SELECT seq, at_ms AS atMs, origin, n, objects, problem FROM __burrow_schema_conflicts ORDER BY id DESC LIMIT ?').all(BigInt(limit));
+  }
+}

@@ -1,0 +1,163 @@
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { Replicas } from '../helpers/replicas.ts';
+import { localObjects } from '../../src/capture/schema-capture.ts';
+
+/**
+ * Schema replication on in-process replicas (real SQLite files, the real capture/stamper/applier,
+ * an in-memory schema stream and data transport): DDL by an outside connection on one node
+ * reaches every node, before the data that needs it, and every node ends with the same schema
+ * and the same rows whatever the order the data arrives in.
+ */
+
+async function withReplicas(ids: readonly string[], fn: (rs: Replicas) => Promise<void> | void): Promise<void> {
+  const rs = await Replicas.start(ids, { schema: true });
+  try {
+    await fn(rs);
+  } finally {
+    await rs.closeAll();
+  }
+}
+
+function schemaOf(rs: Replicas, id: string): string[] {
+  return localObjects(rs.node(id).db.conn).map((o) => `${o.type} ${o.name} ${o.tbl}: ${o.sql}`).sort();
+}
+
+function assertSame(rs: Replicas, tables: readonly string[]): void {
+  const [first, ...rest] = rs.ids;
+  for (const id of rest) {
+    assert.deepEqual(schemaOf(rs, id), schemaOf(rs, first!), `schema of ${id} = schema of ${first}`);
+    for (const t of tables) assert.deepEqual(rs.dump(id, t), rs.dump(first!, t), `rows of ${t} on ${id}`);
+  }
+}
+
+test('a table created on one node reaches the others with its rows; data that arrives first waits for it', () => withReplicas(['n1', 'n2', 'n3'], (rs) => {
+  rs.app('n1').exec("BEGIN; CREATE TABLE people(id INTEGER PRIMARY KEY, name TEXT NOT NULL); INSERT INTO people VALUES (1, 'ann'), (2, 'bob'); COMMIT;");
+  // The data reaches n2 before the schema entry: it waits, then applies once the entry is folded.
+  const data = rs.publish('n1');
+  assert.ok(data.length > 0);
+  rs.deliver('n2', data);
+  assert.equal(rs.node('n2').applier.waitingCount(), 2);
+  assert.equal(rs.publishSchema('n1'), 1, 'one entry: CREATE TABLE');
+  assert.equal(rs.schemaLog.length, 1);
+  rs.deliverSchema('n2');
+  rs.node('n2').applier.retryWaiting(true);
+  assert.equal(rs.node('n2').applier.waitingCount(), 0);
+  rs.deliver('n3', data);
+  rs.sync();
+  assertSame(rs, ['people']);
+  assert.deepEqual(rs.dump('n3', 'people').length, 2);
+  // And n3 writes at once into the table it got.
+  rs.app('n3').exec("INSERT INTO people VALUES (3, 'cy')");
+  rs.sync();
+  assertSame(rs, ['people']);
+  assert.equal(rs.dump('n1', 'people').length, 3);
+}));
+
+test('ADD COLUMN and an UPDATE of it in one transaction: the update applies after the column everywhere', () => withReplicas(['n1', 'n2'], (rs) => {
+  rs.app('n1').exec('CREATE TABLE t(id INTEGER PRIMARY KEY, a TEXT); INSERT INTO t VALUES (1, \'x\'), (2, \'y\');');
+  rs.sync();
+  rs.app('n1').exec("BEGIN; ALTER TABLE t ADD COLUMN c INTEGER DEFAULT 7; UPDATE t SET c = 42 WHERE id = 1; COMMIT;");
+  const data = rs.publish('n1');
+  rs.deliver('n2', data); // before the schema entry
+  assert.ok(rs.node('n2').applier.waitingCount() > 0, 'the update waits for ADD COLUMN');
+  rs.sync();
+  assertSame(rs, ['t']);
+  assert.deepEqual(rs.app('n2').prepare('SELECT id, c FROM t ORDER BY id').raw(true).all(), [[1n, 42n], [2n, 7n]]);
+}));
+
+test('a dropped table stays dropped (late changes do not bring it back); created again it starts clean everywhere', () => withReplicas(['n1', 'n2', 'n3'], (rs) => {
+  rs.app('n1').exec("CREATE TABLE t(id INTEGER PRIMARY KEY, v TEXT); INSERT INTO t VALUES (1, 'a');");
+  rs.sync();
+  rs.app('n2').exec("INSERT INTO t VALUES (2, 'late')"); // made before the drop reaches n2
+  const late = rs.publish('n2');
+  rs.app('n1').exec('DROP TABLE t');
+  rs.sync(); // the drop reaches every node
+  rs.deliver('n1', late);
+  for (const id of rs.ids) assert.equal(rs.app(id).prepare("SELECT count(*) FROM sqlite_schema WHERE name = 't'").pluck().get(), 0n, `t is gone on ${id}`);
+  rs.app('n3').exec("CREATE TABLE t(id INTEGER PRIMARY KEY, v TEXT, w BLOB); INSERT INTO t VALUES (9, 'new', x'00');");
+  rs.sync();
+  // The change made before the drop reaches n3 only now, with a new table t in place: not applied.
+  rs.deliver('n3', late);
+  rs.sync();
+  assertSame(rs, ['t']);
+  assert.deepEqual(rs.dump('n3', 't'), ['integer:39|text:6E6577|blob:00']);
+  assert.ok(rs.node('n3').applier.stats.changesDroppedWithTable >= 1);
+}));
+
+test('rename table and rename column keep the rows; an index and a view replicate', () => withReplicas(['n1', 'n2'], (rs) => {
+  rs.app('n1').exec("CREATE TABLE a(id INTEGER PRIMARY KEY, name TEXT); INSERT INTO a VALUES (1, 'one'), (2, 'two');");
+  rs.sync();
+  rs.app('n1').exec('ALTER TABLE a RENAME TO b; ALTER TABLE b RENAME COLUMN name TO label; CREATE INDEX b_label ON b(label); CREATE VIEW bv AS SELECT label FROM b;');
+  rs.sync();
+  assertSame(rs, ['b']);
+  assert.deepEqual(rs.app('n2').prepare('SELECT label FROM bv ORDER BY label').pluck().all(), ['one', 'two']);
+  rs.app('n2').exec("INSERT INTO b VALUES (3, 'three')");
+  rs.sync();
+  assertSame(rs, ['b']);
+  assert.equal(rs.dump('n1', 'b').length, 3);
+}));
+
+test('a table rebuilt in one transaction (create, copy, drop, rename) while another node writes: same definition and rows everywhere', () => withReplicas(['n1', 'n2'], (rs) => {
+  rs.app('n1').exec("CREATE TABLE p(id INTEGER PRIMARY KEY, name TEXT, age TEXT); INSERT INTO p VALUES (1, 'a', '10'), (2, 'b', '20');");
+  rs.sync();
+  rs.app('n2').exec("UPDATE p SET name = 'B' WHERE id = 2; INSERT INTO p VALUES (3, 'c', '30');");
+  const concurrent = rs.publish('n2');
+  // What sqlite-utils transform does: a renamed column and a changed type.
+  rs.app('n1').exec(`BEGIN;
+    CREATE TABLE p_new(id INTEGER PRIMARY KEY, full_name TEXT, age INTEGER);
+    INSERT INTO p_new(id, full_name, age) SELECT id, name, CAST(age AS INTEGER) FROM p;
+    DROP TABLE p; ALTER TABLE p_new RENAME TO p; COMMIT;`);
+  rs.deliver('n1', concurrent);
+  rs.sync();
+  assertSame(rs, ['p']);
+  assert.match(schemaOf(rs, 'n2').find((s) => s.startsWith('table p '))!, /full_name TEXT, age INTEGER/);
+  assert.deepEqual(rs.app('n2').prepare('SELECT count(*) FROM p WHERE full_name IS NOT NULL').pluck().get(), 3n, 'the row n2 inserted under the old column name keeps its value');
+}));
+
+test('DROP COLUMN replicates (capture triggers do not name the column)', () => withReplicas(['n1', 'n2'], (rs) => {
+  rs.app('n1').exec("CREATE TABLE t(id INTEGER PRIMARY KEY, keep TEXT, gone TEXT); INSERT INTO t VALUES (1, 'k', 'g');");
+  rs.sync();
+  rs.app('n2').exec('ALTER TABLE t DROP COLUMN gone');
+  rs.app('n2').exec("INSERT INTO t VALUES (2, 'k2')");
+  rs.sync();
+  assertSame(rs, ['t']);
+  assert.deepEqual(rs.app('n1').prepare('SELECT * FROM t ORDER BY id').raw(true).all(), [[1n, 'k'], [2n, 'k2']]);
+}));
+
+test('concurrent conflicting DDL converges to the stream order; the loser is recorded', () => withReplicas(['n1', 'n2'], (rs) => {
+  rs.app('n1').exec('CREATE TABLE t(id INTEGER PRIMARY KEY)');
+  rs.sync();
+  rs.app('n1').exec('ALTER TABLE t ADD COLUMN x TEXT');
+  rs.app('n2').exec('ALTER TABLE t ADD COLUMN x INTEGER');
+  rs.app('n2').exec('INSERT INTO t VALUES (1, 5)');
+  rs.publishSchema('n1'); // n1's entry first in the stream
+  rs.sync();
+  assertSame(rs, ['t']);
+  assert.match(schemaOf(rs, 'n2').find((s) => s.startsWith('table t '))!, /x TEXT/);
+  assert.equal(rs.node('n2').schema!.store.conflictCount() + rs.node('n1').schema!.store.conflictCount(), 2, 'both nodes record the losing entry');
+  assert.equal(rs.node('n1').schema!.store.pendingCount(), 0);
+}));
+
+test('identical DDL run on every node (a migration run per node) is no conflict', () => withReplicas(['n1', 'n2', 'n3'], (rs) => {
+  rs.everywhere('CREATE TABLE t(id INTEGER PRIMARY KEY, v TEXT); CREATE INDEX t_v ON t(v);');
+  rs.app('n2').exec("INSERT INTO t VALUES (1, 'x')");
+  rs.sync();
+  assertSame(rs, ['t']);
+  for (const id of rs.ids) assert.equal(rs.node(id).schema!.store.conflictCount(), 0);
+}));
+
+test('changes made under an old name reach the renamed table and column (concurrent rename)', () => withReplicas(['n1', 'n2'], (rs) => {
+  rs.app('n1').exec("CREATE TABLE a(id INTEGER PRIMARY KEY, name TEXT); INSERT INTO a VALUES (1, 'one');");
+  rs.sync();
+  // n2 writes under the old names while n1 renames the table and the column.
+  rs.app('n2').exec("INSERT INTO a VALUES (2, 'two'); UPDATE a SET name = 'ONE' WHERE id = 1;");
+  const concurrent = rs.publish('n2');
+  rs.app('n1').exec('ALTER TABLE a RENAME TO b; ALTER TABLE b RENAME COLUMN name TO label;');
+  rs.publishSchema('n1');
+  rs.deliverSchema('n1');
+  rs.deliver('n1', concurrent);
+  rs.sync();
+  assertSame(rs, ['b']);
+  assert.deepEqual(rs.app('n1').prepare('SELECT id, label FROM b ORDER BY id').raw(true).all(), [[1n, 'ONE'], [2n, 'two']]);
+}));
