@@ -7,7 +7,7 @@ export type FinalRows = Map<string, Map<string, string>>;
 export interface Violation {
   readonly kind: 'divergence' | 'wrong-winner' | 'lost-write' | 'phantom-change' | 'phantom-row'
     // recorded by the runner, not checkRun:
-    | 'not-converged' | 'undrained' | 'undecodable-batch' | 'checksum-differs' | 'restart-failed';
+    | 'not-converged' | 'undrained' | 'undecodable-batch' | 'checksum-differs' | 'restart-failed' | 'schema-differs' | 'ddl-rows-differ';
   readonly detail: string;
 }
 

@@ -19,6 +19,7 @@ import { Observer } from './observer.ts';
 import { faultSchedule, type Fault } from './schedule.ts';
 import { chaosSchemaSql, chaosTables, keyColumns, keyId, keyValues, type HistoryWrite } from './workload.ts';
 import type { WriterArgs } from './writer.ts';
+import { ddlRowsOf, DdlWorkload, schemaOf } from './ddl.ts';
 
 export interface ChaosOptions {
   readonly nodes: number;
@@ -39,6 +40,8 @@ export interface ChaosOptions {
   readonly quiesceTimeoutMs?: number;
   /** After quiescence, how long rows may take to become identical everywhere. */
   readonly convergeTimeoutMs?: number;
+  /** Schema changes during the run (chaos/ddl.ts): every `ddlEveryMs` (default 3000; 0 = none) a DDL step on a random node. */
+  readonly ddlEveryMs?: number;
   readonly log?: (line: string) => void;
 }
 
@@ -111,6 +114,7 @@ export async function runChaos(opts: ChaosOptions): Promise<ChaosResult> {
     log(`[+${at().toFixed(1).padStart(6)}s] ${kind} ${detail}`);
   };
   const paused = new Set<string>();
+  const ddl = new DdlWorkload();
   const bulkHistory = path.join(c.dir, 'history-bulk.jsonl');
   let bulkSeq = 0;
 
@@ -143,12 +147,14 @@ export async function runChaos(opts: ChaosOptions): Promise<ChaosResult> {
       }
     }
     note('workload', `${writers.length} writer processes started`);
+    const ddlLoop = runDdl();
 
     for (const f of schedule) {
       while (Date.now() - t0 < f.atMs) await sleep(20);
       await inject(f);
     }
     while (Date.now() - t0 < durationMs) await sleep(50);
+    await ddlLoop;
     await stopWriters(writers);
     note('workload', 'writers stopped');
     if (sabotage.includes('uncaptured-write')) uncapturedWrite(c.node(ids[0]!).db, keys);
@@ -178,7 +184,8 @@ export async function runChaos(opts: ChaosOptions): Promise<ChaosResult> {
       }, opts.quiesceTimeoutMs ?? 300_000, 250);
       await c.waitFor('rows identical on every node', () => {
         const f = ids.map((id) => JSON.stringify([...readFinal(c, id)].map(([t, m]) => [t, [...m].sort()])));
-        return f.every((x) => x === f[0]);
+        const d = ids.map((id) => JSON.stringify([schemaOf(c.db(id)), ddlRowsOf(c.db(id))]));
+        return f.every((x) => x === f[0]) && d.every((x) => x === d[0]);
       }, opts.convergeTimeoutMs ?? 60_000, 250);
       convergeMs = Date.now() - healedAt;
       note('converged', `${convergeMs} ms after the last heal`);
@@ -207,6 +214,11 @@ export async function runChaos(opts: ChaosOptions): Promise<ChaosResult> {
     if (notConverged !== null) all.push({ kind: 'not-converged', detail: notConverged });
     if (observer.malformed > 0) all.push({ kind: 'undecodable-batch', detail: `${observer.malformed} published message(s) could not be decoded as batches` });
     // The runner's own checks have their own kinds: the checker's findings stay distinguishable.
+    const schemas = ids.map((id) => JSON.stringify(schemaOf(c.db(id))));
+    if (!schemas.every((x) => x === schemas[0])) all.push({ kind: 'schema-differs', detail: ids.map((id, i) => `${id}: ${schemas[i]}`).join(' | ').slice(0, 2000) });
+    const ddlRows = ids.map((id) => JSON.stringify(ddlRowsOf(c.db(id))));
+    if (!ddlRows.every((x) => x === ddlRows[0])) all.push({ kind: 'ddl-rows-differ', detail: ids.map((id, i) => `${id}: ${ddlRows[i]!.slice(0, 300)}`).join(' | ') });
+    note('check', `schema changes: ${ddl.applied} applied, ${ddl.failed} refused by a node that did not have the table yet`);
     const sum = c.checksum();
     if (sum.code !== 0) all.push({ kind: 'checksum-differs', detail: `burrow checksum exit ${sum.code}: differing ${JSON.stringify(sum.out?.differing)}` });
     for (const r of restarts) {
@@ -217,7 +229,7 @@ export async function runChaos(opts: ChaosOptions): Promise<ChaosResult> {
     const drained = statuses.every((s) => s && s.pending.logRows === 0 && s.pending.outboxBatches === 0);
     if (!drained) all.push({ kind: 'undrained', detail: `change logs not drained: ${JSON.stringify(statuses.map((s) => s?.pending))}` });
     const faultCounts: Record<string, number> = {};
-    for (const f of faults) if (!['workload', 'heal', 'healed', 'killed', 'waiting', 'skipped', 'converged', 'restart', 'not-converged', 'check'].includes(f.kind)) faultCounts[f.kind] = (faultCounts[f.kind] ?? 0) + 1;
+    for (const f of faults) if (!['workload', 'heal', 'healed', 'killed', 'waiting', 'skipped', 'converged', 'restart', 'not-converged', 'check', 'ddl'].includes(f.kind)) faultCounts[f.kind] = (faultCounts[f.kind] ?? 0) + 1;
     const result: ChaosResult = {
       ok: all.length === 0, seed: opts.seed, nodes: opts.nodes, durationS: opts.durationS, faults, faultCounts,
       writesCommitted: history.length, transactions: new Set(history.map((h) => `${h.node}/${h.w}/${h.tx}`)).size,
@@ -240,6 +252,20 @@ export async function runChaos(opts: ChaosOptions): Promise<ChaosResult> {
     }
     await observer?.stop();
     await c.destroy(opts.keep === true);
+  }
+
+  /** Schema changes on random live nodes while the writers run (seeded: the same seed, the same choices). */
+  async function runDdl(): Promise<void> {
+    const every = opts.ddlEveryMs ?? 3000;
+    if (every <= 0) return;
+    let r = (opts.seed * 2654435761) >>> 0;
+    const rand = () => ((r = (Math.imul(r ^ (r >>> 15), 2246822507) + 0x9e3779b9) >>> 0) / 2 ** 32);
+    while (Date.now() - t0 < durationMs - every) {
+      await sleep(every * (0.5 + rand()));
+      const id = ids[Math.floor(rand() * ids.length)]!;
+      if (paused.has(id)) continue;
+      if (ddl.apply(c.node(id).db)) note('ddl', `step ${ddl.applied} on ${id}`);
+    }
   }
 
   async function drained(id: string, timeoutMs: number): Promise<boolean> {
