@@ -4,7 +4,8 @@
  * or not — as an application's migration would: create with rows, ADD COLUMN with an UPDATE in
  * the same transaction, an index, a column rename, a table rebuilt in one transaction (create
  * new, copy, drop, rename), a table rename, a drop. A step whose table is not on that node yet
- * (not replicated there yet) fails like a migration would and is only counted. At the end every
+ * (not replicated there yet, or undone by a conflict) fails like a migration would, is counted,
+ * and the workload moves on. At the end every
  * node must hold the same schema and the same rows in these tables.
  */
 import BetterSqlite3 from 'better-sqlite3';
@@ -50,8 +51,11 @@ export class DdlWorkload {
       this.next++;
       return true;
     } catch {
+      // Like a migration that failed on this node (its table not here yet, or the cluster's order
+      // undid an earlier step): the workload moves on to the next step.
       if (db.inTransaction) db.exec('ROLLBACK');
       this.failed++;
+      this.next++;
       return false;
     } finally {
       db.close();

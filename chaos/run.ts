@@ -218,7 +218,7 @@ export async function runChaos(opts: ChaosOptions): Promise<ChaosResult> {
     if (!schemas.every((x) => x === schemas[0])) all.push({ kind: 'schema-differs', detail: ids.map((id, i) => `${id}: ${schemas[i]}`).join(' | ').slice(0, 2000) });
     const ddlRows = ids.map((id) => JSON.stringify(ddlRowsOf(c.db(id))));
     if (!ddlRows.every((x) => x === ddlRows[0])) all.push({ kind: 'ddl-rows-differ', detail: ids.map((id, i) => `${id}: ${ddlRows[i]!.slice(0, 300)}`).join(' | ') });
-    note('check', `schema changes: ${ddl.applied} applied, ${ddl.failed} refused by a node that did not have the table yet`);
+    note('check', `schema changes: ${ddl.applied} applied, ${ddl.failed} refused (table not on that node yet, or an earlier step undone by a conflict)`);
     const sum = c.checksum();
     if (sum.code !== 0) all.push({ kind: 'checksum-differs', detail: `burrow checksum exit ${sum.code}: differing ${JSON.stringify(sum.out?.differing)}` });
     for (const r of restarts) {

@@ -164,7 +164,10 @@ export class SchemaApplier {
       const local = this.localSql(o.type, o.name);
       const target = o.target?.sql ?? null;
       if (local === target) continue;
-      this.guarded(`${o.type} ${o.name}`, () => (o.type === 'table' ? this.makeTable(o.name, local, target, r) : this.makeObject(o.type, o.name, target)));
+      // This node's own entry lost: its table holds its own change on top of the schema it had
+      // seen (position e.q); the columns renamed in the cluster since then carry its values over.
+      const seenRenames = e.o === this.nodeId && e.q !== undefined ? this.renamesSince(e.q, o.name) : new Map<string, string>();
+      this.guarded(`${o.type} ${o.name}`, () => (o.type === 'table' ? this.makeTable(o.name, local, target, r, seenRenames) : this.makeObject(o.type, o.name, target)));
     }
   }
 
@@ -192,7 +195,7 @@ export class SchemaApplier {
   }
 
   /** A table from its local definition to the target: ALTER where that gets exactly there, else rebuilt with its rows. */
-  private makeTable(name: string, local: string | null, target: string | null, r: ReadonlyMap<string, SchemaObject>): void {
+  private makeTable(name: string, local: string | null, target: string | null, r: ReadonlyMap<string, SchemaObject>, renames: ReadonlyMap<string, string>): void {
     if (target === null) {
       this.db.exec(`DROP TABLE IF EXISTS main.${quoteIdent(name)}`);
       return;
@@ -218,7 +221,18 @@ export class SchemaApplier {
       this.db.exec('ROLLBACK TO burrow_schema_alter');
       this.db.exec('RELEASE burrow_schema_alter');
     }
-    this.rebuild(name, local, target, r);
+    this.rebuild(name, local, target, r, renames);
+  }
+
+  /** Column renames (old → new name, chained) of table `name` folded after stream position q. */
+  private renamesSince(q: number, name: string): Map<string, string> {
+    const out = new Map<string, string>();
+    for (const ev of this.store.eventsAfter(q)) {
+      if (ev.kind !== 'rename-column' || ev.tbl !== name) continue;
+      for (const [from, to] of out) if (to === ev.a) out.set(from, ev.b!);
+      if (![...out.values()].includes(ev.b!)) out.set(ev.a!, ev.b!);
+    }
+    return out;
   }
 
   /**
@@ -226,12 +240,12 @@ export class SchemaApplier {
    * objects left as they are), the new one created from the exact definition, the rows copied by
    * column name (rowids kept), the old one dropped, its indexes and triggers created again from R.
    */
-  private rebuild(name: string, local: string, target: string, r: ReadonlyMap<string, SchemaObject>): void {
+  private rebuild(name: string, local: string, target: string, r: ReadonlyMap<string, SchemaObject>, renames: ReadonlyMap<string, string> = new Map()): void {
     const cols = declaredColumns(target);
     if (!cols) throw new Error(`the definition does not run here: ${target}`);
     const oldCols = new Set((this.db.conn.prepare(`PRAGMA main.table_xinfo(${quoteIdent(name)})`).all() as { name: string; hidden: bigint }[]).filter((c) => c.hidden === 0n).map((c) => c.name));
     // Columns renamed in place keep their values; the others are copied by name.
-    const renamed = new Map(renamedColumns(local, target).map(([a, b]) => [b, a]));
+    const renamed = new Map([...renames, ...renamedColumns(local, target)].map(([a, b]) => [b, a]));
     const pairs = cols.map((c) => [c.name, renamed.get(c.name) ?? c.name] as const).filter(([, from]) => oldCols.has(from));
     const oldWr = this.withoutRowid(name);
     this.db.conn.pragma('legacy_alter_table = ON');

@@ -94,7 +94,7 @@ export class SchemaCapture {
       this.refreshRoots(local);
       return null;
     }
-    const n = this.store.queueOwn((num) => encodeSchemaEntry({ v: schemaEntryVersion, o: this.nodeId, n: num, ops }));
+    const n = this.store.queueOwn((num) => encodeSchemaEntry({ v: schemaEntryVersion, o: this.nodeId, n: num, q: this.store.position(), ops }));
     this.store.replaceSeen(local);
     this.entries++;
     return { n, ops };

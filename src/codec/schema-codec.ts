@@ -28,6 +28,8 @@ export interface SchemaEntry {
   /** The origin's entry number (1, 2, 3 …): data batches name the last one they need. */
   readonly n: number;
   readonly ops: readonly SchemaOp[];
+  /** The schema stream position its origin had folded when it made these changes (renames after it were unseen there). */
+  readonly q?: number;
   /** `burrow migrate`: statements every node runs as written, in stream order. */
   readonly sql?: string;
 }
@@ -59,6 +61,7 @@ export function decodeSchemaEntry(data: Uint8Array): SchemaEntry {
   if (typeof o.n !== 'number' || !Number.isSafeInteger(o.n) || o.n < 1) throw new MalformedSchemaEntryError('bad entry number');
   if (!Array.isArray(o.ops)) throw new MalformedSchemaEntryError('missing ops');
   if (o.sql !== undefined && typeof o.sql !== 'string') throw new MalformedSchemaEntryError('sql is not text');
+  if (o.q !== undefined && (typeof o.q !== 'number' || !Number.isSafeInteger(o.q) || o.q < 0)) throw new MalformedSchemaEntryError('bad schema position q');
   for (const [i, op] of (o.ops as unknown[]).entries()) {
     const p = op as Record<string, unknown>;
     if (typeof op !== 'object' || op === null || !types.has(p.type as string) || typeof p.name !== 'string' || typeof p.tbl !== 'string'

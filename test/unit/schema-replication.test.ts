@@ -161,3 +161,15 @@ test('changes made under an old name reach the renamed table and column (concurr
   assertSame(rs, ['b']);
   assert.deepEqual(rs.app('n1').prepare('SELECT id, label FROM b ORDER BY id').raw(true).all(), [[1n, 'ONE'], [2n, 'two']]);
 }));
+
+test('a node whose own DDL lost to a rename keeps its values under the renamed column (converges with the winner)', () => withReplicas(['n1', 'n2'], (rs) => {
+  rs.app('n1').exec("CREATE TABLE t(id INTEGER PRIMARY KEY, a TEXT); INSERT INTO t VALUES (1, 'x'), (2, 'y');");
+  rs.sync();
+  rs.app('n2').exec('ALTER TABLE t ADD COLUMN b INTEGER DEFAULT 0; UPDATE t SET b = 5;');
+  rs.app('n1').exec('ALTER TABLE t RENAME COLUMN a TO label');
+  rs.publishSchema('n1'); // the rename is ordered first: n2's ADD COLUMN no longer fits
+  rs.sync();
+  assertSame(rs, ['t']);
+  assert.deepEqual(rs.app('n2').prepare('SELECT id, label FROM t ORDER BY id').raw(true).all(), [[1n, 'x'], [2n, 'y']]);
+  assert.equal(rs.node('n2').schema!.store.conflictCount(), 1);
+}));
