@@ -53,9 +53,18 @@ describe('burrow CLI', () => {
       assert.equal(badCmd.status, 2);
       assert.match(badCmd.stderr, /unknown command "frobnicate"/);
       // Commands the open issues name are listed and say they are not built yet.
-      const planned = run(['migrate', '--config', 'x.toml', 'm.sql']);
+      const planned = run(['keygen', '--config', 'x.toml']);
       assert.equal(planned.status, 2, planned.stderr);
-      assert.match(planned.stderr, /^burrow: migrate is not built yet \(issue 12\)$/m);
+      assert.match(planned.stderr, /^burrow: keygen is not built yet \(issue 13\)$/m);
+      const noSql = run(['migrate', '--config', good]);
+      assert.equal(noSql.status, 2);
+      assert.match(noSql.stderr, /burrow migrate needs a file of SQL statements/);
+      const badTimeout = run(['migrate', '--config', good, 'm.sql', '--timeout', 'soon']);
+      assert.equal(badTimeout.status, 2);
+      assert.match(badTimeout.stderr, /--timeout must be a number of seconds above 0, got soon/);
+      const schemaDown = run(['schema', '--config', good]);
+      assert.equal(schemaDown.status, 1);
+      assert.match(schemaDown.stdout, /a: down \(ECONNREFUSED\)/);
       const noNode = run(['restore', '--config', good]);
       assert.equal(noNode.status, 2);
       assert.match(noNode.stderr, /burrow restore needs --node ID/);
