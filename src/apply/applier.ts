@@ -639,6 +639,7 @@ export class Applier {
     return this.inApplyTx(() => {
       const out = entries.map((e) => schema.applier.fold(e.seq, e.data));
       this.p.capture.sync();
+      for (const name of schema.applier.takeRestamp()) this.p.capture.restampAll(name);
       this.onSchema();
       schema.capture.accept();
       this.waiting.wakeAll();

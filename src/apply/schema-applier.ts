@@ -9,6 +9,12 @@ import type { Logger } from '../util/log.ts';
 export type FoldOutcome = 'applied' | 'conflict' | 'duplicate' | 'rejected';
 
 const typeRank: Record<SchemaObjectType, number> = { table: 0, view: 1, index: 2, trigger: 3 };
+
+/** What this node's own lost change leaves to copy (see SchemaApplier.lostChange). */
+interface LostChange {
+  readonly columns: ReadonlySet<string>;
+  readonly renames: ReadonlyMap<string, string>;
+}
 const rebuildName = '__burrow_rebuild';
 
 /** Objects an entry touches, as store keys (a renamed table's old name included). */
@@ -31,6 +37,8 @@ function touched(e: SchemaEntry): string[] {
  */
 export class SchemaApplier {
   readonly stats = { entries: 0, applied: 0, conflicts: 0, rejected: 0, duplicates: 0, rebuilds: 0, localErrors: 0, migrations: 0 };
+  /** Tables whose rows must be restamped once capture follows the new schema (takeRestamp). */
+  private readonly restamp = new Set<string>();
 
   constructor(private readonly db: Database, private readonly store: SchemaStore, private readonly capture: Capture,
     private readonly nodeId: string, private readonly log: Logger) {}
@@ -103,6 +111,13 @@ export class SchemaApplier {
     return problem === null ? 'applied' : 'conflict';
   }
 
+  /** Tables to restamp whole (this node's own DDL on them lost): taken by the caller after capture syncs. */
+  takeRestamp(): string[] {
+    const out = [...this.restamp];
+    this.restamp.clear();
+    return out;
+  }
+
   /** Why the entry does not apply to R, or null. */
   private check(e: SchemaEntry, r: ReadonlyMap<string, SchemaObject>): string | null {
     const sqlOf = (type: string, name: string) => r.get(SchemaStore.key(type, name))?.sql ?? null;
@@ -164,11 +179,25 @@ export class SchemaApplier {
       const local = this.localSql(o.type, o.name);
       const target = o.target?.sql ?? null;
       if (local === target) continue;
-      // This node's own entry lost: its table holds its own change on top of the schema it had
-      // seen (position e.q); the columns renamed in the cluster since then carry its values over.
-      const seenRenames = e.o === this.nodeId && e.q !== undefined ? this.renamesSince(e.q, o.name) : new Map<string, string>();
-      this.guarded(`${o.type} ${o.name}`, () => (o.type === 'table' ? this.makeTable(o.name, local, target, r, seenRenames) : this.makeObject(o.type, o.name, target)));
+      const lost = e.o === this.nodeId ? this.lostChange(e, o.name) : null;
+      this.guarded(`${o.type} ${o.name}`, () => (o.type === 'table' ? this.makeTable(o.name, local, target, r, lost) : this.makeObject(o.type, o.name, target)));
     }
+  }
+
+  /**
+   * This node's own entry lost in the stream order and touched table `name`: its table holds its
+   * own change on top of the definition it had seen (the op's `from`, at position e.q). Only the
+   * columns of that definition carry values into the cluster's definition — through the column
+   * renames folded since e.q — and its rows are restamped afterwards, so every node ends with
+   * this node's rows as they are after the change (its own lost columns gone, their defaults
+   * as everywhere else).
+   */
+  private lostChange(e: SchemaEntry, name: string): LostChange | null {
+    const op = e.ops.find((x) => x.type === 'table' && x.name === name);
+    if (!op) return null;
+    const before = op.from === null ? [] : (declaredColumns(op.from) ?? []).map((c) => c.name);
+    const renames = e.q !== undefined ? this.renamesSince(e.q, name) : new Map<string, string>();
+    return { columns: new Set(before), renames };
   }
 
   private localSql(type: string, name: string): string | null {
@@ -195,7 +224,7 @@ export class SchemaApplier {
   }
 
   /** A table from its local definition to the target: ALTER where that gets exactly there, else rebuilt with its rows. */
-  private makeTable(name: string, local: string | null, target: string | null, r: ReadonlyMap<string, SchemaObject>, renames: ReadonlyMap<string, string>): void {
+  private makeTable(name: string, local: string | null, target: string | null, r: ReadonlyMap<string, SchemaObject>, lost: LostChange | null): void {
     if (target === null) {
       this.db.exec(`DROP TABLE IF EXISTS main.${quoteIdent(name)}`);
       return;
@@ -203,6 +232,11 @@ export class SchemaApplier {
     if (local === null) {
       this.db.exec(target);
       this.restoreDependents(name, r);
+      return;
+    }
+    if (lost) {
+      this.rebuild(name, local, target, r, lost);
+      this.restamp.add(name);
       return;
     }
     for (const alter of alterFor(name, local, target)) {
@@ -221,7 +255,7 @@ export class SchemaApplier {
       this.db.exec('ROLLBACK TO burrow_schema_alter');
       this.db.exec('RELEASE burrow_schema_alter');
     }
-    this.rebuild(name, local, target, r, renames);
+    this.rebuild(name, local, target, r, null);
   }
 
   /** Column renames (old → new name, chained) of table `name` folded after stream position q. */
@@ -240,12 +274,13 @@ export class SchemaApplier {
    * objects left as they are), the new one created from the exact definition, the rows copied by
    * column name (rowids kept), the old one dropped, its indexes and triggers created again from R.
    */
-  private rebuild(name: string, local: string, target: string, r: ReadonlyMap<string, SchemaObject>, renames: ReadonlyMap<string, string> = new Map()): void {
+  private rebuild(name: string, local: string, target: string, r: ReadonlyMap<string, SchemaObject>, lost: LostChange | null): void {
     const cols = declaredColumns(target);
     if (!cols) throw new Error(`the definition does not run here: ${target}`);
-    const oldCols = new Set((this.db.conn.prepare(`PRAGMA main.table_xinfo(${quoteIdent(name)})`).all() as { name: string; hidden: bigint }[]).filter((c) => c.hidden === 0n).map((c) => c.name));
-    // Columns renamed in place keep their values; the others are copied by name.
-    const renamed = new Map([...renames, ...renamedColumns(local, target)].map(([a, b]) => [b, a]));
+    let oldCols = new Set((this.db.conn.prepare(`PRAGMA main.table_xinfo(${quoteIdent(name)})`).all() as { name: string; hidden: bigint }[]).filter((c) => c.hidden === 0n).map((c) => c.name));
+    if (lost) oldCols = new Set([...oldCols].filter((c) => lost.columns.has(c)));
+    // Columns renamed keep their values; the others are copied by name.
+    const renamed = new Map((lost ? [...lost.renames] : renamedColumns(local, target)).map(([a, b]) => [b, a]));
     const pairs = cols.map((c) => [c.name, renamed.get(c.name) ?? c.name] as const).filter(([, from]) => oldCols.has(from));
     const oldWr = this.withoutRowid(name);
     this.db.conn.pragma('legacy_alter_table = ON');

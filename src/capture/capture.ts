@@ -112,6 +112,15 @@ export class Capture {
     this.db.conn.prepare('UPDATE __burrow_tables SET name = ? WHERE name = ?').run(to, from);
   }
 
+  /**
+   * Every row of a captured table queued for stamping (its new images go to every node): after
+   * burrow changed the table under this node's own rows in a way other nodes did not see.
+   */
+  restampAll(name: string): number {
+    const t = this.byNameMap.get(name);
+    return t ? this.queueRows(t, false) : 0;
+  }
+
   /** Refresh in its own write transaction (start-up). */
   refresh(): RefreshResult {
     return this.db.writeTx(() => this.refreshInTx());

@@ -108,6 +108,26 @@ db.execute('COMMIT')
     assert.equal(c.query<{ v: string }>('n1', 'SELECT v FROM offline')[0]!.v, 'made while down');
   });
 
+  test('concurrent conflicting DDL on two nodes ends in one schema (the stream order decides, the loser is recorded); a node behind keeps writing the old shape', async () => {
+    c.sqlite3('n1', "CREATE TABLE clash(id INTEGER PRIMARY KEY, v TEXT); INSERT INTO clash VALUES (1, 'one');");
+    await c.waitConverged('SELECT * FROM clash', 30_000);
+    // n2 is paused: its application changes the table the other way, and keeps writing the old shape.
+    process.kill(c.node('n2').pid!, 'SIGSTOP');
+    try {
+      c.sqlite3('n2', "ALTER TABLE clash ADD COLUMN x INTEGER DEFAULT 7; INSERT INTO clash(id, v) VALUES (2, 'from n2');");
+      c.sqlite3('n1', "ALTER TABLE clash ADD COLUMN x TEXT DEFAULT 'n1'; INSERT INTO clash VALUES (3, 'three', 'set');");
+      await c.waitFor('n3 has n1\'s column', () => c.query<{ sql: string }>('n3', "SELECT sql FROM sqlite_schema WHERE name = 'clash'")[0]!.sql.includes("x TEXT DEFAULT 'n1'"), 20_000, 20);
+    } finally {
+      process.kill(c.node('n2').pid!, 'SIGCONT');
+    }
+    await sameSchema('clash after the conflict');
+    assert.match(objects('n2').find((o) => o.name === 'clash')!.sql, /x TEXT DEFAULT 'n1'/);
+    await c.waitConverged('SELECT id, v, x FROM clash ORDER BY id', 30_000);
+    assert.deepEqual(c.query('n3', 'SELECT id, x FROM clash ORDER BY id'), [{ id: 1n, x: 'n1' }, { id: 2n, x: 'n1' }, { id: 3n, x: 'set' }]);
+    await c.waitFor('every node recorded the losing entry', async () => (await Promise.all(c.nodes.map((n) => c.status(n.id))))
+      .every((st) => (st?.schema?.conflicts ?? 0) >= 1), 20_000, 100);
+  });
+
   test('burrow migrate runs statements as written on every node, in order; with a node down it says so (exit 1) and that node applies it at start', async () => {
     const file = `${c.dir}/m1.sql`;
     writeFileSync(file, "CREATE TABLE settings(k TEXT PRIMARY KEY, v TEXT);\nCREATE INDEX settings_v ON settings(v);\nINSERT INTO settings VALUES ('mode', 'strict');\n");
