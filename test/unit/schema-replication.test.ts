@@ -1,7 +1,12 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { Replicas } from '../helpers/replicas.ts';
+import { rmSync } from 'node:fs';
+import path from 'node:path';
 import { localObjects } from '../../src/capture/schema-capture.ts';
+import { copySnapshot } from '../../src/snapshot/copy.ts';
+import { mergeSnapshot } from '../../src/snapshot/merge.ts';
+import { silentLogger } from '../../src/util/log.ts';
 
 /**
  * Schema replication on in-process replicas (real SQLite files, the real capture/stamper/applier,
@@ -172,4 +177,26 @@ test('a node whose own DDL lost to a rename keeps its values under the renamed c
   assertSame(rs, ['t']);
   assert.deepEqual(rs.app('n2').prepare('SELECT id, label FROM t ORDER BY id').raw(true).all(), [[1n, 'x'], [2n, 'y']]);
   assert.equal(rs.node('n2').schema!.store.conflictCount(), 1);
+}));
+
+test('a new replica restored from a snapshot takes the schema position with it: it publishes no DDL of its own and folds what came after', () => withReplicas(['n1', 'n2', 'n3'], async (rs) => {
+  rs.app('n1').exec("CREATE TABLE t(id INTEGER PRIMARY KEY, v TEXT); CREATE INDEX t_v ON t(v); INSERT INTO t VALUES (1, 'a');");
+  rs.sync();
+  await rs.close('n3');
+  rmSync(rs.file('n3'), { force: true });
+  for (const ext of ['-wal', '-shm']) rmSync(rs.file('n3') + ext, { force: true });
+  const snap = path.join(rs.dir, 'n2.snapshot.db');
+  while (rs.node('n2').applier.stampLocal().logRows > 0) { /* stamp */ }
+  await copySnapshot({ dbFile: rs.file('n2'), outFile: snap, shards: 4, busyTimeoutMs: 1000 });
+  // After the snapshot: more DDL in the stream.
+  rs.app('n1').exec('ALTER TABLE t ADD COLUMN w INTEGER DEFAULT 3');
+  rs.publishSchema('n1');
+  const n3 = await rs.open('n3');
+  await mergeSnapshot(n3, snap, { nodeId: 'n3', cluster: 't', shards: 4, log: silentLogger });
+  assert.equal(n3.schema!.store.position(), 1, 'the snapshot\'s schema position');
+  n3.applier.stampLocal();
+  assert.equal(n3.schema!.store.pendingCount(), 0, 'the restored tables are not this node\'s DDL');
+  rs.sync();
+  assertSame(rs, ['t']);
+  assert.equal(n3.schema!.store.position(), 2);
 }));
