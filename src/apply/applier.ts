@@ -98,9 +98,6 @@ interface ChangeContext {
   readonly origin: string;
   readonly wt: WireTable;
   readonly c: WireChange;
-  /** The schema the change was made under (WireBatch q/m), when its origin replicates schema. */
-  readonly q?: number;
-  readonly m?: number;
 }
 
 /**
@@ -299,17 +296,14 @@ export class Applier {
       for (const w of this.waiting.due(all, limit)) {
         const batch = decodeBatch(w.change); // written by us: valid
         const c = batch.changes[0]!;
-        const behind = this.schemaBehind(batch);
-        const wt = behind === null && this.schemaSays(batch) ? this.translate(batch.tables[0]!, batch) : batch.tables[0]!;
-        if (wt === null) {
+        const plan = this.plan(batch.tables[0]!, batch.o);
+        if (plan.wt === null) {
           this.waiting.remove(w.id);
           this.stats.changesDroppedWithTable++;
           continue;
         }
-        const own = behind === null && this.schemaSays(batch) ? this.ownDdlPending(wt) : null;
-        const local = behind ?? own ?? this.resolveTable(wt);
-        if (typeof local === 'string' && (behind !== null || own !== null || !this.schemaSays(batch))) {
-          this.waiting.later(w, local);
+        if (typeof plan.local === 'string' && !plan.underSchema) {
+          this.waiting.later(w, plan.local);
           continue;
         }
         // Its clock joins ours like any remote clock (a restart may have lowered our wall clock).
@@ -320,7 +314,8 @@ export class Applier {
         this.waiting.remove(w.id);
         this.stats.changesUnparked++;
         applied++;
-        const ctx = { shard: w.shard, seq: w.seq, origin: batch.o, wt, c, q: batch.q, m: batch.m };
+        const ctx = { shard: w.shard, seq: w.seq, origin: batch.o, wt: plan.wt, c };
+        const local = plan.local;
         if (typeof local === 'string') this.applyUnderSchema(ctx);
         else this.applyChange(ctx, local);
       }
@@ -437,34 +432,29 @@ export class Applier {
     }
     const held = this.holdReason(batch);
     if (held) return held;
-    // Made under a schema this node has not folded yet: waits for it (the schema stream brings it).
-    const behind = this.schemaBehind(batch);
-    if (behind !== null && this.waiting.full()) {
+    const plans = batch.tables.map((t) => this.plan(t, batch.o));
+    if (this.waiting.full() && plans.some((p) => typeof p.local === 'string' && !p.underSchema)) {
+      // The waiting room is full: leave the message in JetStream for now (never drop it).
       this.stats.held++;
       return { kind: 'held', origin: batch.o, aheadMs: 0 };
     }
-    const authoritative = behind === null && this.schemaSays(batch);
-    // Under the schema it was made with: renames since then followed, tables dropped since gone (null).
-    const tables = authoritative ? batch.tables.map((t) => this.translate(t, batch)) : batch.tables;
-    const resolved = tables.map((t) => (t === null ? null : behind ?? (authoritative ? this.ownDdlPending(t) : null) ?? this.resolveTable(t)));
     for (const c of batch.changes) {
-      const wt = tables[c.t];
-      const local = resolved[c.t];
-      assert(wt !== undefined && local !== undefined, 'decodeBatch validated table indexes');
-      if (wt === null || local === null) {
+      const plan = plans[c.t];
+      assert(plan, 'decodeBatch validated table indexes');
+      if (plan.wt === null) {
         this.stats.changesDroppedWithTable++;
         continue;
       }
-      const ctx = { shard: m.shard, seq: m.seq, origin: batch.o, wt, c, q: batch.q, m: batch.m };
-      if (typeof local !== 'string') this.applyChange(ctx, local);
-      else if (authoritative && !local.startsWith('waits for the schema')) this.applyUnderSchema(ctx);
-      else this.park({ ...ctx, wt: batch.tables[c.t]! }, local);
+      const ctx = { shard: m.shard, seq: m.seq, origin: batch.o, wt: plan.wt, c };
+      if (typeof plan.local !== 'string') this.applyChange(ctx, plan.local);
+      else if (plan.underSchema) this.applyUnderSchema(ctx);
+      else this.park({ ...ctx, wt: batch.tables[c.t]! }, plan.local); // parked as sent: planned again when retried
     }
     if (batch.n !== undefined && this.p.gaps) this.p.received.save(batch.o, batch.n, this.p.gaps.noteApplied(batch.o, batch.n));
     return { kind: 'applied' };
   }
 
-  /** A batch not to apply yet: its clock is too far ahead, or it needs the full waiting room. */
+  /** A batch not to apply yet: its clock is too far ahead. */
   private holdReason(batch: WireBatch): MessageOutcome | null {
     let maxHlc = 0n;
     for (const c of batch.changes) if (c.h > maxHlc) maxHlc = c.h;
@@ -475,11 +465,6 @@ export class Applier {
       return { kind: 'held', origin: batch.o, aheadMs: r.aheadMs };
     }
     this.holds.delete(batch.o);
-    if (this.waiting.full() && batch.tables.some((t) => typeof this.resolveTable(t) === 'string')) {
-      // The waiting room is full: leave the message in JetStream for now (never drop it).
-      this.stats.held++;
-      return { kind: 'held', origin: batch.o, aheadMs: 0 };
-    }
     return null;
   }
 
@@ -546,8 +531,7 @@ export class Applier {
   }
 
   private oneChange(ctx: ChangeContext): Buffer {
-    const under = ctx.q !== undefined && ctx.m !== undefined ? { q: ctx.q, m: ctx.m } : {};
-    return encodeBatch({ v: batchVersion, o: ctx.origin, s: Math.max(0, ctx.shard), ...under, tables: [ctx.wt], changes: [{ ...ctx.c, t: 0 }] });
+    return encodeBatch({ v: batchVersion, o: ctx.origin, s: Math.max(0, ctx.shard), tables: [ctx.wt], changes: [{ ...ctx.c, t: 0 }] });
   }
 
   private reject(m: ApplyMessage, origin: string | null, reason: string): void {
@@ -555,30 +539,45 @@ export class Applier {
     this.deadLetter({ shard: m.shard, seq: m.seq, origin, table: null, hlc: null, reason: `rejected message: ${reason}`, change: m.data });
   }
 
-  /** The batch was made under a schema this node has not folded yet: why, or null. */
-  private schemaBehind(b: { o: string; q?: number; m?: number }): string | null {
+  /**
+   * How to apply the changes of one table of a batch from `origin`:
+   * - its schema (WireTable q/m) is not folded here yet: wait (`local` says why);
+   * - else, with schema positions, the table as it is named now (renames since q followed; null:
+   *   dropped since), waiting only while this node's own DDL of it is not ordered yet; a table or
+   *   columns it lacks then were dropped (`underSchema`: applied without them);
+   * - without them (an older origin): the local table, or why it cannot take the change (waits).
+   */
+  private plan(t: WireTable, origin: string): { wt: WireTable | null; local: CapturedTable | string; underSchema: boolean } {
     const st = this.p.schema?.store;
-    if (!st || b.q === undefined || b.m === undefined) return null;
+    if (!st || t.q === undefined || t.m === undefined) return { wt: t, local: this.resolveTable(t), underSchema: false };
     const pos = st.position();
-    if (pos < b.q) return `waits for the schema: made at schema stream position ${b.q}, this node has folded up to ${pos}`;
-    const folded = st.folded(b.o);
-    if (folded < b.m) return `waits for the schema: needs schema entry ${b.m} of ${b.o}, this node has folded up to ${folded}`;
-    return null;
+    if (pos < t.q) return { wt: t, local: `waits for the schema: table ${t.n} was defined at schema stream position ${t.q}, this node has folded up to ${pos}`, underSchema: false };
+    const folded = st.folded(origin);
+    if (folded < t.m) return { wt: t, local: `waits for the schema: needs schema entry ${t.m} of ${origin}, this node has folded up to ${folded}`, underSchema: false };
+    const wt = this.translate(t, origin);
+    if (wt === null) return { wt: null, local: 'dropped', underSchema: true };
+    if (st.ownPendingFor(wt.n) > 0) {
+      return { wt, local: `waits for the schema: this node's own change of table ${wt.n} is not ordered by the schema stream yet`, underSchema: false };
+    }
+    return { wt, local: this.resolveTable(wt), underSchema: true };
   }
 
   /**
-   * A table as a change made under schema position q (plus its origin's own entries up to m)
-   * names it, followed through the renames folded since — tables and columns — or null when the
-   * table was dropped since (a table created again under that name is another table).
+   * A table as a change names it, followed through the renames folded since the schema it was made
+   * under (R at q, or the origin's own entry m where that entry was folded) — tables and columns —
+   * or null when the table was dropped since (a table created again under that name is another table).
    */
-  private translate(t: WireTable, b: { o: string; q?: number; m?: number }): WireTable | null {
-    const events = this.p.schema!.store.eventsAfter(b.q ?? 0);
+  private translate(t: WireTable, origin: string): WireTable | null {
+    const st = this.p.schema!.store;
+    // The table as the origin's own entry m left it (made there before the entry was ordered), or as R defined it at q.
+    const since = (t.m ?? 0) > 0 ? st.entrySeq(origin, t.m!) ?? t.q ?? 0 : t.q ?? 0;
+    const events = st.eventsAfter(since);
     if (events.length === 0) return t;
     let name = t.n;
     let cols = t.c;
     let keys = t.k;
     for (const ev of events) {
-      if (ev.origin === b.o && ev.n <= (b.m ?? 0)) continue; // the origin's own DDL: already in its view
+      if (ev.origin === origin && ev.n <= (t.m ?? 0)) continue; // the origin's own DDL: already in its view
       if (ev.kind === 'rename-table' && ev.a === name) name = ev.b!;
       else if (ev.kind === 'drop' && ev.tbl === name) return null;
       else if (ev.kind === 'rename-column' && ev.tbl === name) {
@@ -587,20 +586,6 @@ export class Applier {
       }
     }
     return name === t.n && cols === t.c && keys === t.k ? t : { n: name, k: keys, c: cols };
-  }
-
-  /**
-   * A change (already translated) for a table this node's own unfolded DDL touches: it waits until
-   * that DDL has its place in the stream order, which decides how the change maps onto it.
-   */
-  private ownDdlPending(t: WireTable): string | null {
-    const own = this.p.schema?.store.tablesOwnPending();
-    return own?.has(t.n) ? `waits for the schema: this node's own change of table ${t.n} is not ordered by the schema stream yet` : null;
-  }
-
-  /** This node's schema covers everything the change was made under: a table or column it lacks was dropped since. */
-  private schemaSays(b: { q?: number }): boolean {
-    return this.p.schema !== null && this.p.schema !== undefined && b.q !== undefined;
   }
 
   /**

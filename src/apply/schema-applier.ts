@@ -69,6 +69,7 @@ export class SchemaApplier {
       this.store.conflict(seq, e.o, e.n, e.ops.map((op) => `${op.type} ${op.name}`).join(', '), problem);
       this.log.warn('schema entry not applied (conflict): every node keeps the schema as the stream ordered it', { origin: e.o, n: e.n, problem });
     }
+    this.store.addEvent({ seq, origin: e.o, n: e.n, kind: 'entry', tbl: '', a: null, b: null });
     if (e.o === this.nodeId) this.store.removeOwn(e.n);
     if (e.o !== this.nodeId || problem !== null) this.converge(e);
     this.store.setFolded(e.o, e.n);
@@ -105,6 +106,7 @@ export class SchemaApplier {
       this.store.conflict(seq, e.o, e.n, 'migration', problem);
       this.log.error('a migration (burrow migrate) failed on this node; its schema may differ now (burrow schema)', { origin: e.o, n: e.n, problem });
     }
+    this.store.addEvent({ seq, origin: e.o, n: e.n, kind: 'entry', tbl: '', a: null, b: null });
     if (e.o === this.nodeId) this.store.removeOwn(e.n);
     this.store.setFolded(e.o, e.n);
     this.store.setPosition(seq);
@@ -142,7 +144,7 @@ export class SchemaApplier {
     const event = (kind: SchemaEvent['kind'], tbl: string, a: string | null, b: string | null) => this.store.addEvent({ seq, origin: e.o, n: e.n, kind, tbl, a, b });
     for (const op of e.ops) {
       if (op.renamedFrom !== undefined) {
-        this.store.setReplicated('table', op.renamedFrom, op.renamedFrom, null);
+        this.store.setReplicated('table', op.renamedFrom, op.renamedFrom, null, seq);
         event('rename-table', op.renamedFrom, op.renamedFrom, op.name);
         if (op.from !== null && op.to !== null) for (const [a, b] of renamedColumns(op.from, op.to)) event('rename-column', op.name, a, b);
       } else if (op.type === 'table' && op.from !== null && op.to === null) {
@@ -150,7 +152,7 @@ export class SchemaApplier {
       } else if (op.type === 'table' && op.from !== null && op.to !== null) {
         for (const [a, b] of renamedColumns(op.from, op.to)) event('rename-column', op.name, a, b);
       }
-      this.store.setReplicated(op.type, op.name, op.tbl, op.to);
+      this.store.setReplicated(op.type, op.name, op.tbl, op.to, seq);
     }
   }
 

@@ -146,7 +146,9 @@ export class ChangeStamper {
       let ti = b.tableIndex.get(table.tid);
       if (ti === undefined) {
         ti = b.tables.length;
-        b.tables.push({ n: table.schema.name, k: table.schema.keyColumns, c: table.schema.columns });
+        const st = this.schema?.store;
+        b.tables.push({ n: table.schema.name, k: table.schema.keyColumns, c: table.schema.columns,
+          ...(st ? { q: st.tableSeq(table.schema.name), m: st.ownPendingFor(table.schema.name) } : {}) });
         b.tableIndex.set(table.tid, ti);
         b.bytes += table.schema.columns.reduce((a, c) => a + c.length + 2, table.schema.name.length);
       }
@@ -157,12 +159,11 @@ export class ChangeStamper {
 
     const insertOutbox = this.db.prepare('INSERT INTO __burrow_outbox(shard, msg_id, changes, payload, bseq) VALUES (?, ?, ?, ?, ?)');
     let bseq = this.meta.lastBatchNumber();
-    const under = this.schema ? { q: this.schema.store.position(), m: this.schema.store.ownNumber() } : {};
     for (const b of out) {
       const first = b.changes[0];
       assert(first, 'empty batch');
       bseq++;
-      const payload = encodeBatch({ v: batchVersion, o: this.nodeId, s: b.shard, n: bseq, ...under, tables: b.tables, changes: b.changes });
+      const payload = encodeBatch({ v: batchVersion, o: this.nodeId, s: b.shard, n: bseq, tables: b.tables, changes: b.changes });
       insertOutbox.run(b.shard, batchMsgId(this.clusterName, this.nodeId, first.h), b.changes.length, payload, bseq);
       this.touched.add(b.shard);
     }

@@ -14,6 +14,16 @@ export interface WireTable {
   readonly k: readonly string[];
   /** Column names of the row images, in order (includes the key columns). */
   readonly c: readonly string[];
+  /**
+   * The table's schema its changes were made under (schema replication): the schema stream
+   * position of the entry that last defined the table on the origin (q) and the origin's own last
+   * schema entry touching it that was not ordered yet (m, 0 if none). A receiver applies the
+   * changes once it has folded both; then the table (followed through renames since q) or a
+   * column it lacks was dropped since, and the change goes with it. Absent: the receiver waits
+   * for missing tables and columns.
+   */
+  readonly q?: number;
+  readonly m?: number;
 }
 
 export interface WireChange {
@@ -40,14 +50,6 @@ export interface WireBatch {
    * Absent in batches written before burrow tracked them.
    */
   readonly n?: number;
-  /**
-   * The schema its changes were made under (schema replication): the origin's position in the
-   * schema stream (q) and its own last schema entry (m). A receiver applies the changes once its
-   * schema has folded both; then a table or column it lacks was dropped since (the change's
-   * effect on it is dropped too). Absent: the receiver waits for missing tables and columns.
-   */
-  readonly q?: number;
-  readonly m?: number;
   readonly tables: readonly WireTable[];
   readonly changes: readonly WireChange[];
 }
@@ -81,6 +83,7 @@ export function encodeBatch(b: WireBatch): Buffer {
 const hlcMax = (1n << 63n) - 1n;
 const isStr = (x: unknown): x is string => typeof x === 'string' && x.length > 0;
 const isBytes = (x: unknown): x is Uint8Array => x instanceof Uint8Array;
+const isCount = (x: unknown): x is number => typeof x === 'number' && Number.isSafeInteger(x) && x >= 0;
 
 /** Decode and validate; anything off → MalformedBatchError naming the problem. */
 export function decodeBatch(data: Uint8Array): WireBatch {
@@ -96,16 +99,13 @@ export function decodeBatch(data: Uint8Array): WireBatch {
   if (!isStr(o.o)) throw new MalformedBatchError('missing origin node id');
   if (typeof o.s !== 'number' || !Number.isInteger(o.s) || o.s < 0) throw new MalformedBatchError('missing shard');
   if (o.n !== undefined && (typeof o.n !== 'number' || !Number.isSafeInteger(o.n) || o.n < 1)) throw new MalformedBatchError('bad batch number');
-  for (const f of ['q', 'm'] as const) {
-    if (o[f] !== undefined && (typeof o[f] !== 'number' || !Number.isSafeInteger(o[f]) || (o[f] as number) < 0)) throw new MalformedBatchError(`bad schema position ${f}`);
-  }
-  if ((o.q === undefined) !== (o.m === undefined)) throw new MalformedBatchError('schema positions q and m go together');
   if (!Array.isArray(o.tables)) throw new MalformedBatchError('missing tables');
   if (!Array.isArray(o.changes)) throw new MalformedBatchError('missing changes');
   for (const [i, t] of (o.tables as unknown[]).entries()) {
     const tt = t as Record<string, unknown>;
     if (typeof t !== 'object' || t === null || !isStr(tt.n) || !Array.isArray(tt.k) || !Array.isArray(tt.c)
-      || !(tt.k as unknown[]).every(isStr) || !(tt.c as unknown[]).every(isStr) || tt.k.length === 0) {
+      || !(tt.k as unknown[]).every(isStr) || !(tt.c as unknown[]).every(isStr) || tt.k.length === 0
+      || (tt.q === undefined) !== (tt.m === undefined) || (tt.q !== undefined && (!isCount(tt.q) || !isCount(tt.m)))) {
       throw new MalformedBatchError(`tables[${i}] is malformed`);
     }
   }

@@ -13,7 +13,7 @@ import { decodeBatch, encodeBatch } from '../codec/batch-codec.ts';
 import { loadConfig, nodeById, type Config, type NodeConfig } from '../config/config.ts';
 import { membershipDiff, reloadProblem } from '../config/reload.ts';
 import { NatsSupervisor, pidAlive } from '../nats/nats-supervisor.ts';
-import { Inbound } from '../replication/inbound.ts';
+import { Inbound, type MessageSink } from '../replication/inbound.ts';
 import { ShardDoctor } from './doctor.ts';
 import type { GapTracker } from '../replication/gaps.ts';
 import { GapRepair } from '../replication/repair.ts';
@@ -352,36 +352,31 @@ export class BurrowNode {
     }
   }
 
+  /** The shard streams' reader, from the positions stored in the replica. */
   private async startInbound(link: NatsLink): Promise<void> {
-    const inbound = new Inbound(link.nc, link.js, this.config.cluster.name, this.config.cluster.shards, {
-      apply: (msgs) => this.applyMessages(msgs),
-    }, {
-      applyMessagesMax: this.config.replication.applyMessagesMax, applyBytesMax: 2 * 1024 * 1024, pullMessagesMax: 256, retryDelayMs: 1000,
-    }, this.log, this.replica.received.positions());
-    try {
-      await inbound.start();
-    } catch (err) {
-      await inbound.stop().catch(() => {});
-      throw err;
-    }
-    this.inbound = inbound;
+    this.inbound = await this.openInbound(link, this.config.cluster.shards, (msgs) => this.applyMessages(msgs),
+      this.config.replication.applyMessagesMax, this.replica.received.positions());
   }
 
-  /** The schema stream, read from the position folded here; its entries are folded in apply transactions. */
+  /** The schema stream, read as one shard from the position folded here; its entries are folded in apply transactions. */
   private async startSchemaInbound(link: NatsLink): Promise<void> {
-    const schema = this.replica.schema!;
-    const inbound = new Inbound(link.nc, link.js, this.config.cluster.name, 1, {
-      apply: (msgs) => this.applySchemaMessages(msgs),
-    }, {
-      applyMessagesMax: 64, applyBytesMax: 2 * 1024 * 1024, pullMessagesMax: 256, retryDelayMs: 1000,
-    }, this.log, new Map([[0, schema.store.position()]]), () => schemaStreamName(this.config.cluster.name));
+    this.schemaInbound = await this.openInbound(link, 1, (msgs) => this.applySchemaMessages(msgs), 64,
+      new Map([[0, this.replica.schema!.store.position()]]), () => schemaStreamName(this.config.cluster.name));
+  }
+
+  /** An Inbound over `shards` streams, started (stopped again if it does not start). */
+  private async openInbound(link: NatsLink, shards: number, apply: MessageSink['apply'], applyMessagesMax: number,
+    positions: ReadonlyMap<number, number>, streamOf?: (shard: number) => string): Promise<Inbound> {
+    const inbound = new Inbound(link.nc, link.js, this.config.cluster.name, shards, { apply }, {
+      applyMessagesMax, applyBytesMax: 2 * 1024 * 1024, pullMessagesMax: 256, retryDelayMs: 1000,
+    }, this.log, positions, streamOf);
     try {
       await inbound.start();
     } catch (err) {
       await inbound.stop().catch(() => {});
       throw err;
     }
-    this.schemaInbound = inbound;
+    return inbound;
   }
 
   private startSchemaPublisher(link: NatsLink): void {

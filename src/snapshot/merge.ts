@@ -148,7 +148,7 @@ function finishSchema(t: MergeTarget, snap: Connection, o: MergeOptions): void {
   const seq = Number((snap.prepare('SELECT seq FROM __burrow_schema_state WHERE id = 1').pluck().get() as bigint | undefined) ?? 0n);
   const st = schema.store;
   if (seq > st.position()) {
-    const objs = (snap.prepare('SELECT type, name, tbl_name AS tbl, sql FROM __burrow_schema').all() as SchemaObject[]);
+    const objs = (snap.prepare('SELECT type, name, tbl_name AS tbl, sql, seq FROM __burrow_schema').all() as (SchemaObject & { seq: bigint })[]).map((o) => ({ ...o, seq: Number(o.seq) }));
     st.replaceReplicated(objs);
     for (const [origin, n] of snap.prepare('SELECT origin, n FROM __burrow_schema_from').raw(true).all() as [string, bigint][]) {
       st.setFolded(origin, Number(n));

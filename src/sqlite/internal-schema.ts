@@ -134,6 +134,7 @@ CREATE TABLE IF NOT EXISTS __burrow_schema(
   name TEXT NOT NULL,
   tbl_name TEXT NOT NULL,
   sql TEXT NOT NULL,
+  seq INTEGER NOT NULL,
   PRIMARY KEY (type, name)
 ) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS __burrow_schema_seen(

@@ -20,7 +20,8 @@ export interface SchemaEvent {
   readonly seq: number;
   readonly origin: string;
   readonly n: number;
-  readonly kind: 'rename-table' | 'rename-column' | 'drop';
+  /** 'entry': an entry of `origin` numbered `n` was folded at `seq` (where changes made after it start). */
+  readonly kind: 'rename-table' | 'rename-column' | 'drop' | 'entry';
   readonly tbl: string;
   readonly a: string | null;
   readonly b: string | null;
@@ -37,8 +38,10 @@ const key = (type: string, name: string) => `${type}\u0000${name}`;
 export class SchemaStore {
   /** The history, newest last (read once, then kept in step by addEvent). */
   private events: SchemaEvent[] | null = null;
-  /** Tables this node's unfolded entries touch (cached; dropped whenever the outbox changes). */
-  private ownTables: Set<string> | null = null;
+  /** Tables this node's unfolded entries touch, with the last such entry (cached; dropped whenever the outbox changes). */
+  private ownTables: Map<string, number> | null = null;
+  /** Per replicated table: the stream position of the entry that last defined it (cached). */
+  private tableSeqs: Map<string, number> | null = null;
   /** Read on every applied message: cached, kept in step by the setters, dropped with a rolled-back transaction. */
   private pos: number | null = null;
   private foldedBy = new Map<string, number>();
@@ -61,18 +64,37 @@ export class SchemaStore {
     return this.events.filter((e) => e.seq > q);
   }
 
+  /** Where entry n of `origin` was folded (its 'entry' event), or null when not in the history. */
+  entrySeq(origin: string, n: number): number | null {
+    this.eventsAfter(0);
+    const ev = this.events!.find((e) => e.kind === 'entry' && e.origin === origin && e.n === n);
+    return ev ? ev.seq : null;
+  }
+
   /** A rolled-back transaction may have added events: read them again next time. */
   forgetCache(): void {
     this.events = null;
     this.ownTables = null;
     this.pos = null;
     this.foldedBy.clear();
+    this.tableSeqs = null;
   }
 
-  /** Tables (names before and after) that this node's own entries not folded yet touch. */
-  tablesOwnPending(): ReadonlySet<string> {
-    this.ownTables ??= new Set(this.pendingOwn().flatMap((p) => p.entry.ops.flatMap((op) => [op.tbl, ...(op.renamedFrom !== undefined ? [op.renamedFrom] : [])])));
-    return this.ownTables;
+  /** This node's last entry not folded yet that touches table `name` (its name before or after), or 0. */
+  ownPendingFor(name: string): number {
+    if (!this.ownTables) {
+      this.ownTables = new Map();
+      for (const p of this.pendingOwn()) {
+        for (const op of p.entry.ops) for (const t of [op.tbl, ...(op.renamedFrom !== undefined ? [op.renamedFrom] : [])]) this.ownTables.set(t, p.n);
+      }
+    }
+    return this.ownTables.get(name) ?? 0;
+  }
+
+  /** The stream position of the entry that last defined table `name` in R (0: not in R). */
+  tableSeq(name: string): number {
+    this.tableSeqs ??= new Map((this.db.prepare("SELECT name, seq FROM __burrow_schema WHERE type = 'table'").raw(true).all() as [string, bigint][]).map(([n, q]) => [n, Number(q)]));
+    return this.tableSeqs.get(name) ?? 0;
   }
 
   /** Replicated schema: every object, keyed by type and name. */
@@ -97,9 +119,14 @@ export class SchemaStore {
     return key(type, name);
   }
 
-  setReplicated(type: SchemaObjectType, name: string, tbl: string, sql: string | null): void {
+  /** R's object (type, name) becomes `sql` (null: gone), defined by the entry at stream position `seq`. */
+  setReplicated(type: SchemaObjectType, name: string, tbl: string, sql: string | null, seq: number): void {
     if (sql === null) this.db.prepare('DELETE FROM __burrow_schema WHERE type = ? AND name = ?').run(type, name);
-    else this.db.prepare('INSERT INTO __burrow_schema(type, name, tbl_name, sql) VALUES (?, ?, ?, ?) ON CONFLICT(type, name) DO UPDATE SET tbl_name = excluded.tbl_name, sql = excluded.sql').run(type, name, tbl, sql);
+    else {
+      this.db.prepare('INSERT INTO __burrow_schema(type, name, tbl_name, sql, seq) VALUES (?, ?, ?, ?, ?) ON CONFLICT(type, name) DO UPDATE SET tbl_name = excluded.tbl_name, sql = excluded.sql, seq = excluded.seq')
+        .run(type, name, tbl, sql, BigInt(seq));
+    }
+    this.tableSeqs = null;
   }
 
   /** The seen schema becomes exactly `objects` (the local schema now). */
@@ -110,9 +137,9 @@ export class SchemaStore {
   }
 
   /** Replace the whole replicated schema (a restore takes the snapshot's). */
-  replaceReplicated(objects: Iterable<SchemaObject>): void {
+  replaceReplicated(objects: Iterable<SchemaObject & { seq: number }>): void {
     this.db.prepare('DELETE FROM __burrow_schema').run();
-    for (const o of objects) this.setReplicated(o.type, o.name, o.tbl, o.sql);
+    for (const o of objects) this.setReplicated(o.type, o.name, o.tbl, o.sql, o.seq);
   }
 
   position(): number {
