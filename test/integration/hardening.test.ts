@@ -95,7 +95,8 @@ describe('hardening (3-node cluster)', () => {
 
   test('changes made under a schema a receiver has not folded yet wait (status says why), other tables flow, and apply once the schema arrives', async () => {
     c.execAll('CREATE TABLE flowing(id INTEGER PRIMARY KEY, v TEXT)');
-    await c.waitConverged("SELECT name FROM sqlite_schema WHERE name = 'flowing'");
+    await c.waitFor('every node\'s schema entries ordered', async () => (await Promise.all(c.nodes.map((n) => c.status(n.id))))
+      .every((st) => st?.schema?.pending === 0 && st.capture.tables.includes('flowing')), 20_000, 50);
     // The schema stream refuses every entry for a while (as when it has no quorum): n1's DDL waits
     // in its outbox while its data is published.
     const stream = `burrow_${c.clusterName}_schema`;
