@@ -31,6 +31,8 @@ export function formatStatusLine(s: any): string {
   const extra = [
     s.deadLetters > 0 ? `dead-letters ${s.deadLetters}` : '',
     s.holds?.length > 0 ? `held from ${s.holds.map((h: any) => h.origin).join(',')}` : '',
+    s.waiting?.changes > 0 ? `waiting ${s.waiting.changes}` : '',
+    s.schema ? `schema ${s.schema.position}${s.schema.pending > 0 ? ` (+${s.schema.pending} own unordered)` : ''}${s.schema.conflicts > 0 ? ` conflicts ${s.schema.conflicts}` : ''}` : '',
     restoring ? `restore from ${s.snapshots.restore.snapshot ?? '?'}: ${s.snapshots.restore.changes} changes merged` : '',
     !s.ready && s.lastError ? `last error: ${s.lastError.message}` : '',
   ].filter(Boolean).join('  ');

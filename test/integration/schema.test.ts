@@ -153,6 +153,7 @@ db.execute('COMMIT')
     const ok = c.cli(['schema']);
     assert.equal(ok.code, 0, ok.stdout + ok.stderr);
     assert.match(ok.stdout, /all 3 nodes have the same schema/);
+    assert.match(c.cli(['status']).stdout, /^n1 +ready .* schema \d+/m, 'burrow status shows the schema position');
     // n3 is paused while its application writes a duplicate; the UNIQUE index n1 creates cannot be built there.
     c.sqlite3('n1', "CREATE TABLE tags(id INTEGER PRIMARY KEY, tag TEXT); INSERT INTO tags VALUES (1, 'red');");
     await c.waitConverged('SELECT * FROM tags', 30_000);
