@@ -25,7 +25,7 @@ for (const n of c.nodes) {
   const d = new BetterSqlite3(n.db);
   d.pragma('journal_mode = WAL');
   d.exec(lagTablesSql);
-  if (n.id !== 'n1') d.exec(arrivalTriggerSql);
+  d.exec(arrivalTriggerSql); // on every node: it is replicated anyway, and fires only on receivers
   d.close();
 }
 try {

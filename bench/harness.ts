@@ -28,8 +28,10 @@ export const lagTablesSql = `CREATE TABLE bench_lag(id INTEGER PRIMARY KEY, at R
   CREATE TABLE bench_arrival(id INTEGER PRIMARY KEY, at REAL NOT NULL);`;
 
 /**
- * For receivers: stamp each lag row's arrival inside burrow's apply transaction (burrow does not
- * capture writes made while it applies, so these stay local).
+ * Stamp each lag row's arrival inside burrow's apply transaction: the trigger is replicated like
+ * any schema object, so it fires only while burrow applies (`__burrow_state.applying`, the flag
+ * its capture triggers read) — on receivers, never for the writer's own inserts — and burrow does
+ * not capture writes made while it applies, so the arrival rows stay local.
  */
-export const arrivalTriggerSql = `CREATE TRIGGER bench_arrival_stamp AFTER INSERT ON bench_lag BEGIN
+export const arrivalTriggerSql = `CREATE TRIGGER bench_arrival_stamp AFTER INSERT ON bench_lag WHEN (SELECT applying FROM __burrow_state) = 1 BEGIN
   INSERT INTO bench_arrival(id, at) VALUES (NEW.id, (julianday('now') - 2440587.5) * 86400000.0); END`;
