@@ -41,7 +41,10 @@ export class SchemaApplier {
   private readonly restamp = new Set<string>();
 
   constructor(private readonly db: Database, private readonly store: SchemaStore, private readonly capture: Capture,
-    private readonly nodeId: string, private readonly log: Logger) {}
+    private readonly nodeId: string,
+    /** Node ids of the cluster: entries of any other origin are rejected (updated in place on a config reload). */
+    private readonly members: ReadonlySet<string>,
+    private readonly log: Logger) {}
 
   fold(seq: number, data: Uint8Array): FoldOutcome {
     this.stats.entries++;
@@ -51,6 +54,13 @@ export class SchemaApplier {
     } catch (err) {
       this.stats.rejected++;
       this.store.conflict(seq, '?', 0, '', `rejected schema entry: ${errorMessage(err)}`);
+      this.store.setPosition(seq);
+      return 'rejected';
+    }
+    if (!this.members.has(e.o)) {
+      this.stats.rejected++;
+      this.store.conflict(seq, e.o, e.n, e.ops.map((op) => `${op.type} ${op.name}`).join(', '), `rejected schema entry: origin node "${e.o}" is not a member of this cluster`);
+      this.log.warn('schema entry rejected: its origin is not a member', { origin: e.o, n: e.n });
       this.store.setPosition(seq);
       return 'rejected';
     }

@@ -78,14 +78,14 @@ export class Replica {
       const r = capture.refresh();
       o.log.info('capture installed', { tables: capture.tables().length, added: r.added.join(',') || undefined, backfilled: r.backfilled || undefined });
       const quarantine = new Quarantine(db);
+      const members = new Set(o.members);
       const schemaStore = new SchemaStore(db);
       const schema: ApplierSchema | null = o.replicateSchema
-        ? { store: schemaStore, capture: new SchemaCapture(db, schemaStore, o.nodeId), applier: new SchemaApplier(db, schemaStore, capture, o.nodeId, o.log) }
+        ? { store: schemaStore, capture: new SchemaCapture(db, schemaStore, o.nodeId), applier: new SchemaApplier(db, schemaStore, capture, o.nodeId, members, o.log) }
         : null;
       const stamper = new ChangeStamper(db, capture, clocks, meta, quarantine, hlc, router, o.nodeId, o.clusterName, o.limits, schema);
       const received = new ReceivedStore(db);
       const gaps = new GapTracker(received.load());
-      const members = new Set(o.members);
       const applier = new Applier({
         db, capture, stamper, clocks, meta, quarantine, received, hlc, nodeId: o.nodeId, log: o.log, members, gaps, schema,
       });

@@ -4,6 +4,7 @@ import { Replicas } from '../helpers/replicas.ts';
 import { rmSync } from 'node:fs';
 import path from 'node:path';
 import { localObjects } from '../../src/capture/schema-capture.ts';
+import { encodeSchemaEntry, schemaEntryVersion } from '../../src/codec/schema-codec.ts';
 import { copySnapshot } from '../../src/snapshot/copy.ts';
 import { mergeSnapshot } from '../../src/snapshot/merge.ts';
 import { silentLogger } from '../../src/util/log.ts';
@@ -199,4 +200,12 @@ test('a new replica restored from a snapshot takes the schema position with it: 
   rs.sync();
   assertSame(rs, ['t']);
   assert.equal(n3.schema!.store.position(), 2);
+}));
+
+test('a schema entry from a node that is not a member is rejected and recorded; nothing changes', () => withReplicas(['n1', 'n2'], (rs) => {
+  rs.schemaLog.push(encodeSchemaEntry({ v: schemaEntryVersion, o: 'intruder', n: 1, ops: [{ type: 'table', name: 'evil', tbl: 'evil', from: null, to: 'CREATE TABLE evil(x)' }] }));
+  rs.deliverSchema('n2');
+  assert.equal(rs.app('n2').prepare("SELECT count(*) FROM sqlite_schema WHERE name = 'evil'").pluck().get(), 0n);
+  assert.equal(rs.node('n2').schema!.store.conflictCount(), 1);
+  assert.equal(rs.node('n2').schema!.store.position(), 1, 'the stream moves on');
 }));
