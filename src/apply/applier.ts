@@ -71,6 +71,8 @@ export interface ApplyStats {
   changesUnparked: number;
   /** Changes to a table the replicated schema dropped after them (their effect went with the table). */
   changesDroppedWithTable: number;
+  /** Own batches this replica had not stamped (made before its database was replaced), applied. */
+  ownRecovered: number;
 }
 
 export interface ApplierParts {
@@ -136,7 +138,7 @@ function changeId(ctx: ChangeContext): string {
 export class Applier {
   readonly stats: ApplyStats = {
     messages: 0, changesApplied: 0, changesSkipped: 0, ownMessages: 0, deadLettered: 0, messagesRejected: 0, held: 0,
-    changesParked: 0, changesUnparked: 0, changesDroppedWithTable: 0,
+    changesParked: 0, changesUnparked: 0, changesDroppedWithTable: 0, ownRecovered: 0,
   };
   /** Last hold per origin (status). */
   readonly holds = new Map<string, { aheadMs: number; atMs: number }>();
@@ -236,7 +238,7 @@ export class Applier {
   applyMessages(messages: readonly ApplyMessage[]): MessageOutcome[] {
     // Only our own batches coming back (their changes are in the clock table since capture): no
     // transaction at all. Their positions are stored with the next transaction (or savePositions()).
-    if (messages.length > 0 && messages.every((m) => m.origin === this.p.nodeId)) {
+    if (messages.length > 0 && messages.every((m) => m.origin === this.p.nodeId && this.stampedHere(m.data))) {
       this.stats.messages += messages.length;
       this.stats.ownMessages += messages.length;
       for (const m of messages) this.unsavedPositions.set(m.shard, Math.max(this.unsavedPositions.get(m.shard) ?? 0, m.seq));
@@ -275,6 +277,26 @@ export class Applier {
       out.set(m.shard, Math.max(out.get(m.shard) ?? 0, m.seq));
     }
     return out;
+  }
+
+  /**
+   * An own batch this replica stamped itself: its first change's clock is here, at least as new
+   * (a later version may have replaced it). After a wipe and restore, batches this node made
+   * before are not: they are applied like any change.
+   */
+  private stampedHere(b: WireBatch | Uint8Array): boolean {
+    let batch: WireBatch;
+    try {
+      batch = b instanceof Uint8Array ? decodeBatch(b) : b;
+    } catch {
+      return false; // malformed: the apply path rejects it with the reason
+    }
+    const c = batch.changes[0];
+    if (!c) return true;
+    const t = this.p.capture.byName(batch.tables[c.t]!.n);
+    if (!t) return true; // its table is gone here (dropped since): nothing to apply
+    const cur = this.p.clocks.get(t.tid, decodeValues(c.k));
+    return cur !== undefined && cur.hlc >= c.h;
   }
 
   /** Store positions of own batches that went by without a transaction (the node calls this now and then, and at stop). */
@@ -425,10 +447,17 @@ export class Applier {
       this.reject(m, batch.o, `batch says shard ${batch.s} but arrived on shard ${m.shard}`);
       return { kind: 'applied' };
     }
-    if (batch.o === nodeId) {
+    if (batch.o === nodeId && this.stampedHere(batch)) {
       // Our own batch: its changes were stamped into the clock table when captured (equal clock: no-op).
       this.stats.ownMessages++;
       return { kind: 'applied' };
+    }
+    if (batch.o === nodeId) {
+      // Ours, but not in this replica's clocks: this node made it before its database was replaced
+      // (wiped and restored from a snapshot that did not have it yet). Applied like any change,
+      // and this node's numbering continues above it.
+      this.stats.ownRecovered++;
+      if (batch.n !== undefined && batch.n > this.p.meta.lastBatchNumber()) this.p.meta.saveLastBatchNumber(batch.n);
     }
     const held = this.holdReason(batch);
     if (held) return held;

@@ -150,3 +150,31 @@ test('a file that is not a snapshot of this cluster is refused before anything i
   await assert.rejects(merge(rs, 'n1', bogus), (err: Error) => err instanceof NotASnapshotError || /not a database/.test(err.message));
   assert.equal(rs.app('n1').prepare("SELECT count(*) FROM sqlite_schema WHERE name NOT LIKE '\\_\\_burrow%' ESCAPE '\\' AND name NOT LIKE 'sqlite%'").pluck().get(), 0n);
 }));
+
+test('a wiped node restored from a snapshot that lacks its last writes gets them back from the stream (its own batches it never stamped are applied)', () => withReplicas(['n1', 'n2'], async (rs) => {
+  rs.everywhere(schema);
+  write(rs, 'n1', 1, 20);
+  rs.sync();
+  // n1's last writes are published, but n2 has not applied them when n2's snapshot is taken.
+  write(rs, 'n1', 200, 15);
+  const late = rs.publish('n1');
+  assert.ok(late.length > 0);
+  const snap = await snapshotOf(rs, 'n2', 'before-late');
+  // n1's database is deleted; n1 starts empty and restores from that snapshot.
+  await rs.close('n1');
+  for (const ext of ['', '-wal', '-shm']) rmSync(rs.file('n1') + ext, { force: true });
+  await rs.open('n1');
+  await merge(rs, 'n1', snap);
+  // Reading on from the snapshot's positions, n1 meets its own earlier batches: applied, not skipped.
+  rs.deliver('n1', late);
+  rs.deliver('n2', late);
+  assert.ok(rs.node('n1').applier.stats.ownRecovered > 0);
+  rs.sync();
+  assertSame(rs, ['n1', 'n2'], ['people', 'tags', 'notes']);
+  assert.equal(rs.app('n1').prepare('SELECT count(*) FROM people WHERE id >= 200').pluck().get(), rs.app('n2').prepare('SELECT count(*) FROM people WHERE id >= 200').pluck().get());
+  assert.ok((rs.app('n1').prepare('SELECT count(*) FROM people WHERE id >= 200').pluck().get() as bigint) > 0n);
+  // New writes of n1 are numbered above its earlier batches.
+  write(rs, 'n1', 400, 3);
+  rs.sync();
+  assertSame(rs, ['n1', 'n2'], ['people', 'tags', 'notes']);
+}));
