@@ -65,11 +65,14 @@ export class SchemaApplier {
       return 'rejected';
     }
     if (e.n <= this.store.folded(e.o)) {
+      // An entry of ours the stream has under a number already folded (numbered again after a
+      // database replacement): it goes out again under a fresh number.
+      if (e.o === this.nodeId && this.store.isPendingOwn(e.n, data)) this.store.renumberOwnAbove(this.store.folded(e.o));
       this.stats.duplicates++;
       this.store.setPosition(seq);
       return 'duplicate';
     }
-    if (e.sql !== undefined) return this.foldMigration(seq, e);
+    if (e.sql !== undefined) return this.foldMigration(seq, e, data);
     const problem = this.check(e, this.store.replicated());
     if (problem === null) {
       this.foldIntoReplicated(e, seq);
@@ -80,8 +83,13 @@ export class SchemaApplier {
       this.log.warn('schema entry not applied (conflict): every node keeps the schema as the stream ordered it', { origin: e.o, n: e.n, problem });
     }
     this.store.addEvent({ seq, origin: e.o, n: e.n, kind: 'entry', tbl: '', a: null, b: null });
-    if (e.o === this.nodeId) this.store.removeOwn(e.n);
-    if (e.o !== this.nodeId || problem !== null) this.converge(e);
+    // Ours and still pending here: this replica made it (its schema has it). Ours but not pending:
+    // this node made it before its database was replaced — the local schema follows R like for
+    // anyone's entry, and new entries are numbered above it.
+    const mine = e.o === this.nodeId && this.store.isPendingOwn(e.n, data);
+    if (mine) this.store.removeOwn(e.n);
+    else if (e.o === this.nodeId) this.store.renumberOwnAbove(e.n);
+    if (!mine || problem !== null) this.converge(e);
     this.store.setFolded(e.o, e.n);
     this.store.setPosition(seq);
     return problem === null ? 'applied' : 'conflict';
@@ -93,7 +101,7 @@ export class SchemaApplier {
    * The objects they changed go into R and the history like captured DDL. A failure is a conflict
    * recorded on this node (nothing of it stays).
    */
-  private foldMigration(seq: number, e: SchemaEntry): FoldOutcome {
+  private foldMigration(seq: number, e: SchemaEntry, data: Uint8Array): FoldOutcome {
     const before = new Map(localObjects(this.db.conn).map((o) => [SchemaStore.key(o.type, o.name), o]));
     this.db.exec('SAVEPOINT burrow_migration');
     let problem: string | null = null;
@@ -117,7 +125,8 @@ export class SchemaApplier {
       this.log.error('a migration (burrow migrate) failed on this node; its schema may differ now (burrow schema)', { origin: e.o, n: e.n, problem });
     }
     this.store.addEvent({ seq, origin: e.o, n: e.n, kind: 'entry', tbl: '', a: null, b: null });
-    if (e.o === this.nodeId) this.store.removeOwn(e.n);
+    if (e.o === this.nodeId && this.store.isPendingOwn(e.n, data)) this.store.removeOwn(e.n);
+    else if (e.o === this.nodeId) this.store.renumberOwnAbove(e.n);
     this.store.setFolded(e.o, e.n);
     this.store.setPosition(seq);
     return problem === null ? 'applied' : 'conflict';

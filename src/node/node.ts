@@ -386,7 +386,7 @@ export class BurrowNode {
     this.schemaPublisher = new SchemaPublisher(link.js, {
       next: () => store.nextToPublish(),
       published: (n) => this.db.writeTx(() => store.markPublished(n)),
-    }, { subject: schemaSubject(c), msgId: (n) => `${c}.${this.node.id}.schema.${n}`, timeoutMs: this.config.replication.publishTimeoutMs, retryDelayMsMax: 1000 }, this.log);
+    }, { subject: schemaSubject(c), msgId: (n, payload) => `${c}.${this.node.id}.schema.${n}.${createHash('sha256').update(payload).digest('hex').slice(0, 16)}`, timeoutMs: this.config.replication.publishTimeoutMs, retryDelayMsMax: 1000 }, this.log);
     this.schemaPublisher.start();
   }
 

@@ -11,8 +11,8 @@ export interface SchemaOutbox {
 
 export interface SchemaPublisherOptions {
   readonly subject: string;
-  /** The msgID of entry n (deduplicated by JetStream: a retry after a lost ack is stored once). */
-  readonly msgId: (n: number) => string;
+  /** The msgID of entry n with these bytes (deduplicated by JetStream: a retry after a lost ack is stored once). */
+  readonly msgId: (n: number, payload: Uint8Array) => string;
   readonly timeoutMs: number;
   readonly retryDelayMsMax: number;
 }
@@ -60,7 +60,7 @@ export class SchemaPublisher {
         continue;
       }
       try {
-        await this.js.publish(this.o.subject, next.payload, { msgID: this.o.msgId(next.n), timeout: this.o.timeoutMs });
+        await this.js.publish(this.o.subject, next.payload, { msgID: this.o.msgId(next.n, next.payload), timeout: this.o.timeoutMs });
         this.outbox.published(next.n);
         this.stats.published++;
         delay = 50;

@@ -1,5 +1,5 @@
 import type { Database } from '../sqlite/database.ts';
-import { decodeSchemaEntry, type SchemaEntry, type SchemaObjectType } from '../codec/schema-codec.ts';
+import { decodeSchemaEntry, encodeSchemaEntry, type SchemaEntry, type SchemaObjectType } from '../codec/schema-codec.ts';
 
 /** A schema object as sqlite_schema describes it. */
 export interface SchemaObject {
@@ -176,6 +176,29 @@ export class SchemaStore {
       .map((r) => ({ n: Number(r.n), entry: decodeSchemaEntry(r.payload), published: r.published === 1n }));
   }
 
+  /** This node's entry n, exactly these bytes, is still waiting to come back through the stream (this replica made it). */
+  isPendingOwn(n: number, payload: Uint8Array): boolean {
+    const have = this.db.prepare('SELECT payload FROM __burrow_schema_out WHERE n = ?').pluck().get(BigInt(n)) as Buffer | undefined;
+    return have !== undefined && have.equals(Buffer.from(payload));
+  }
+
+  /**
+   * An entry of this node numbered n came through the stream that this replica did not make (it
+   * was made before the database was replaced): this node's numbering continues above it, and its
+   * pending entries numbered at or below it are numbered again above it (re-encoded, published
+   * again) — otherwise every node would take them for that older entry.
+   */
+  renumberOwnAbove(n: number): void {
+    this.raiseOwnNumber(n);
+    const stale = (this.db.prepare('SELECT n, payload FROM __burrow_schema_out WHERE n <= ? ORDER BY n').all(BigInt(n)) as { n: bigint; payload: Buffer }[]);
+    for (const r of stale) {
+      const entry = decodeSchemaEntry(r.payload);
+      this.db.prepare('DELETE FROM __burrow_schema_out WHERE n = ?').run(r.n);
+      this.queueOwn((num) => encodeSchemaEntry({ ...entry, n: num }));
+    }
+    this.ownTables = null;
+  }
+
   /** The oldest own entry not published yet (published one at a time, in order). */
   nextToPublish(): { n: number; payload: Buffer } | null {
     const r = this.db.prepare('SELECT n, payload FROM __burrow_schema_out WHERE published = 0 ORDER BY n LIMIT 1').get() as { n: bigint; payload: Buffer } | undefined;
@@ -187,7 +210,7 @@ export class SchemaStore {
   }
 
   removeOwn(n: number): void {
-    this.db.prepare('DELETE FROM __burrow_schema_out WHERE n <= ?').run(BigInt(n));
+    this.db.prepare('DELETE FROM __burrow_schema_out WHERE n = ?').run(BigInt(n));
     this.ownTables = null;
   }
 

@@ -311,6 +311,14 @@ export class TestCluster {
   }
 
   /** Wait until every node has stamped, published and applied everything it has (status `pending` all zero). */
+  /** Every node has its schema entries ordered and has folded the schema stream as far as the others. */
+  async waitSchemaSettled(timeoutMs = 30_000, ids = this.nodes.map((n) => n.id)): Promise<void> {
+    await this.waitFor(`schema settled on ${ids.join(',')}`, async () => {
+      const st = await Promise.all(ids.map((id) => this.status(id)));
+      return st.every((s) => s?.schema && s.schema.pending === 0 && s.schema.position === st[0]!.schema.position);
+    }, timeoutMs, 50);
+  }
+
   async waitDrained(timeoutMs = 30_000, ids = this.nodes.map((n) => n.id)): Promise<void> {
     await this.waitFor(`every node drained (${ids.join(',')})`, async () => {
       const s = await Promise.all(ids.map((id) => this.status(id)));

@@ -306,6 +306,8 @@ con.close()
   test('an idle node watches its WAL instead of polling fast, and a commit by the sqlite3 shell wakes it', async () => {
     c.execAll('CREATE TABLE wake(id INTEGER PRIMARY KEY, v TEXT)');
     await c.waitConverged('SELECT count(*) n FROM wake');
+    // The three CREATE entries are folded everywhere (the node's own commits write the WAL too).
+    await c.waitSchemaSettled();
     // A second without commits by other connections: the node goes idle (slow fallback poll + inotify on the WAL).
     await c.waitFor('n1 idle', async () => (await c.status('n1'))?.capture.idle === true, 15_000, 50);
     // Idle means slow polling: the 2 ms interval would poll ~500 times a second, idle polls every 50 ms.
