@@ -279,6 +279,9 @@ export class BurrowNode {
         if (this.phase !== 'connecting') return;
         await this.startSchemaInbound(this.link);
         await this.startInbound(this.link);
+        // Stopped meanwhile: stop() waits for this loop, then stops the readers. Nothing below may
+        // start (timers created after stop() cleared them would keep the process alive).
+        if (this.phase !== 'connecting') return;
         this.startSchemaPublisher(this.link);
         this.publisher = new Publisher(this.link.js, this.outbox, (s) => shardSubject(this.config.cluster.name, s), {
           shards: this.config.cluster.shards, inFlightMax: this.config.replication.publishInFlightMax,
