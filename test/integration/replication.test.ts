@@ -309,13 +309,20 @@ con.close()
     // The three CREATE entries are folded everywhere (the node's own commits write the WAL too).
     await c.waitSchemaSettled();
     // A second without commits by other connections: the node goes idle (slow fallback poll + inotify on the WAL).
-    await c.waitFor('n1 idle', async () => (await c.status('n1'))?.capture.idle === true, 15_000, 50);
     // Idle means slow polling: the 2 ms interval would poll ~500 times a second, idle polls every 50 ms.
-    const s0 = (await c.status('n1')).capture;
-    const t1 = Date.now();
-    await new Promise((r) => setTimeout(r, 1000));
-    const s1 = (await c.status('n1')).capture;
-    const perSecond = ((s1.polls - s0.polls) * 1000) / (Date.now() - t1);
+    // The node's own housekeeping (positions saved every 10 s) writes the WAL too and wakes it for a
+    // second: a window it woke in is measured again (at most 3 windows).
+    let s1: any = null;
+    let perSecond = Infinity;
+    for (let attempt = 1; attempt <= 3; attempt++) {
+      await c.waitFor('n1 idle', async () => (await c.status('n1'))?.capture.idle === true, 15_000, 50);
+      const s0 = (await c.status('n1')).capture;
+      const t1 = Date.now();
+      await new Promise((r) => setTimeout(r, 1000));
+      s1 = (await c.status('n1')).capture;
+      perSecond = ((s1.polls - s0.polls) * 1000) / (Date.now() - t1);
+      if (s1.idle && s1.idleWakeups === s0.idleWakeups) break;
+    }
     assert.ok(s1.idle, 'n1 stayed idle while measured');
     assert.ok(perSecond < 100, `idle n1 polled ${perSecond.toFixed(0)} times a second`);
     const before = s1.idleWakeups as number;
