@@ -311,6 +311,16 @@ export class TestCluster {
   }
 
   /** Wait until every node has stamped, published and applied everything it has (status `pending` all zero). */
+  /** Run `fn` while the node's burrow process is paused (SIGSTOP; its nats-server keeps running); resumed whatever happens. */
+  async whilePaused<T>(id: string, fn: () => Promise<T>): Promise<T> {
+    process.kill(this.node(id).pid!, 'SIGSTOP');
+    try {
+      return await fn();
+    } finally {
+      process.kill(this.node(id).pid!, 'SIGCONT');
+    }
+  }
+
   /** Every node has its schema entries ordered and has folded the schema stream as far as the others. */
   async waitSchemaSettled(timeoutMs = 30_000, ids = this.nodes.map((n) => n.id)): Promise<void> {
     await this.waitFor(`schema settled on ${ids.join(',')}`, async () => {

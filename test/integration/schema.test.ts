@@ -112,14 +112,11 @@ db.execute('COMMIT')
     c.sqlite3('n1', "CREATE TABLE clash(id INTEGER PRIMARY KEY, v TEXT); INSERT INTO clash VALUES (1, 'one');");
     await c.waitConverged('SELECT * FROM clash', 30_000);
     // n2 is paused: its application changes the table the other way, and keeps writing the old shape.
-    process.kill(c.node('n2').pid!, 'SIGSTOP');
-    try {
+    await c.whilePaused('n2', async () => {
       c.sqlite3('n2', "ALTER TABLE clash ADD COLUMN x INTEGER DEFAULT 7; INSERT INTO clash(id, v) VALUES (2, 'from n2');");
       c.sqlite3('n1', "ALTER TABLE clash ADD COLUMN x TEXT DEFAULT 'n1'; INSERT INTO clash VALUES (3, 'three', 'set');");
       await c.waitFor('n3 has n1\'s column', () => c.query<{ sql: string }>('n3', "SELECT sql FROM sqlite_schema WHERE name = 'clash'")[0]!.sql.includes("x TEXT DEFAULT 'n1'"), 20_000, 20);
-    } finally {
-      process.kill(c.node('n2').pid!, 'SIGCONT');
-    }
+    });
     await sameSchema('clash after the conflict');
     assert.match(objects('n2').find((o) => o.name === 'clash')!.sql, /x TEXT DEFAULT 'n1'/);
     await c.waitConverged('SELECT id, v, x FROM clash ORDER BY id', 30_000);
@@ -157,14 +154,11 @@ db.execute('COMMIT')
     // n3 is paused while its application writes a duplicate; the UNIQUE index n1 creates cannot be built there.
     c.sqlite3('n1', "CREATE TABLE tags(id INTEGER PRIMARY KEY, tag TEXT); INSERT INTO tags VALUES (1, 'red');");
     await c.waitConverged('SELECT * FROM tags', 30_000);
-    process.kill(c.node('n3').pid!, 'SIGSTOP');
-    try {
+    await c.whilePaused('n3', async () => {
       c.sqlite3('n3', "INSERT INTO tags VALUES (2, 'red');");
       c.sqlite3('n1', 'CREATE UNIQUE INDEX tags_tag ON tags(tag);');
       await c.waitFor('n2 has tags_tag', () => has('n2', 'tags_tag'), 20_000, 20);
-    } finally {
-      process.kill(c.node('n3').pid!, 'SIGCONT');
-    }
+    });
     await c.waitFor('n3 folded the index entry', async () => ((await c.status('n3'))?.schema?.fold?.localErrors ?? 0) > 0, 30_000, 100);
     const drift = c.cli(['schema']);
     assert.equal(drift.code, 1, drift.stdout + drift.stderr);
