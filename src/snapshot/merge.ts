@@ -128,7 +128,7 @@ export async function mergeSnapshot(t: MergeTarget, file: string, o: MergeOption
       if (pending.length >= chunk) await flush();
     }
     await flush();
-    const positions = finish(t, snap, o);
+    const positions = finish(t, snap, o, created);
     return { created, schemaErrors, changes, positions, forgotten, outboxDropped, horizon };
   } finally {
     if (t.schema) t.schema.capture.paused = false;
@@ -139,10 +139,11 @@ export async function mergeSnapshot(t: MergeTarget, file: string, o: MergeOption
 /**
  * Schema replication: when the snapshot folded further in the schema stream, its replicated
  * schema, per-origin entry numbers and rename/drop history become this replica's, and the stream
- * is read on from its position. Local objects that now match the replicated schema are seen (not
- * this node's DDL); the others stay a difference capture publishes as this node's own.
+ * is read on from its position. Local objects that now match the replicated schema, and those the
+ * merge created, are seen (not this node's DDL); the others stay a difference capture publishes as
+ * this node's own.
  */
-function finishSchema(t: MergeTarget, snap: Connection, o: MergeOptions): void {
+function finishSchema(t: MergeTarget, snap: Connection, o: MergeOptions, created: readonly string[]): void {
   const schema = t.schema;
   if (!schema || !hasTable(snap, '__burrow_schema_state')) return;
   const seq = Number((snap.prepare('SELECT seq FROM __burrow_schema_state WHERE id = 1').pluck().get() as bigint | undefined) ?? 0n);
@@ -161,7 +162,15 @@ function finishSchema(t: MergeTarget, snap: Connection, o: MergeOptions): void {
   }
   const r = st.replicated();
   const seen = st.seen();
-  for (const obj of localObjects(t.db.conn)) if (r.get(SchemaStore.key(obj.type, obj.name))?.sql === obj.sql) seen.set(SchemaStore.key(obj.type, obj.name), obj);
+  // Objects the merge created are the snapshot's schema, not DDL of this node, even those its
+  // replica had not folded yet (its own pending entries): they reach R through the stream, where
+  // this node folds them like anyone's. Left unseen, capture would send them again as this node's
+  // own entries, which could fold after the stream dropped or renamed them (seed 101).
+  const fromSnapshot = new Set(created.map((c) => { const i = c.indexOf(' '); return SchemaStore.key(c.slice(0, i), c.slice(i + 1)); }));
+  for (const obj of localObjects(t.db.conn)) {
+    const k = SchemaStore.key(obj.type, obj.name);
+    if (r.get(k)?.sql === obj.sql || fromSnapshot.has(k)) seen.set(k, obj);
+  }
   st.replaceSeen(seen.values());
 }
 
@@ -345,14 +354,14 @@ function* waitingChanges(snap: Connection): Generator<MergeChange> {
 }
 
 /** Positions and batch numbers raised to the snapshot's, in one transaction; then the in-memory tracker follows. */
-function finish(t: MergeTarget, snap: Connection, o: MergeOptions): number[] {
+function finish(t: MergeTarget, snap: Connection, o: MergeOptions, created: readonly string[]): number[] {
   const positions = Array.from({ length: o.shards }, () => 0);
   for (const [s, q] of snap.prepare('SELECT shard, stream_seq FROM __burrow_applied').raw(true).all() as [bigint, bigint][]) {
     if (Number(s) < o.shards) positions[Number(s)] = Number(q);
   }
   const received = snap.prepare('SELECT origin, contiguous FROM __burrow_received').raw(true).all() as [string, bigint][];
   t.db.writeTx(() => {
-    finishSchema(t, snap, o);
+    finishSchema(t, snap, o, created);
     t.received.savePositions(new Map(positions.map((q, s) => [s, q] as [number, number]).filter(([, q]) => q > 0)));
     for (const [origin, c] of received) {
       t.received.raiseContiguous(origin, Number(c));

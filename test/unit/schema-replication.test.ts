@@ -202,6 +202,29 @@ test('a new replica restored from a snapshot takes the schema position with it: 
   assert.equal(n3.schema!.store.position(), 2);
 }));
 
+test('a snapshot taken while its node\'s own DDL is unpublished: the restored replica does not send that DDL again as its own (a later drop stays)', () => withReplicas(['n1', 'n2', 'n3'], async (rs) => {
+  rs.app('n1').exec("CREATE TABLE base(id INTEGER PRIMARY KEY)");
+  rs.sync();
+  await rs.close('n3');
+  for (const ext of ['', '-wal', '-shm']) rmSync(rs.file('n3') + ext, { force: true });
+  // n2 creates a table; its entry is stamped but not yet in the stream when the snapshot is taken.
+  rs.app('n2').exec("CREATE TABLE pend(id INTEGER PRIMARY KEY, v TEXT); INSERT INTO pend VALUES (1, 'x');");
+  while (rs.node('n2').applier.stampLocal().logRows > 0) { /* stamp */ }
+  assert.equal(rs.node('n2').schema!.store.pendingCount(), 1);
+  const snap = path.join(rs.dir, 'n2.pending.db');
+  await copySnapshot({ dbFile: rs.file('n2'), outFile: snap, shards: 4, busyTimeoutMs: 1000 });
+  const n3 = await rs.open('n3');
+  await mergeSnapshot(n3, snap, { nodeId: 'n3', cluster: 't', shards: 4, log: silentLogger });
+  n3.applier.stampLocal();
+  assert.equal(n3.schema!.store.pendingCount(), 0, 'the table n2 had not published is not n3\'s DDL');
+  // n2's entry goes out, then the table is dropped: it stays dropped on every node.
+  rs.sync();
+  rs.app('n1').exec('DROP TABLE pend');
+  rs.sync();
+  assertSame(rs, ['base']);
+  assert.ok(!schemaOf(rs, 'n3').some((o) => o.includes('pend')), 'pend dropped on n3');
+}));
+
 test('a schema entry from a node that is not a member is rejected and recorded; nothing changes', () => withReplicas(['n1', 'n2'], (rs) => {
   rs.schemaLog.push(encodeSchemaEntry({ v: schemaEntryVersion, o: 'intruder', n: 1, ops: [{ type: 'table', name: 'evil', tbl: 'evil', from: null, to: 'CREATE TABLE evil(x)' }] }));
   rs.deliverSchema('n2');
