@@ -16,6 +16,7 @@ import { jetstreamManager } from '@nats-io/jetstream';
 import { TestCluster } from '../test/helpers/cluster.ts';
 import { arrivalTriggerSql, lagTablesSql, nowMs, runWriter, sleep } from './harness.ts';
 import { decodeBatch } from '../src/codec/batch-codec.ts';
+import { unsealUnverified } from '../src/security/envelope.ts';
 import { decodeValues } from '../src/codec/value-codec.ts';
 import { streamName } from '../src/shard/shard-router.ts';
 
@@ -36,7 +37,7 @@ try {
   const wire = new Map<number, number>();
   const shardOf = new Map<number, number>();
   const sub = nc.subscribe(`burrow.${c.clusterName}.s.>`);
-  void (async () => { for await (const m of sub) { const t = nowMs(); const b = decodeBatch(m.data); for (const ch of b.changes) { const k = Number(decodeValues(ch.k)[0]); if (!wire.has(k)) wire.set(k, t); shardOf.set(k, b.o === 'n1' ? Number(m.subject.split('.').at(-1)) : -1); } } })();
+  void (async () => { for await (const m of sub) { const t = nowMs(); const b = decodeBatch(unsealUnverified(m.data)); for (const ch of b.changes) { const k = Number(decodeValues(ch.k)[0]); if (!wire.has(k)) wire.set(k, t); shardOf.set(k, b.o === 'n1' ? Number(m.subject.split('.').at(-1)) : -1); } } })();
   const leaders = new Map<string, number>();
   const streamLeader: string[] = [];
   for (let s = 0; s < 16; s++) { const l = (await jsm.streams.info(streamName(c.clusterName, s))).cluster?.leader ?? ''; streamLeader[s] = l; leaders.set(l, (leaders.get(l) ?? 0) + 1); }

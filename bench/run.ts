@@ -31,6 +31,7 @@ import { Capture } from '../src/capture/capture.ts';
 import { silentLogger } from '../src/util/log.ts';
 import { streamName } from '../src/shard/shard-router.ts';
 import { decodeBatch } from '../src/codec/batch-codec.ts';
+import { unsealUnverified } from '../src/security/envelope.ts';
 import { decodeValues } from '../src/codec/value-codec.ts';
 
 const { values } = parseArgs({ options: {
@@ -237,7 +238,7 @@ try {
       const wireSeen = lagWire.seen;
       if (wireSeen) {
         const t = nowMs();
-        const b = decodeBatch(m.data);
+        const b = decodeBatch(unsealUnverified(m.data));
         if (b.tables.some((t) => t.n === 'bench_lag')) {
           for (const ch of b.changes) {
             const id = Number(decodeValues(ch.k)[0]);

@@ -1,6 +1,7 @@
 import { connect, nanos, type NatsConnection } from '@nats-io/transport-node';
 import { AckPolicy, DeliverPolicy, jetstream, jetstreamManager, type ConsumerMessages } from '@nats-io/jetstream';
 import { decodeBatch } from '../src/codec/batch-codec.ts';
+import { unsealUnverified } from '../src/security/envelope.ts';
 import { decodeValues } from '../src/codec/value-codec.ts';
 import { streamName } from '../src/shard/shard-router.ts';
 import { chaosTables, keyId, type ChaosTable } from './workload.ts';
@@ -71,7 +72,7 @@ export class Observer {
   /** Record the changes of one published batch (from a stream, or from a node's sent log). */
   record(data: Uint8Array): void {
     try {
-      const b = decodeBatch(data);
+      const b = decodeBatch(unsealUnverified(data));
       for (const ch of b.changes) {
         const table = b.tables[ch.t]!;
         // The DDL workload's tables (chaos/ddl.ts) are checked by their final rows, not by history.

@@ -7,10 +7,11 @@ import { runChecksum } from './checksum.ts';
 import { runRestore, runSnapshot, runSnapshots } from './snapshot.ts';
 import { runSchema } from './schema.ts';
 import { runMigrate } from './migrate.ts';
+import { runKeygen } from './keygen.ts';
 
 /** Commands the open issues name, with the issue that builds each. */
 const planned: Readonly<Record<string, number>> = {
-  keygen: 13, dead: 14, conflicts: 14, waiting: 14,
+  dead: 14, conflicts: 14, waiting: 14,
 };
 
 const help = `burrow — a multi-node SQLite cluster (every node a full local replica)
@@ -29,20 +30,22 @@ Usage:
   burrow migrate  --config FILE FILE.sql [--node ID] [--timeout S] [--json]
                                             run FILE.sql's statements on every node, as written, in the cluster's
                                             schema order; waits until all nodes have (exit 1: failed, down, timeout)
+  burrow keygen   --config FILE [--node ID] [--json]
+                                            make each node's keys in its data folder (kept if present), write
+                                            the public keys into FILE, and the cluster secret ([security] auth)
   burrow --help
 
 Planned (named by open issues; each exits 2 with "not built yet" today):
-  burrow keygen    --config FILE                      create the cluster's credentials (issue 13)
   burrow dead      --config FILE [--retry ID|--all] [--purge …]   dead-lettered changes (issue 14)
   burrow conflicts --config FILE                      UNIQUE conflicts (issue 14)
   burrow waiting   --config FILE                      changes waiting for the schema (issue 14)
 
 Options:
   -c, --config FILE   cluster.toml shared by all nodes (default: ./cluster.toml)
-  -n, --node ID       node id from the config (start, snapshot, restore, migrate)
+  -n, --node ID       node id from the config (start, snapshot, restore, migrate, keygen)
       --timeout S     seconds to wait (migrate; default 60)
       --snapshot NAME a snapshot's name (restore)
-      --json          machine-readable output (status, checksum, snapshot, snapshots, restore, schema, migrate)
+      --json          machine-readable output (status, checksum, snapshot, snapshots, restore, schema, migrate, keygen)
 
 Environment:
   BURROW_LOG_LEVEL          debug | info | warn | error (default info)
@@ -88,6 +91,8 @@ async function main(argv: string[]): Promise<number> {
       return runRestore(values.config, values.node, values.snapshot, values.json);
     case 'schema':
       return runSchema(values.config, values.json);
+    case 'keygen':
+      return runKeygen(values.config, values.node, values.json);
     case 'migrate': {
       const t = values.timeout === undefined ? 60 : Number(values.timeout);
       if (!Number.isFinite(t) || t <= 0) throw new BurrowError(`--timeout must be a number of seconds above 0, got ${values.timeout}`, { exitCode: 2 });

@@ -6,6 +6,7 @@ import { loadConfig, type NodeConfig } from '../src/config/config.ts';
 import { nodeProcessFlags } from '../src/node/process-flags.ts';
 import { getJson } from './node-client.ts';
 import { formatStatusLine } from './status.ts';
+import { keygen, keysNeeded } from './keygen.ts';
 
 const binPath = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..', 'bin', 'burrow.js');
 const stopTimeoutMs = 30_000;
@@ -20,7 +21,13 @@ interface Child {
 
 /** `burrow up`: every node of the config as a child process, a live status line per node; Ctrl-C stops all. */
 export async function runUp(configFile: string): Promise<number> {
-  const config = loadConfig(configFile);
+  let config = loadConfig(configFile);
+  if (keysNeeded(config)) {
+    // First use with [security] on: every node's keys made here (all nodes run on this machine).
+    const r = keygen(configFile);
+    process.stdout.write(`burrow up: keys made for ${r.results.map((k) => k.node).join(', ')} (burrow keygen)${r.configUpdated ? `; public keys written into ${config.file}` : ''}\n`);
+    config = loadConfig(configFile);
+  }
   const startedAt = Date.now();
   const children: Child[] = config.nodes.map((node) => {
     mkdirSync(node.dataDir, { recursive: true });

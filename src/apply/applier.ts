@@ -36,12 +36,17 @@ export interface MergeChange {
   readonly c: WireChange;
 }
 
-/** A message to apply: its shard, stream position, bytes and (from the msgID) origin. */
+/**
+ * A message to apply: its shard, stream position, bytes and origin — the node whose signature it
+ * carries ([security] sign), else the one its msgID names. `refused` (the signature did not verify,
+ * the reason): dead-lettered as it is, nothing of it applied.
+ */
 export interface ApplyMessage {
   readonly shard: number;
   readonly seq: number;
   readonly data: Uint8Array;
   readonly origin?: string;
+  readonly refused?: string;
 }
 
 export type MessageOutcome =
@@ -238,7 +243,7 @@ export class Applier {
   applyMessages(messages: readonly ApplyMessage[]): MessageOutcome[] {
     // Only our own batches coming back (their changes are in the clock table since capture): no
     // transaction at all. Their positions are stored with the next transaction (or savePositions()).
-    if (messages.length > 0 && messages.every((m) => m.origin === this.p.nodeId && this.stampedHere(m.data))) {
+    if (messages.length > 0 && messages.every((m) => m.refused === undefined && m.origin === this.p.nodeId && this.stampedHere(m.data))) {
       this.stats.messages += messages.length;
       this.stats.ownMessages += messages.length;
       for (const m of messages) this.unsavedPositions.set(m.shard, Math.max(this.unsavedPositions.get(m.shard) ?? 0, m.seq));
@@ -431,6 +436,10 @@ export class Applier {
 
   private applyOne(m: ApplyMessage): MessageOutcome {
     this.stats.messages++;
+    if (m.refused !== undefined) {
+      this.reject(m, null, m.refused);
+      return { kind: 'applied' };
+    }
     let batch: WireBatch;
     try {
       batch = decodeBatch(m.data);
@@ -445,6 +454,10 @@ export class Applier {
     }
     if (batch.s !== m.shard) {
       this.reject(m, batch.o, `batch says shard ${batch.s} but arrived on shard ${m.shard}`);
+      return { kind: 'applied' };
+    }
+    if (m.origin !== undefined && batch.o !== m.origin) {
+      this.reject(m, batch.o, `batch says origin ${batch.o} but comes from ${m.origin}`);
       return { kind: 'applied' };
     }
     if (batch.o === nodeId && this.stampedHere(batch)) {
@@ -647,11 +660,11 @@ export class Applier {
    * captured first), then capture follows the new schema and the seen schema with it. Changes
    * waiting for these entries are due now.
    */
-  applySchema(entries: readonly { seq: number; data: Uint8Array }[]): FoldOutcome[] {
+  applySchema(entries: readonly { seq: number; data: Uint8Array; signer?: string | null; refused?: string }[]): FoldOutcome[] {
     const schema = this.p.schema;
     assert(schema, 'applySchema without schema replication');
     return this.inApplyTx(() => {
-      const out = entries.map((e) => schema.applier.fold(e.seq, e.data));
+      const out = entries.map((e) => (e.refused !== undefined ? schema.applier.refuse(e.seq, e.refused) : schema.applier.fold(e.seq, e.data, e.signer ?? null)));
       this.p.capture.sync();
       for (const name of schema.applier.takeRestamp()) this.p.capture.restampAll(name);
       this.onSchema();

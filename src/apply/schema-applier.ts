@@ -46,7 +46,18 @@ export class SchemaApplier {
     private readonly members: ReadonlySet<string>,
     private readonly log: Logger) {}
 
-  fold(seq: number, data: Uint8Array): FoldOutcome {
+  /** An entry whose signature did not verify: recorded, skipped (the schema stays). */
+  refuse(seq: number, reason: string): FoldOutcome {
+    this.stats.entries++;
+    this.stats.rejected++;
+    this.store.conflict(seq, '?', 0, '', `rejected schema entry: ${reason}`);
+    this.log.warn('schema entry rejected: its signature does not verify', { seq, reason });
+    this.store.setPosition(seq);
+    return 'rejected';
+  }
+
+  /** Fold one entry; `signer`: the node whose signature it carries (null: signing off). */
+  fold(seq: number, data: Uint8Array, signer: string | null = null): FoldOutcome {
     this.stats.entries++;
     let e: SchemaEntry;
     try {
@@ -57,6 +68,7 @@ export class SchemaApplier {
       this.store.setPosition(seq);
       return 'rejected';
     }
+    if (signer !== null && signer !== e.o) return this.refuse(seq, `entry says origin ${e.o} but is signed by ${signer}`);
     if (!this.members.has(e.o)) {
       this.stats.rejected++;
       this.store.conflict(seq, e.o, e.n, e.ops.map((op) => `${op.type} ${op.name}`).join(', '), `rejected schema entry: origin node "${e.o}" is not a member of this cluster`);

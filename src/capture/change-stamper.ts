@@ -164,7 +164,7 @@ export class ChangeStamper {
       assert(first, 'empty batch');
       bseq++;
       const payload = encodeBatch({ v: batchVersion, o: this.nodeId, s: b.shard, n: bseq, tables: b.tables, changes: b.changes });
-      insertOutbox.run(b.shard, batchMsgId(this.clusterName, this.nodeId, first.h), b.changes.length, payload, bseq);
+      insertOutbox.run(b.shard, batchMsgId(this.clusterName, this.nodeId, first.h, payload), b.changes.length, payload, bseq);
       this.touched.add(b.shard);
     }
     if (out.length > 0) this.meta.saveLastBatchNumber(bseq);

@@ -1,5 +1,5 @@
 import type { Database } from '../sqlite/database.ts';
-import { batchMsgId, decodeBatch, encodeBatch, type WireBatch } from '../codec/batch-codec.ts';
+import { batchMsgId, decodeBatch, encodeBatch, firstHlcOfMsgId, type WireBatch } from '../codec/batch-codec.ts';
 import { sabotage, sabotageDrops } from '../util/sabotage.ts';
 
 export interface OutboxRow {
@@ -45,7 +45,7 @@ export class SqliteOutbox {
 
   /** The HLC of a batch's first (oldest) change, read from its msgID. */
   static firstHlc(msgId: string): bigint {
-    return BigInt(msgId.slice(msgId.lastIndexOf('.') + 1));
+    return firstHlcOfMsgId(msgId);
   }
 
   /** The oldest change still waiting to be published, or null with an empty outbox. */
@@ -79,8 +79,9 @@ export class SqliteOutbox {
           continue;
         }
         const cluster = msgId.split('.')[0]!;
+        const shorter = encodeBatch({ ...b, changes: keep });
         this.db.prepare('UPDATE __burrow_outbox SET msg_id = ?, changes = ?, payload = ? WHERE id = ?')
-          .run(batchMsgId(cluster, b.o, keep[0]!.h), BigInt(keep.length), encodeBatch({ ...b, changes: keep }), id);
+          .run(batchMsgId(cluster, b.o, keep[0]!.h, shorter), BigInt(keep.length), shorter, id);
       }
     });
     return n;

@@ -1,3 +1,4 @@
+import { createHash } from 'node:crypto';
 import { Packr } from 'msgpackr';
 
 /**
@@ -55,19 +56,25 @@ export interface WireBatch {
 }
 
 /**
- * A batch's JetStream msgID: `<cluster>.<node>.<hlc of its first change>`. HLC stamps of one
- * node are unique, so it names the batch for ever (publish retries are deduplicated).
+ * A batch's JetStream msgID: `<cluster>.<node>.<hlc of its first change>.<digest of its bytes>`.
+ * HLC stamps of one node are unique, so it names the batch for ever (publish retries are
+ * deduplicated); the digest makes it unpredictable, so no one can publish a future msgID first and
+ * have JetStream drop the real batch as its duplicate. (Batches stamped before the digest was
+ * added have three parts.)
  */
-export function batchMsgId(cluster: string, node: string, firstHlc: bigint): string {
-  return `${cluster}.${node}.${firstHlc}`;
+export function batchMsgId(cluster: string, node: string, firstHlc: bigint, payload: Uint8Array): string {
+  return `${cluster}.${node}.${firstHlc}.${createHash('sha256').update(payload).digest('hex').slice(0, 16)}`;
 }
 
-/** The origin node named by a msgID (node ids have no dots), or undefined. */
+/** The origin node named by a msgID (cluster names and node ids have no dots), or undefined. */
 export function originOfMsgId(msgId: string | undefined): string | undefined {
-  if (!msgId) return undefined;
-  const end = msgId.lastIndexOf('.');
-  const start = end > 0 ? msgId.lastIndexOf('.', end - 1) : -1;
-  return start >= 0 ? msgId.slice(start + 1, end) : undefined;
+  const parts = msgId?.split('.');
+  return parts && parts.length >= 3 ? parts[1] : undefined;
+}
+
+/** The HLC of a batch's first change, from its msgID. */
+export function firstHlcOfMsgId(msgId: string): bigint {
+  return BigInt(msgId.split('.')[2]!);
 }
 
 export class MalformedBatchError extends Error {

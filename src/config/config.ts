@@ -25,6 +25,26 @@ export interface NodeConfig {
   readonly route: HostPort | null;
   /** HTTP status endpoint. */
   readonly http: HostPort;
+  /** Public nkey ("U…") its batches, schema entries and repair messages are signed with (null: none yet). */
+  readonly publicKey: string | null;
+  /** Public nkey ("U…") it authenticates to NATS with (null: none yet). */
+  readonly natsKey: string | null;
+}
+
+/** [security]: who may connect and write (README "Security"). */
+export interface SecurityConfig {
+  /** Every batch, schema entry, heartbeat and repair message is signed and verified. */
+  readonly sign: boolean;
+  /** Embedded nats-servers: clients authenticate with their node's nkey, routes with the cluster secret. */
+  readonly auth: boolean;
+  /** File holding the route password every embedded server shares (absolute). */
+  readonly secretFile: string;
+  /** Listen off loopback without auth (refused otherwise). */
+  readonly allowInsecure: boolean;
+  /** TLS on client and route connections of the embedded servers (all three set) or none. */
+  readonly tls: { readonly cert: string; readonly key: string; readonly ca: string } | null;
+  /** External NATS ([nats] urls): user credentials file (.creds or an nkey seed file), absolute. */
+  readonly natsCreds: string | null;
 }
 
 export type Synchronous = 'OFF' | 'NORMAL' | 'FULL';
@@ -81,6 +101,7 @@ export interface Config {
     /** nats-server binary (name on PATH or path). */
     readonly binary: string;
   };
+  readonly security: SecurityConfig;
   readonly nodes: readonly NodeConfig[];
 }
 
@@ -132,6 +153,20 @@ class Reader {
     return n;
   }
 
+  bool(obj: Table, key: string, prefix: string, dflt: boolean): boolean {
+    const v = obj[key];
+    if (v === undefined) return dflt;
+    if (typeof v !== 'boolean') this.fail(prefix + key, `must be true or false, got ${show(v)}`);
+    return v;
+  }
+
+  /** A public user nkey: "U" and 55 more base32 characters (what `burrow keygen` writes). */
+  nkey(obj: Table, key: string, prefix: string): string {
+    const v = this.string(obj, key, prefix);
+    if (!/^U[A-Z2-7]{55}$/.test(v)) this.fail(prefix + key, `"${v}" is not a public user nkey (U followed by 55 base32 characters; \`burrow keygen\` makes them)`);
+    return v;
+  }
+
   hostPort(obj: Table, key: string, prefix: string): HostPort {
     const raw = this.string(obj, key, prefix);
     const m = /^([A-Za-z0-9.-]+|\[[0-9a-fA-F:]+\]):(\d{1,5})$/.exec(raw);
@@ -172,7 +207,7 @@ export function parseConfig(text: string, file: string): Config {
     throw new ConfigError(`${file}: not valid TOML: ${msg}`);
   }
   const baseDir = path.dirname(file);
-  r.onlyKeys(doc, ['cluster', 'sqlite', 'replication', 'snapshot', 'nats', 'nodes'], '');
+  r.onlyKeys(doc, ['cluster', 'sqlite', 'replication', 'snapshot', 'nats', 'security', 'nodes'], '');
 
   const c = r.table(doc, 'cluster', '', true)!;
   r.onlyKeys(c, ['name', 'shards', 'replicas', 'hlc_skew_ms_max', 'stream_bytes_max', 'stream_age_max_s', 'history_s'], 'cluster.');
@@ -254,7 +289,7 @@ export function parseConfig(text: string, file: string): Config {
     const p = `nodes[${i}].`;
     if (typeof raw !== 'object' || raw === null || Array.isArray(raw)) r.fail(`nodes[${i}]`, 'must be a table');
     const t = raw as Table;
-    r.onlyKeys(t, ['id', 'db', 'data', 'client', 'route', 'http'], p);
+    r.onlyKeys(t, ['id', 'db', 'data', 'client', 'route', 'http', 'public_key', 'nats_key'], p);
     const id = r.string(t, 'id', p);
     if (!idPattern.test(id)) r.fail(p + 'id', `"${id}" must be 1-32 characters of A-Z a-z 0-9 _ -`);
     if (ids.has(id)) r.fail(p + 'id', `duplicate node id "${id}" (also nodes[${ids.get(id)}].id)`);
@@ -281,8 +316,11 @@ export function parseConfig(text: string, file: string): Config {
       if (other !== undefined) r.fail(p + key, `path ${v} is already used by ${other}`);
       paths.set(`${key}:${v}`, `${p}${key}`);
     }
-    nodes.push(Object.freeze({ id, db, dataDir, client, route, http }));
+    const publicKey = t.public_key === undefined ? null : r.nkey(t, 'public_key', p);
+    const natsKey = t.nats_key === undefined ? null : r.nkey(t, 'nats_key', p);
+    nodes.push(Object.freeze({ id, db, dataDir, client, route, http, publicKey, natsKey }));
   }
+  const security = readSecurity(r, doc, baseDir, urls !== null, nodes);
 
   return Object.freeze({
     file,
@@ -294,8 +332,39 @@ export function parseConfig(text: string, file: string): Config {
     replication,
     snapshot,
     nats: Object.freeze({ urls: urls ? Object.freeze(urls) : null, binary }),
+    security,
     nodes: Object.freeze(nodes),
   });
+}
+
+const loopback = (host: string) => host === 'localhost' || host === '[::1]' || /^127\.\d+\.\d+\.\d+$/.test(host);
+
+function readSecurity(r: Reader, doc: Table, baseDir: string, external: boolean, nodes: readonly NodeConfig[]): SecurityConfig {
+  const t = r.table(doc, 'security', '', false) ?? {};
+  r.onlyKeys(t, ['sign', 'auth', 'secret_file', 'allow_insecure', 'tls_cert', 'tls_key', 'tls_ca', 'nats_creds'], 'security.');
+  const file = (key: string) => (t[key] === undefined ? null : path.resolve(baseDir, r.string(t, key, 'security.')));
+  const sign = r.bool(t, 'sign', 'security.', false);
+  const auth = r.bool(t, 'auth', 'security.', false);
+  const allowInsecure = r.bool(t, 'allow_insecure', 'security.', false);
+  const [cert, key, ca] = [file('tls_cert'), file('tls_key'), file('tls_ca')];
+  const set = [cert, key, ca].filter((x) => x !== null).length;
+  if (set !== 0 && set !== 3) r.fail('security.tls_cert', 'tls_cert, tls_key and tls_ca go together (set all three, or none)');
+  const security: SecurityConfig = Object.freeze({
+    sign, auth, allowInsecure,
+    secretFile: file('secret_file') ?? path.resolve(baseDir, 'data', 'cluster.secret'),
+    tls: set === 3 ? Object.freeze({ cert: cert!, key: key!, ca: ca! }) : null,
+    natsCreds: file('nats_creds'),
+  });
+  if (!external && !auth && !allowInsecure) {
+    for (const [i, n] of nodes.entries()) {
+      for (const [k, hp] of [['client', n.client], ['route', n.route]] as const) {
+        if (hp && !loopback(hp.host)) {
+          r.fail(`nodes[${i}].${k}`, `listens on ${hp.host}, off loopback, without authentication: set [security] auth = true (README "Security"), or allow_insecure = true to accept that anyone who reaches the port can write every replica`);
+        }
+      }
+    }
+  }
+  return security;
 }
 
 export function nodeById(config: Config, id: string): NodeConfig {

@@ -1,10 +1,11 @@
 import { spawn } from 'node:child_process';
-import { existsSync, mkdirSync, readFileSync, writeFileSync, accessSync, constants, openSync, closeSync, rmSync } from 'node:fs';
+import { chmodSync, existsSync, mkdirSync, readFileSync, writeFileSync, accessSync, constants, openSync, closeSync, rmSync } from 'node:fs';
 import { randomBytes } from 'node:crypto';
 import net from 'node:net';
 import path from 'node:path';
 import type { Config, NodeConfig } from '../config/config.ts';
 import { StartupError } from '../util/errors.ts';
+import { readSecret } from '../security/keys.ts';
 import type { Logger } from '../util/log.ts';
 
 export interface NatsProcess {
@@ -85,26 +86,58 @@ export class NatsSupervisor {
       '  max_memory_store: 256MB',
       '  max_file_store: 256GB',
       '}',
-      // Clients without credentials land in BURROW (streams, object store); the system account is
-      // for this node alone (peer removal when a member leaves cluster.toml).
-      'accounts {',
-      `  BURROW: { jetstream: enabled, users: [ { user: "burrow", password: ${JSON.stringify(this.systemUser().pass + '-app')} } ] }`,
-      `  SYS: { users: [ { user: "burrow-system", password: ${JSON.stringify(this.systemUser().pass)} } ] }`,
-      '}',
-      'system_account: SYS',
-      'no_auth_user: "burrow"',
+      ...this.accountLines(),
+      ...this.tlsLines('tls', ''),
     ];
     const peers = this.config.nodes.filter((o) => o.id !== n.id);
     if (this.config.nodes.length > 1) {
+      const sec = this.config.security;
+      // Routes authenticate with the cluster secret (the same file on every machine).
+      const secret = sec.auth ? readSecret(sec.secretFile) : null;
+      const cred = secret ? `route:${secret}@` : '';
       lines.push(
         'cluster {',
         `  name: ${JSON.stringify(this.config.cluster.name)}`,
         `  listen: ${JSON.stringify(`${n.route.host}:${n.route.port}`)}`,
-        `  routes: [${peers.map((p) => JSON.stringify(`nats-route://${p.route!.host}:${p.route!.port}`)).join(', ')}]`,
+        ...(secret ? [`  authorization { user: "route", password: ${JSON.stringify(secret)}, timeout: 2 }`] : []),
+        ...this.tlsLines('tls', '  '),
+        `  routes: [${peers.map((p) => JSON.stringify(`nats-route://${cred}${p.route!.host}:${p.route!.port}`)).join(', ')}]`,
         '}',
       );
     }
     return lines.join('\n') + '\n';
+  }
+
+  /**
+   * Accounts: BURROW holds the streams and the object store; SYS is for this node alone (peer
+   * removal when a member leaves cluster.toml). With [security] auth, only the members' nkeys get
+   * into BURROW; without it, clients without credentials land there (loopback only, see config.ts).
+   */
+  private accountLines(): string[] {
+    const sys = this.systemUser().pass;
+    const app = [`{ user: "burrow", password: ${JSON.stringify(sys + '-app')} }`];
+    if (this.config.security.auth) for (const m of this.config.nodes) if (m.natsKey) app.push(`{ nkey: ${JSON.stringify(m.natsKey)} }`);
+    return [
+      'accounts {',
+      `  BURROW: { jetstream: enabled, users: [ ${app.join(', ')} ] }`,
+      `  SYS: { users: [ { user: "burrow-system", password: ${JSON.stringify(sys)} } ] }`,
+      '}',
+      'system_account: SYS',
+      ...(this.config.security.auth ? [] : ['no_auth_user: "burrow"']),
+    ];
+  }
+
+  /** TLS for client connections (top level) or routes (in cluster {}): mutual, every side shows a certificate the CA signed. */
+  private tlsLines(block: string, indent: string): string[] {
+    const t = this.config.security.tls;
+    if (!t) return [];
+    return [`${indent}${block} { cert_file: ${JSON.stringify(t.cert)}, key_file: ${JSON.stringify(t.key)}, ca_file: ${JSON.stringify(t.ca)}, verify: true, timeout: 5 }`];
+  }
+
+  /** What a client of this node's server needs for TLS (the node's own certificate). */
+  clientTls(): { certFile: string; keyFile: string; caFile: string } | undefined {
+    const t = this.config.security.tls;
+    return t ? { certFile: t.cert, keyFile: t.key, caFile: t.ca } : undefined;
   }
 
   /**
@@ -114,7 +147,7 @@ export class NatsSupervisor {
   reload(config: Config): void {
     this.config = config;
     const conf = this.renderConfig();
-    writeFileSync(this.confFile, conf);
+    writePrivate(this.confFile, conf);
     if (this.proc && isNatsServer(this.proc.pid)) {
       process.kill(this.proc.pid, 'SIGHUP');
       this.log.info('nats-server reloads its config (routes)', { pid: this.proc.pid });
@@ -196,7 +229,7 @@ export class NatsSupervisor {
           + 'stop it or choose another port');
       }
     }
-    writeFileSync(this.confFile, conf);
+    writePrivate(this.confFile, conf);
     const out = openSync(path.join(this.node.dataDir, 'nats.stdout.log'), 'a');
     // Its working folder is the node's data folder: nats-server 2.9 wrote consumer state files
     // (meta.inf, meta.sum) into its working folder, which was wherever burrow was started.
@@ -326,6 +359,12 @@ async function stopPid(pid: number, timeoutMs: number): Promise<void> {
       process.kill(pid, 'SIGKILL');
     } catch { /* gone */ }
   }
+}
+
+/** A file only this user reads (the server config holds the route secret and account passwords). */
+function writePrivate(file: string, text: string): void {
+  writeFileSync(file, text, { mode: 0o600 });
+  chmodSync(file, 0o600);
 }
 
 function canConnect(host: string, port: number, timeoutMs: number): Promise<boolean> {

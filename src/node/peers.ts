@@ -68,7 +68,7 @@ export class JetStreamPeers {
     if (this.busy) return;
     this.busy = true;
     try {
-      this.sys ??= await connect({ servers: this.supervisor.clientUrl(), ...this.supervisor.systemUser(), name: 'burrow-system', maxReconnectAttempts: -1 });
+      this.sys ??= await connect({ servers: this.supervisor.clientUrl(), ...this.supervisor.systemUser(), tls: this.supervisor.clientTls(), name: 'burrow-system', maxReconnectAttempts: -1 });
       await this.checkSelf(this.sys);
       for (const r of this.removals) if (r.state === 'waiting for its server to stop') await this.tryRemove(this.sys, r);
       this.lastError = null;

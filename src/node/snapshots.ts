@@ -219,7 +219,8 @@ export class SnapshotService {
     if (Date.now() - newestAt >= intervalMs + index * staggerMs) await this.take();
   }
 
-  private synced(): boolean {
+  /** This replica was in sync with the cluster once (read streams, or finished a restore): it has a history of its own. */
+  synced(): boolean {
     const { meta, received } = this.replica;
     return meta.get(syncedKey) !== undefined || received.positions().size > 0 || received.load().size > 0;
   }

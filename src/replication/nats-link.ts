@@ -1,4 +1,4 @@
-import { connect, nanos, type NatsConnection } from '@nats-io/transport-node';
+import { connect, nanos, type ConnectionOptions, type NatsConnection } from '@nats-io/transport-node';
 import {
   JetStreamApiCodes, JetStreamApiError, DiscardPolicy, jetstream, jetstreamManager, RetentionPolicy, StorageType,
   type JetStreamClient, type JetStreamManager, type StreamConfig,
@@ -45,8 +45,9 @@ export class NatsLink {
   private constructor(readonly nc: NatsConnection, readonly js: JetStreamClient, readonly jsm: JetStreamManager,
     private readonly probe: JetStreamManager, private readonly admin: JetStreamManager, private readonly log: Logger) {}
 
-  static async connect(servers: readonly string[], name: string, log: Logger): Promise<NatsLink> {
+  static async connect(servers: readonly string[], name: string, log: Logger, auth: Pick<ConnectionOptions, 'authenticator' | 'tls'> = {}): Promise<NatsLink> {
     const nc = await connect({
+      ...auth,
       servers: [...servers],
       name,
       maxReconnectAttempts: -1,

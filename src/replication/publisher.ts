@@ -40,6 +40,8 @@ export interface PublisherLimits {
   readonly detourProbeMs?: number;
   /** Re-address an encoded batch to another shard (its payload names its shard). */
   readonly reshard?: (payload: Uint8Array, shard: number) => Uint8Array;
+  /** Signs a payload as it goes out ([security] sign; identity when off). */
+  readonly seal?: (payload: Uint8Array) => Uint8Array;
 }
 
 export interface PublisherStats {
@@ -197,7 +199,8 @@ export class Publisher {
       const to = this.target(b.shard);
       const startedMs = Date.now();
       try {
-        const payload = to === b.shard ? b.payload : this.limits.reshard!(b.payload, to);
+        const plain = to === b.shard ? b.payload : this.limits.reshard!(b.payload, to);
+        const payload = this.limits.seal ? this.limits.seal(plain) : plain;
         const sent = sabotageDrops(b.msgId) ? Promise.resolve({ duplicate: false })
           : this.js.publish(this.subjectOf(to), sabotageCorrupts(b.msgId) ? Buffer.from('sabotage: not a batch') : payload, { msgID: b.msgId, timeout: this.limits.timeoutMs });
         sent.catch(() => {}); // when abandoned for a new leader, its timeout is of no interest

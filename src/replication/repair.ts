@@ -1,6 +1,7 @@
 import type { NatsConnection, Subscription } from '@nats-io/transport-node';
 import { pack, unpack } from 'msgpackr';
 import { decodeBatch } from '../codec/batch-codec.ts';
+import { noSeal, type Seal, type SealKind } from '../security/envelope.ts';
 import { errorMessage } from '../util/errors.ts';
 import type { Logger } from '../util/log.ts';
 import type { GapTracker } from './gaps.ts';
@@ -38,6 +39,8 @@ export interface RepairStats {
   lost: number;
   lastLost: { origin: string; numbers: string; atMs: number } | null;
   served: number;
+  /** Heartbeats, requests, replies and repaired batches that did not verify (forged, or not from whom they claim). */
+  refused: number;
 }
 
 /**
@@ -47,7 +50,7 @@ export interface RepairStats {
  * the GapTracker finds missing. Replayed batches go through the normal apply (idempotent LWW).
  */
 export class GapRepair {
-  readonly stats: RepairStats = { heartbeatsSent: 0, requests: 0, requestFailures: 0, batchesRepaired: 0, lost: 0, lastLost: null, served: 0 };
+  readonly stats: RepairStats = { heartbeatsSent: 0, requests: 0, requestFailures: 0, batchesRepaired: 0, lost: 0, lastLost: null, served: 0, refused: 0 };
   private readonly subs: Subscription[] = [];
   private hbTimer: NodeJS.Timeout | null = null;
   private repairing = false;
@@ -61,14 +64,33 @@ export class GapRepair {
     private readonly host: RepairHost,
     private readonly limits: RepairLimits,
     private readonly log: Logger,
+    /** Heartbeats, requests, replies and the batches in them are signed and checked ([security] sign). */
+    private readonly seal: Seal = noSeal,
   ) {}
+
+  /** A signed message's payload when it verifies and (signing on) comes from `from`; null otherwise. */
+  private openFrom(kind: SealKind, data: Uint8Array, from: (signer: string) => boolean): Uint8Array | null {
+    const r = this.seal.open(kind, data);
+    if (!r.ok || (r.signer !== null && !from(r.signer))) {
+      this.stats.refused++;
+      return null;
+    }
+    return r.payload;
+  }
 
   start(): void {
     const hb = this.nc.subscribe(`burrow.${this.cluster}.hb`, {
       callback: (err, m) => {
         if (err) return;
         try {
-          const h = unpack(m.data) as { o?: unknown; u?: unknown };
+          let signer = '';
+          const payload = this.openFrom('hb', m.data, (s) => { signer = s; return true; });
+          if (!payload) return;
+          const h = unpack(payload) as { o?: unknown; u?: unknown };
+          if (this.seal.on && signer !== h.o) {
+            this.stats.refused++;
+            return;
+          }
           if (typeof h.o !== 'string' || h.o === this.nodeId || !this.members.has(h.o) || typeof h.u !== 'number' || !Number.isSafeInteger(h.u)) return;
           this.tracker.noteKnown(h.o, h.u);
         } catch { /* not a heartbeat */ }
@@ -78,11 +100,14 @@ export class GapRepair {
       callback: (err, m) => {
         if (err) return;
         try {
-          const r = unpack(m.data) as { want?: unknown };
+          // Members only: a request that does not verify gets no answer.
+          const payload = this.openFrom('replay-req', m.data, (s) => this.members.has(s));
+          if (!payload) return;
+          const r = unpack(payload) as { want?: unknown };
           const want = Array.isArray(r.want) ? r.want.filter((n): n is number => Number.isSafeInteger(n)).slice(0, this.limits.requestNumbersMax) : [];
           const { batches, gone } = this.host.sentBatches(want, this.limits.replyBytesMax);
           this.stats.served += batches.length;
-          m.respond(pack({ b: batches, g: gone }));
+          m.respond(this.seal.seal('replay-reply', pack({ b: batches.map((b) => this.seal.seal('batch', b)), g: gone })));
         } catch (e) {
           this.log.warn('could not answer a replay request', { error: errorMessage(e) });
         }
@@ -95,7 +120,7 @@ export class GapRepair {
   private heartbeat(): void {
     if (this.nc.isClosed()) return;
     try {
-      this.nc.publish(`burrow.${this.cluster}.hb`, pack({ o: this.nodeId, u: this.host.publishedUpto() }));
+      this.nc.publish(`burrow.${this.cluster}.hb`, this.seal.seal('hb', pack({ o: this.nodeId, u: this.host.publishedUpto() })));
       this.stats.heartbeatsSent++;
     } catch { /* disconnected: next beat */ }
   }
@@ -117,8 +142,10 @@ export class GapRepair {
     this.stats.requests++;
     let reply: { b?: unknown; g?: unknown };
     try {
-      const m = await this.nc.request(`burrow.${this.cluster}.replay.${origin}`, pack({ want: missing }), { timeout: 5000 });
-      reply = unpack(m.data) as { b?: unknown; g?: unknown };
+      const m = await this.nc.request(`burrow.${this.cluster}.replay.${origin}`, this.seal.seal('replay-req', pack({ want: missing })), { timeout: 5000 });
+      const payload = this.openFrom('replay-reply', m.data, (s) => s === origin);
+      if (!payload) throw new Error(`the reply is not signed by ${origin}`);
+      reply = unpack(payload) as { b?: unknown; g?: unknown };
     } catch (err) {
       this.stats.requestFailures++;
       this.log.warn('asking a node for batches missing here failed (retried later)', { origin, missing: missing.length, error: errorMessage(err) });
@@ -128,8 +155,10 @@ export class GapRepair {
     const msgs: InboundMessage[] = [];
     for (const data of batches) {
       try {
-        const b = decodeBatch(data);
-        if (b.o === origin) msgs.push({ shard: b.s, seq: 0, data });
+        const payload = this.openFrom('batch', data, (s) => s === origin);
+        if (!payload) continue;
+        const b = decodeBatch(payload);
+        if (b.o === origin) msgs.push({ shard: b.s, seq: 0, data }); // the apply path checks the signature again
       } catch { /* the applier would dead-letter it; skip */ }
     }
     if (msgs.length > 0) {
@@ -137,7 +166,9 @@ export class GapRepair {
       this.stats.batchesRepaired += msgs.length;
       this.log.warn('applied batches JetStream did not deliver, fetched from their origin', { origin, batches: msgs.length, asked: missing.length });
     }
-    const gone = Array.isArray(reply.g) ? reply.g.filter((n): n is number => Number.isSafeInteger(n)) : [];
+    // Only numbers this node asked for can be given up on.
+    const asked = new Set(missing);
+    const gone = Array.isArray(reply.g) ? reply.g.filter((n): n is number => Number.isSafeInteger(n) && asked.has(n)) : [];
     if (gone.length > 0) {
       this.stats.lost += gone.length;
       const numbers = gone.length > 5 ? `${gone.slice(0, 5).join(',')},… (${gone.length})` : gone.join(',');

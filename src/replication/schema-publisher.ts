@@ -13,6 +13,8 @@ export interface SchemaPublisherOptions {
   readonly subject: string;
   /** The msgID of entry n with these bytes (deduplicated by JetStream: a retry after a lost ack is stored once). */
   readonly msgId: (n: number, payload: Uint8Array) => string;
+  /** Signs an entry as it goes out ([security] sign). */
+  readonly seal?: (payload: Uint8Array) => Uint8Array;
   readonly timeoutMs: number;
   readonly retryDelayMsMax: number;
 }
@@ -60,7 +62,7 @@ export class SchemaPublisher {
         continue;
       }
       try {
-        await this.js.publish(this.o.subject, next.payload, { msgID: this.o.msgId(next.n, next.payload), timeout: this.o.timeoutMs });
+        await this.js.publish(this.o.subject, this.o.seal ? this.o.seal(next.payload) : next.payload, { msgID: this.o.msgId(next.n, next.payload), timeout: this.o.timeoutMs });
         this.outbox.published(next.n);
         this.stats.published++;
         delay = 50;

@@ -1,4 +1,5 @@
 import { spawn, spawnSync, execFileSync, type ChildProcess } from 'node:child_process';
+import { ensureSecret, ensureSeed, keyFiles } from '../../src/security/keys.ts';
 import { mkdirSync, mkdtempSync, openSync, closeSync, readFileSync, writeFileSync, existsSync, rmSync } from 'node:fs';
 import net from 'node:net';
 import os from 'node:os';
@@ -77,6 +78,11 @@ export interface ClusterOptions {
    * config gets `[nats] urls`, the nodes run no embedded server. Node i uses server i mod count.
    */
   readonly externalNats?: number;
+  /**
+   * [security] sign + auth with keys made like `burrow keygen` does (each node's in its folder,
+   * public keys in cluster.toml); `tls`: certificate, key and CA files for clients and routes.
+   */
+  readonly security?: { readonly tls?: { readonly cert: string; readonly key: string; readonly ca: string } };
 }
 
 export class TestCluster {
@@ -95,13 +101,21 @@ export class TestCluster {
     let toml = `[cluster]\nname = "${c.clusterName}"\nshards = ${opts.shards ?? 16}\nreplicas = ${opts.replicas ?? 3}\n${opts.clusterToml ?? ''}\n`;
     const external = opts.externalNats ? await c.startExternalNats(opts.externalNats) : null;
     if (external) toml += `[nats]\nurls = [${external.map((u) => JSON.stringify(u)).join(', ')}]\n\n`;
+    if (opts.security) {
+      const t = opts.security.tls;
+      toml += `[security]\nsign = true\nauth = true\nsecret_file = "cluster.secret"\n`
+        + (t ? `tls_cert = ${JSON.stringify(t.cert)}\ntls_key = ${JSON.stringify(t.key)}\ntls_ca = ${JSON.stringify(t.ca)}\n` : '') + '\n';
+      ensureSecret(path.join(dir, 'cluster.secret'));
+    }
     for (let i = 1; i <= n; i++) {
       const id = `n${i}`;
       const [client, route, http] = [await freePort(), await freePort(), await freePort()];
       const dbFile = opts.dbFile?.[id];
       const dbToml = dbFile ? `db = ${JSON.stringify(dbFile)}\ndata = "${id}"` : `db = "${id}/app.db"`;
       const natsToml = external ? '' : `client = "127.0.0.1:${client}"\nroute = "127.0.0.1:${route}"\n`;
-      c.nodeToml.set(id, `[[nodes]]\nid = "${id}"\n${dbToml}\n${natsToml}http = "127.0.0.1:${http}"\n\n`);
+      const files = keyFiles(path.join(dir, id));
+      const keysToml = opts.security ? `public_key = "${ensureSeed(files.sign).publicKey}"\nnats_key = "${ensureSeed(files.nats).publicKey}"\n` : '';
+      c.nodeToml.set(id, `[[nodes]]\nid = "${id}"\n${dbToml}\n${natsToml}http = "127.0.0.1:${http}"\n${keysToml}\n`);
       c.nodes.push({
         id, db: dbFile ?? path.join(dir, id, 'app.db'), dataDir: path.join(dir, id), http: `http://127.0.0.1:${http}`,
         natsUrl: external ? external[(i - 1) % external.length]! : `nats://127.0.0.1:${client}`, logFile: path.join(dir, `${id}.log`), proc: null, pid: null, env: opts.env?.[id] ?? {}, execArgv: [],

@@ -1,4 +1,5 @@
 import { decodeBatch } from '../../src/codec/batch-codec.ts';
+import { unsealUnverified } from '../../src/security/envelope.ts';
 import { decodeValues, type SqlValue } from '../../src/codec/value-codec.ts';
 import { stringify, type TestCluster } from './cluster.ts';
 
@@ -28,7 +29,7 @@ export function publishedChanges(c: TestCluster): PublishedChange[] {
       const id = payload.toString('base64');
       if (seen.has(id)) continue;
       seen.add(id);
-      const b = decodeBatch(payload);
+      const b = decodeBatch(unsealUnverified(payload));
       for (const ch of b.changes) {
         const t = b.tables[ch.t]!;
         let row: Record<string, SqlValue> | null = null;

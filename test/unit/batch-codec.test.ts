@@ -2,7 +2,7 @@ import { test, describe } from 'node:test';
 import assert from 'node:assert/strict';
 import { pack } from 'msgpackr';
 import {
-  encodeBatch, decodeBatch, batchVersion, batchMsgId, originOfMsgId, MalformedBatchError, type WireBatch, type WireChange,
+  encodeBatch, decodeBatch, batchVersion, batchMsgId, originOfMsgId, firstHlcOfMsgId, MalformedBatchError, type WireBatch, type WireChange,
 } from '../../src/codec/batch-codec.ts';
 import { encodeValues } from '../../src/codec/value-codec.ts';
 import { seededRandom } from '../../src/util/random.ts';
@@ -214,10 +214,14 @@ describe('table index and hlc range', () => {
 });
 
 describe('msgID', () => {
-  test('names cluster, origin and first hlc; the origin is read back (cluster names may hold dots)', () => {
-    assert.equal(batchMsgId('prod', 'n1', 123n), 'prod.n1.123');
-    assert.equal(originOfMsgId(batchMsgId('prod', 'n-2_x', 9223372036854775807n)), 'n-2_x');
-    assert.equal(originOfMsgId(batchMsgId('eu.west', 'n3', 1n)), 'n3');
+  test('names cluster, origin and first hlc, then a digest of the bytes (unpredictable); origin and hlc are read back', () => {
+    const a = batchMsgId('prod', 'n1', 123n, new Uint8Array([1, 2, 3]));
+    assert.match(a, /^prod\.n1\.123\.[0-9a-f]{16}$/);
+    assert.notEqual(batchMsgId('prod', 'n1', 123n, new Uint8Array([1, 2, 4])), a, 'other bytes, other msgID');
+    assert.equal(batchMsgId('prod', 'n1', 123n, new Uint8Array([1, 2, 3])), a, 'the same bytes, the same msgID (retries deduplicate)');
+    assert.equal(originOfMsgId(batchMsgId('prod', 'n-2_x', 9223372036854775807n, new Uint8Array())), 'n-2_x');
+    assert.equal(firstHlcOfMsgId(batchMsgId('prod', 'n-2_x', 9223372036854775807n, new Uint8Array())), 9223372036854775807n);
+    assert.equal(originOfMsgId('prod.n3.77'), 'n3', 'a msgID from before the digest');
   });
   test('no origin from a missing or foreign msgID', () => {
     assert.equal(originOfMsgId(undefined), undefined);

@@ -192,7 +192,7 @@ describe('invalid config → ConfigError naming file and key', () => {
   });
 
   test('unknown top-level key', () => {
-    fails(THREE_NODES + '\n[logging]\nlevel = "debug"\n', /cluster\.toml: logging: unknown key \(allowed here: cluster, sqlite, replication, snapshot, nats, nodes\)/);
+    fails(THREE_NODES + '\n[logging]\nlevel = "debug"\n', /cluster\.toml: logging: unknown key \(allowed here: cluster, sqlite, replication, snapshot, nats, security, nodes\)/);
     fails('shard = 3\n' + THREE_NODES, /cluster\.toml: shard: unknown key/);
   });
 
@@ -277,7 +277,7 @@ describe('invalid config → ConfigError naming file and key', () => {
 
   test('the same port on different hosts is fine', () => {
     const other = node(2).replace('127.0.0.1:4223', '10.0.0.2:4222');
-    const c = parse(CLUSTER + node(1) + other);
+    const c = parse(CLUSTER + node(1) + other + '\n[security]\nallow_insecure = true\n');
     assert.deepEqual(c.nodes[1]!.client, { host: '10.0.0.2', port: 4222 });
   });
 

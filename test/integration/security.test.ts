@@ -1,0 +1,100 @@
+import { after, before, describe, test } from 'node:test';
+import assert from 'node:assert/strict';
+import { readFileSync } from 'node:fs';
+import path from 'node:path';
+import { connect, nkeyAuthenticator, type NatsConnection } from '@nats-io/transport-node';
+import { jetstream } from '@nats-io/jetstream';
+import { createUser } from '@nats-io/nkeys';
+import { pack } from 'msgpackr';
+import { TestCluster } from '../helpers/cluster.ts';
+import { batchVersion, encodeBatch, type WireBatch } from '../../src/codec/batch-codec.ts';
+import { encodeValues } from '../../src/codec/value-codec.ts';
+import { Sealer } from '../../src/security/envelope.ts';
+import { keyFiles, readSeed } from '../../src/security/keys.ts';
+
+/**
+ * Issue 13 on a real 3-node cluster with [security] sign + auth (keys made as burrow keygen makes
+ * them): who can connect, and what a member's credentials can and cannot make other nodes apply.
+ */
+describe('security: signed batches and authenticated NATS (3-node cluster)', () => {
+  let c: TestCluster;
+  let asN1: NatsConnection;
+
+  const seedOf = (id: string, which: 'sign' | 'nats') => readSeed(keyFiles(path.join(c.dir, id))[which]);
+
+  before(async () => {
+    c = await TestCluster.create({ nodes: 3, security: {} });
+    await c.start();
+    c.execAll('CREATE TABLE users(id INTEGER PRIMARY KEY, name TEXT)');
+    await c.waitSchemaSettled();
+    // An attacker holding n1's NATS credentials (a stolen nats.nkey), but not n2's signing key.
+    asN1 = await connect({ servers: c.node('n1').natsUrl, authenticator: nkeyAuthenticator(new TextEncoder().encode(seedOf('n1', 'nats'))) });
+  });
+
+  after(async () => {
+    await asN1?.close();
+    await c?.destroy();
+  });
+
+  test('writes replicate with signing and authentication on; status says so, without secrets', async () => {
+    c.db('n1').prepare('INSERT INTO users VALUES (1, ?)').run('ann');
+    await c.waitConverged('SELECT * FROM users ORDER BY id');
+    const st = await c.status('n2');
+    assert.deepEqual({ sign: st.security.sign, auth: st.security.auth }, { sign: true, auth: true });
+    assert.ok(st.security.verified > 0, 'n2 verified batches');
+    const text = JSON.stringify(st);
+    assert.ok(!text.includes(seedOf('n2', 'sign')) && !text.includes(readFileSync(path.join(c.dir, 'cluster.secret'), 'utf8').trim()), 'no seed or secret in status');
+  });
+
+  test('a client without credentials, or with a key that is not a member\'s, cannot connect', async () => {
+    await assert.rejects(connect({ servers: c.node('n2').natsUrl, reconnect: false, timeout: 3000 }), /Authorization Violation|AUTHORIZATION_VIOLATION|authorization/i);
+    const stranger = createUser();
+    await assert.rejects(connect({ servers: c.node('n2').natsUrl, reconnect: false, timeout: 3000, authenticator: nkeyAuthenticator(stranger.getSeed()) }),
+      /Authorization Violation|AUTHORIZATION_VIOLATION|authorization/i);
+  });
+
+  test('forged, unsigned, tampered and misattributed batches are rejected on every node; nothing of them is applied', async () => {
+    const js = jetstream(asN1);
+    const shard = 0;
+    const subject = `burrow.${c.clusterName}.s.${shard}`;
+    const before = await Promise.all(c.nodes.map(async (n) => (await c.status(n.id)).apply.messagesRejected as number));
+    const evil = (o: string): WireBatch => ({ v: batchVersion, o, s: shard, n: 2 ** 40, tables: [{ n: 'users', k: ['id'], c: ['id', 'name'] }],
+      changes: [{ t: 0, h: BigInt(Date.now() + 30_000) << 16n, d: 0, k: encodeValues([666n]), r: encodeValues([666n, 'forged']) }] });
+    const n1 = new Sealer(c.clusterName, 'n1', seedOf('n1', 'sign'));
+    const signedByN1 = n1.seal('batch', encodeBatch(evil('n1')));
+    const tampered = Buffer.from(signedByN1);
+    tampered[tampered.length - 3] = tampered[tampered.length - 3]! ^ 0x55;
+    const bad: [string, Uint8Array][] = [
+      ['unsigned, naming n2', encodeBatch(evil('n2'))],
+      ['signed by n1, claiming to be n2', n1.seal('batch', encodeBatch(evil('n2')))],
+      ['signed with n1\'s NATS key instead of its signing key', new Sealer(c.clusterName, 'n1', seedOf('n1', 'nats')).seal('batch', encodeBatch(evil('n1')))],
+      ['n1\'s batch with bytes changed after signing', tampered],
+    ];
+    for (const [, data] of bad) await js.publish(subject, data);
+    for (const [i, n] of c.nodes.entries()) {
+      await c.waitFor(`${n.id} rejected ${bad.length} messages`, async () => (await c.status(n.id))?.apply.messagesRejected >= before[i]! + bad.length, 20_000, 50);
+      const reasons = c.query<{ reason: string }>(n.id, 'SELECT reason FROM __burrow_dead ORDER BY id DESC LIMIT 4').map((r) => r.reason).join(' | ');
+      assert.match(reasons, /rejected message: not signed/, n.id);
+      assert.match(reasons, /batch says origin n2 but comes from n1/, n.id);
+      assert.match(reasons, /bad signature/, n.id);
+    }
+    for (const n of c.nodes) assert.equal(c.query(n.id, 'SELECT 1 FROM users WHERE id = 666').length, 0, `${n.id}: nothing applied`);
+    // The cluster goes on.
+    c.db('n2').prepare('INSERT INTO users VALUES (2, ?)').run('bob');
+    await c.waitConverged('SELECT * FROM users ORDER BY id');
+  });
+
+  test('forged heartbeats (unsigned, or claiming another node) change nothing: counted as refused', async () => {
+    const before = await Promise.all(c.nodes.map(async (n) => (await c.status(n.id)).repair.refused as number));
+    const n1 = new Sealer(c.clusterName, 'n1', seedOf('n1', 'sign'));
+    // A huge acknowledged mark would switch gap detection off for n2 if it were believed.
+    asN1.publish(`burrow.${c.clusterName}.hb`, pack({ o: 'n2', u: 2 ** 53 - 1 }));
+    asN1.publish(`burrow.${c.clusterName}.hb`, n1.seal('hb', pack({ o: 'n2', u: 2 ** 53 - 1 })));
+    await asN1.flush();
+    for (const [i, n] of c.nodes.entries()) {
+      await c.waitFor(`${n.id} refused both heartbeats`, async () => (await c.status(n.id))?.repair.refused >= before[i]! + 2, 10_000, 50);
+      const origins = (await c.status(n.id)).repair.origins as { origin: string; known: number }[];
+      for (const v of origins) assert.ok(v.known < 2 ** 40, `${n.id}: origin ${v.origin} not moved by the forgery (${JSON.stringify(v)})`);
+    }
+  });
+});
