@@ -67,13 +67,15 @@ export function setNodeKeys(text: string, id: string, values: Readonly<Record<st
       continue;
     }
     start = i + 1 + idLine;
+    let added = 0;
     for (const [k, v] of Object.entries(values)) {
       const line = `${k} = "${v}"`;
       const at = lines.slice(i + 1, end).findIndex((l) => new RegExp(`^\\s*${k}\\s*=`).test(l));
       if (at >= 0) {
         lines[i + 1 + at] = line;
       } else {
-        lines.splice(start + 1, 0, line);
+        lines.splice(start + 1 + added, 0, line);
+        added++;
         end++;
       }
     }

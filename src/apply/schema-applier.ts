@@ -3,6 +3,7 @@ import { decodeSchemaEntry, type SchemaEntry, type SchemaObjectType, type Schema
 import { SchemaStore, type SchemaEvent, type SchemaObject } from '../store/schema-store.ts';
 import type { Capture } from '../capture/capture.ts';
 import { diffSchema, localObjects } from '../capture/schema-capture.ts';
+import { rewriteDependents, spelledQuoted, type Rename } from './schema-dependents.ts';
 import { errorMessage } from '../util/errors.ts';
 import type { Logger } from '../util/log.ts';
 
@@ -86,8 +87,9 @@ export class SchemaApplier {
     }
     if (e.sql !== undefined) return this.foldMigration(seq, e, data);
     const problem = this.check(e, this.store.replicated());
+    let implied: string[] = [];
     if (problem === null) {
-      this.foldIntoReplicated(e, seq);
+      implied = this.foldIntoReplicated(e, seq);
       this.stats.applied++;
     } else {
       this.stats.conflicts++;
@@ -102,6 +104,9 @@ export class SchemaApplier {
     if (mine) this.store.removeOwn(e.n);
     else if (e.o === this.nodeId) this.store.renumberOwnAbove(e.n);
     if (!mine || problem !== null) this.converge(e);
+    // Dependents the renames rewrote in R: every node brings its own copy there, the origin too
+    // (it may not have had them when it made the entry).
+    this.convergeObjects(implied, new Set(this.store.pendingOwn().flatMap((p) => touched(p.entry))), this.store.replicated(), null);
     this.store.setFolded(e.o, e.n);
     this.store.setPosition(seq);
     return problem === null ? 'applied' : 'conflict';
@@ -170,9 +175,20 @@ export class SchemaApplier {
     return null;
   }
 
-  /** R takes the entry; renames and drops of tables go into the history (changes made before them are translated). */
-  private foldIntoReplicated(e: SchemaEntry, seq: number): void {
+  /**
+   * R takes the entry; renames and drops of tables go into the history (changes made before them
+   * are translated). Indexes, triggers and views a rename rewrites (as SQLite does) are rewritten in
+   * R too (schema-dependents.ts); returns their keys.
+   */
+  private foldIntoReplicated(e: SchemaEntry, seq: number): string[] {
     const event = (kind: SchemaEvent['kind'], tbl: string, a: string | null, b: string | null) => this.store.addEvent({ seq, origin: e.o, n: e.n, kind, tbl, a, b });
+    const renames: Rename[] = [];
+    for (const op of e.ops) {
+      if (op.type !== 'table') continue;
+      if (op.renamedFrom !== undefined) renames.push({ kind: 'table', from: op.renamedFrom, to: op.name });
+      if (op.from !== null && op.to !== null) for (const [a, b] of renamedColumns(op.from, op.to)) renames.push({ kind: 'column', table: op.name, from: a, to: b, quoted: spelledQuoted(op.to, b) });
+    }
+    const dependents = rewriteDependents(this.store.replicated(), renames, new Set(touched(e)));
     for (const op of e.ops) {
       if (op.renamedFrom !== undefined) {
         this.store.setReplicated('table', op.renamedFrom, op.renamedFrom, null, seq);
@@ -185,6 +201,8 @@ export class SchemaApplier {
       }
       this.store.setReplicated(op.type, op.name, op.tbl, op.to, seq);
     }
+    for (const o of dependents.values()) this.store.setReplicated(o.type, o.name, o.tbl, o.sql, seq);
+    return [...dependents.keys()];
   }
 
   /** Bring the local objects the entry touched to R (skipping those own unfolded entries touch). */
@@ -203,8 +221,12 @@ export class SchemaApplier {
         });
       }
     }
-    const keys = [...new Set(touched(e))].filter((k) => !busy.has(k));
-    const objs = keys.map((k) => {
+    this.convergeObjects(touched(e), busy, r, e);
+  }
+
+  /** Local objects (store keys) brought to R, tables first; `e`: the entry, when its own lost change may be in them. */
+  private convergeObjects(keys: readonly string[], busy: ReadonlySet<string>, r: ReadonlyMap<string, SchemaObject>, e: SchemaEntry | null): void {
+    const objs = [...new Set(keys)].filter((k) => !busy.has(k)).map((k) => {
       const [type, name] = k.split('\u0000') as [SchemaObjectType, string];
       return { type, name, target: r.get(k) ?? null };
     }).sort((a, b) => typeRank[a.type] - typeRank[b.type]);
@@ -212,7 +234,7 @@ export class SchemaApplier {
       const local = this.localSql(o.type, o.name);
       const target = o.target?.sql ?? null;
       if (local === target) continue;
-      const lost = e.o === this.nodeId ? this.lostChange(e, o.name) : null;
+      const lost = e && e.o === this.nodeId ? this.lostChange(e, o.name) : null;
       this.guarded(`${o.type} ${o.name}`, () => (o.type === 'table' ? this.makeTable(o.name, local, target, r, lost) : this.makeObject(o.type, o.name, target)));
     }
   }

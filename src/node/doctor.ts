@@ -43,10 +43,13 @@ export class ShardDoctor {
   constructor(
     private readonly cluster: string,
     private readonly link: NatsLink,
-    private readonly publisher: Publisher,
+    /** null: a reader without a publisher of its own to watch (the schema stream's). */
+    private readonly publisher: Publisher | null,
     private readonly inbound: Inbound,
     private readonly limits: DoctorLimits,
     private readonly log: Logger,
+    /** The stream a shard of `inbound` reads (the schema reader's one "shard" is the schema stream). */
+    private readonly streamOf: (shard: number) => string = (shard) => streamName(cluster, shard),
   ) {}
 
   async tick(): Promise<void> {
@@ -61,7 +64,7 @@ export class ShardDoctor {
   }
 
   private async publishSide(): Promise<void> {
-    for (const shard of this.publisher.stuckShards(this.limits.stuckMs)) {
+    for (const shard of this.publisher?.stuckShards(this.limits.stuckMs) ?? []) {
       await this.stepDownStream(shard, 'shard publishes failing for long');
     }
   }
@@ -74,7 +77,7 @@ export class ShardDoctor {
       if (now - (this.lastCheck.get(shard) ?? 0) < this.limits.stuckMs) continue;
       this.lastCheck.set(shard, now);
       this.stats.shardChecks++;
-      const stream = streamName(this.cluster, shard);
+      const stream = this.streamOf(shard);
       const st = this.stalled.get(shard) ?? { checks: 0, unreachable: 0, received: this.inbound.receivedPerShard[shard]! };
       let state;
       try {
@@ -113,7 +116,7 @@ export class ShardDoctor {
     const now = Date.now();
     if (now - (this.lastStreamNudge.get(shard) ?? 0) < this.limits.nudgeIntervalMs) return;
     this.lastStreamNudge.set(shard, now);
-    const stream = streamName(this.cluster, shard);
+    const stream = this.streamOf(shard);
     try {
       const answer = await this.link.stepDownStreamLeader(stream);
       this.stats.streamStepDowns++;

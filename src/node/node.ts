@@ -125,6 +125,7 @@ export class BurrowNode {
   private lastKickMs = 0;
   private doctorTimer: NodeJS.Timeout | null = null;
   private doctor: ShardDoctor | null = null;
+  private schemaDoctor: ShardDoctor | null = null;
   private gaps!: GapTracker;
   private repair: GapRepair | null = null;
   private repairTimer: NodeJS.Timeout | null = null;
@@ -351,7 +352,9 @@ export class BurrowNode {
         }, repairHeartbeatMs);
         this.makeDoctor(this.link);
         this.doctorTimer = setInterval(() => {
-          if (this.phase === 'running') void this.doctor?.tick().catch((err) => this.log.warn('shard doctor failed', { error: errorMessage(err) }));
+          if (this.phase !== 'running') return;
+          void this.doctor?.tick().catch((err) => this.log.warn('shard doctor failed', { error: errorMessage(err) }));
+          void this.schemaDoctor?.tick().catch((err) => this.log.warn('schema stream doctor failed', { error: errorMessage(err) }));
         }, shardDoctorIntervalMs);
         this.phase = 'running';
         this.snapshots.serve();
@@ -467,8 +470,12 @@ export class BurrowNode {
 
   private makeDoctor(link: NatsLink): void {
     if (!this.publisher || !this.inbound) return;
-    this.doctor = new ShardDoctor(this.config.cluster.name, link, this.publisher, this.inbound,
-      { stuckMs: shardStuckMs, nudgeIntervalMs: shardNudgeIntervalMs }, this.log);
+    const limits = { stuckMs: shardStuckMs, nudgeIntervalMs: shardNudgeIntervalMs };
+    this.doctor = new ShardDoctor(this.config.cluster.name, link, this.publisher, this.inbound, limits, this.log);
+    // The schema stream can stop delivering the same way (seed 303: one node never got the last entry).
+    this.schemaDoctor = this.schemaInbound
+      ? new ShardDoctor(this.config.cluster.name, link, null, this.schemaInbound, limits, this.log, () => schemaStreamName(this.config.cluster.name))
+      : null;
   }
 
   private async streamBounds(link: NatsLink): Promise<StreamBounds[]> {
@@ -531,6 +538,7 @@ export class BurrowNode {
       this.inbound = null;
       this.schemaInbound = null;
       this.doctor = null;
+      this.schemaDoctor = null;
       try {
         return await this.snapshots.runRestore(await this.streamBounds(link), reason, name, progress);
       } finally {
@@ -811,6 +819,7 @@ export class BurrowNode {
       publish: this.publisher ? { ...this.publisher.stats, stuckShards: this.publisher.stuckShards(shardStuckMs) } : null,
       apply: { ...this.applier.stats, inbound: this.inbound ? { ...this.inbound.stats, resubscribes: this.inbound.restarts } : null },
       doctor: this.doctor?.stats ?? null,
+      schemaDoctor: this.schemaDoctor?.stats ?? null,
       repair: this.repair ? { ...this.repair.stats, origins: this.gaps.snapshot() } : null,
       // What protects this node's traffic, and what failed verification (no secrets here).
       security: {

@@ -1,6 +1,8 @@
 import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
-import { readFileSync } from 'node:fs';
+import { spawnSync } from 'node:child_process';
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import os from 'node:os';
 import path from 'node:path';
 import { connect, nkeyAuthenticator, type NatsConnection } from '@nats-io/transport-node';
 import { jetstream } from '@nats-io/jetstream';
@@ -96,5 +98,46 @@ describe('security: signed batches and authenticated NATS (3-node cluster)', () 
       const origins = (await c.status(n.id)).repair.origins as { origin: string; known: number }[];
       for (const v of origins) assert.ok(v.known < 2 ** 40, `${n.id}: origin ${v.origin} not moved by the forgery (${JSON.stringify(v)})`);
     }
+  });
+});
+
+/** A CA and one certificate for 127.0.0.1/localhost (clients and servers), made with openssl. */
+function makeCerts(dir: string): { cert: string; key: string; ca: string } {
+  const run = (args: string[]) => {
+    const r = spawnSync('openssl', args, { cwd: dir, encoding: 'utf8' });
+    if (r.status !== 0) throw new Error(`openssl ${args.join(' ')}: ${r.stderr}`);
+  };
+  writeFileSync(path.join(dir, 'ext.cnf'), 'subjectAltName = IP:127.0.0.1, DNS:localhost\nextendedKeyUsage = serverAuth, clientAuth\n');
+  run(['req', '-x509', '-newkey', 'rsa:2048', '-nodes', '-keyout', 'ca-key.pem', '-out', 'ca.pem', '-days', '2', '-subj', '/CN=burrow test CA']);
+  run(['req', '-newkey', 'rsa:2048', '-nodes', '-keyout', 'node-key.pem', '-out', 'node.csr', '-subj', '/CN=127.0.0.1']);
+  run(['x509', '-req', '-in', 'node.csr', '-CA', 'ca.pem', '-CAkey', 'ca-key.pem', '-CAcreateserial', '-out', 'node.pem', '-days', '2', '-extfile', 'ext.cnf']);
+  return { cert: path.join(dir, 'node.pem'), key: path.join(dir, 'node-key.pem'), ca: path.join(dir, 'ca.pem') };
+}
+
+describe('security: TLS on client and route connections (3-node cluster)', () => {
+  let c: TestCluster;
+  let certDir: string;
+
+  before(async () => {
+    certDir = mkdtempSync(path.join(os.tmpdir(), 'burrow-tls-'));
+    c = await TestCluster.create({ nodes: 3, security: { tls: makeCerts(certDir) } });
+    await c.start();
+  });
+
+  after(async () => {
+    await c?.destroy();
+    rmSync(certDir, { recursive: true, force: true });
+  });
+
+  test('replicates with TLS everywhere; a client without TLS is refused', async () => {
+    c.execAll('CREATE TABLE t(id INTEGER PRIMARY KEY, v TEXT)');
+    c.db('n3').prepare('INSERT INTO t VALUES (1, ?)').run('over tls');
+    await c.waitConverged('SELECT * FROM t');
+    const st = await c.status('n1');
+    assert.deepEqual({ tls: st.security.tls, sign: st.security.sign }, { tls: true, sign: true });
+    const conf = readFileSync(path.join(c.dir, 'n1', 'nats.conf'), 'utf8');
+    assert.match(conf, /^tls \{ cert_file/m);
+    assert.match(conf, /^ {2}tls \{ cert_file/m, 'routes use TLS');
+    await assert.rejects(connect({ servers: c.node('n1').natsUrl, reconnect: false, timeout: 3000, tls: null as never }), /tls|TLS|secure|authorization/i);
   });
 });

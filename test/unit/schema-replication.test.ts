@@ -225,6 +225,27 @@ test('a snapshot taken while its node\'s own DDL is unpublished: the restored re
   assert.ok(!schemaOf(rs, 'n3').some((o) => o.includes('pend')), 'pend dropped on n3');
 }));
 
+test('a column renamed by a node that did not have the index yet: the index follows the rename everywhere (R rewrites dependents as SQLite does)', () => withReplicas(['n1', 'n2', 'n3'], (rs) => {
+  rs.app('n1').exec("CREATE TABLE t(id INTEGER PRIMARY KEY, a TEXT); INSERT INTO t VALUES (1, 'x'), (2, 'y');");
+  rs.sync();
+  // n1's index is ordered first, but n2 renames the column before it has the index.
+  rs.app('n1').exec('CREATE INDEX t_a ON t(a)');
+  assert.equal(rs.publishSchema('n1'), 1);
+  rs.app('n2').exec('ALTER TABLE t RENAME COLUMN a TO label');
+  assert.equal(rs.publishSchema('n2'), 1);
+  rs.sync();
+  assertSame(rs, ['t']);
+  for (const id of rs.ids) assert.ok(schemaOf(rs, id).includes('index t_a t: CREATE INDEX t_a ON t(label)'), `${id}: ${schemaOf(rs, id).join(' | ')}`);
+  assert.equal(rs.node('n1').schema!.store.replicated().get('index\u0000t_a')?.sql, 'CREATE INDEX t_a ON t(label)', 'R follows the rename');
+  // A later rebuild that drops the index (as its old table goes) is no conflict.
+  rs.app('n3').exec(`BEGIN; CREATE TABLE t_new(id INTEGER PRIMARY KEY, label TEXT NOT NULL DEFAULT '', c TEXT);
+    INSERT INTO t_new(id, label) SELECT id, label FROM t; DROP TABLE t; ALTER TABLE t_new RENAME TO t; COMMIT;`);
+  rs.sync();
+  assertSame(rs, ['t']);
+  for (const id of rs.ids) assert.equal(rs.node(id).schema!.store.conflictCount(), 0, `${id}: no conflict`);
+  assert.equal(rs.dump('n1', 't').length, 2);
+}));
+
 test('a schema entry from a node that is not a member is rejected and recorded; nothing changes', () => withReplicas(['n1', 'n2'], (rs) => {
   rs.schemaLog.push(encodeSchemaEntry({ v: schemaEntryVersion, o: 'intruder', n: 1, ops: [{ type: 'table', name: 'evil', tbl: 'evil', from: null, to: 'CREATE TABLE evil(x)' }] }));
   rs.deliverSchema('n2');

@@ -1,0 +1,62 @@
+import BetterSqlite3 from 'better-sqlite3';
+import type { SchemaObjectType } from '../codec/schema-codec.ts';
+import { quoteIdent } from '../sqlite/database.ts';
+import { SchemaStore, type SchemaObject } from '../store/schema-store.ts';
+
+/**
+ * A rename a schema entry makes: a table's name, or a column of a table (named as after the table
+ * rename). `quoted`: the origin spelled the new column name quoted (SQLite writes it into the
+ * dependents as the ALTER statement spelled it).
+ */
+export type Rename = { readonly kind: 'table'; readonly from: string; readonly to: string }
+  | { readonly kind: 'column'; readonly table: string; readonly from: string; readonly to: string; readonly quoted: boolean };
+
+const rank: Record<SchemaObjectType, number> = { table: 0, view: 1, index: 2, trigger: 3 };
+
+/**
+ * What SQLite itself does to the other objects when a table or column is renamed: indexes,
+ * triggers and views that name it are rewritten in sqlite_schema. A schema entry lists only what
+ * changed on its origin, and an origin that did not have a dependent yet does not list it — so the
+ * replicated schema computes the rewrite the same way on every node: R's objects are created in a
+ * scratch in-memory database, the renames are run there, and the dependents' new SQL (and table)
+ * read back. Returns the objects whose SQL or table changed, by store key (`skip`: keys the entry
+ * itself sets). Deterministic: the same SQLite library on every node, the same R, the same renames.
+ */
+export function rewriteDependents(r: ReadonlyMap<string, SchemaObject>, renames: readonly Rename[], skip: ReadonlySet<string>): Map<string, SchemaObject> {
+  const out = new Map<string, SchemaObject>();
+  if (renames.length === 0) return out;
+  const scratch = new BetterSqlite3(':memory:');
+  try {
+    const objs = [...r.values()].filter((o) => o.sql !== null).sort((a, b) => rank[a.type] - rank[b.type]);
+    for (const o of objs) {
+      try {
+        scratch.exec(o.sql!);
+      } catch { /* not creatable here (a module, a collation): left out, and left as it is in R */ }
+    }
+    for (const rn of renames) {
+      try {
+        scratch.exec(rn.kind === 'table'
+          ? `ALTER TABLE ${quoteIdent(rn.from)} RENAME TO ${quoteIdent(rn.to)}`
+          : `ALTER TABLE ${quoteIdent(rn.table)} RENAME COLUMN ${quoteIdent(rn.from)} TO ${rn.quoted ? quoteIdent(rn.to) : rn.to}`);
+      } catch { /* R does not have it that way (the entry was a conflict, or is done already) */ }
+    }
+    const after = scratch.prepare("SELECT type, name, tbl_name AS tbl, sql FROM sqlite_schema WHERE sql IS NOT NULL AND type IN ('index', 'trigger', 'view')").all() as
+      { type: SchemaObjectType; name: string; tbl: string; sql: string }[];
+    for (const a of after) {
+      const k = SchemaStore.key(a.type, a.name);
+      const before = r.get(k);
+      if (skip.has(k) || !before || (before.sql === a.sql && before.tbl === a.tbl)) continue;
+      out.set(k, { ...before, tbl: a.tbl, sql: a.sql });
+    }
+  } finally {
+    scratch.close();
+  }
+  return out;
+}
+
+/** How the origin spelled a renamed column: quoted if its table's new definition has it quoted (or it needs quotes). */
+export function spelledQuoted(tableSql: string, column: string): boolean {
+  if (!/^[A-Za-z_][A-Za-z0-9_]*$/.test(column)) return true;
+  const q = quoteIdent(column).replace(/[.*+?^${}()|[\]\\]/g, '\\$&');
+  return new RegExp(`(^|[(,\\s])${q}[\\s,)]`).test(tableSql);
+}
