@@ -124,6 +124,9 @@ export class SchemaMismatch extends Error {
   override name = 'SchemaMismatch';
 }
 
+/** A held message waits at most this long for this node's clock (further ahead: dead-lettered). */
+export const holdAheadMaxMs = 3_600_000;
+
 /** Transactions retried in one applyMessages call, each after dead-lettering the change that rolled the last one back. */
 const poisonRetriesMax = 8;
 
@@ -472,7 +475,7 @@ export class Applier {
       this.stats.ownRecovered++;
       if (batch.n !== undefined && batch.n > this.p.meta.lastBatchNumber()) this.p.meta.saveLastBatchNumber(batch.n);
     }
-    const held = this.holdReason(batch);
+    const held = this.holdReason(batch, m);
     if (held) return held;
     const plans = batch.tables.map((t) => this.plan(t, batch.o));
     if (this.waiting.full() && plans.some((p) => typeof p.local === 'string' && !p.underSchema)) {
@@ -496,11 +499,19 @@ export class Applier {
     return { kind: 'applied' };
   }
 
-  /** A batch not to apply yet: its clock is too far ahead. */
-  private holdReason(batch: WireBatch): MessageOutcome | null {
+  /**
+   * A batch not to apply yet: its clock is too far ahead (it applies once this node's clock is
+   * within the bound). One further ahead than waiting could fix in holdAheadMaxMs is dead-lettered
+   * instead: no message holds a shard for longer than that.
+   */
+  private holdReason(batch: WireBatch, m: ApplyMessage): MessageOutcome | null {
     let maxHlc = 0n;
     for (const c of batch.changes) if (c.h > maxHlc) maxHlc = c.h;
     const r = this.p.hlc.receive(maxHlc);
+    if (!r.ok && r.aheadMs > holdAheadMaxMs) {
+      this.reject(m, batch.o, `its clock is ${r.aheadMs} ms ahead of this node's: holding it until it is within cluster.hlc_skew_ms_max would stall the shard for more than ${holdAheadMaxMs / 60_000} minutes`);
+      return { kind: 'applied' };
+    }
     if (!r.ok) {
       this.stats.held++;
       this.holds.set(batch.o, { aheadMs: r.aheadMs, atMs: Date.now() });

@@ -12,7 +12,11 @@ import { keyWhere } from '../capture/capture.ts';
  * whatever order migrations and writes happened in. The key columns are written too: the row keeps
  * the key bytes of the winning version ('ALPHA' replacing 'alpha' under NOCASE).
  */
+/** Upsert statements kept prepared (one per table and column list): least recently used go first. */
+export const upsertCacheMax = 256;
+
 export class RowWriter {
+  /** Insertion order is use order (a hit moves to the end): a bounded LRU, whatever column lists arrive. */
   private readonly upserts = new Map<string, Statement>();
   private readonly deletes = new Map<number, Statement>();
   private generation = -1;
@@ -31,11 +35,22 @@ export class RowWriter {
     const odd = hasTextBytes(row);
     const id = `${t.tid}|${cols.join('\u0000')}`;
     let stmt = odd ? undefined : this.upserts.get(id);
-    if (!stmt) {
+    if (stmt) {
+      this.upserts.delete(id);
+      this.upserts.set(id, stmt);
+    } else {
       stmt = this.db.prepare(upsertSql(t, cols, odd ? row : null));
-      if (!odd) this.upserts.set(id, stmt);
+      if (!odd) {
+        if (this.upserts.size >= upsertCacheMax) this.upserts.delete(this.upserts.keys().next().value!);
+        this.upserts.set(id, stmt);
+      }
     }
     stmt.run(...bindable(row));
+  }
+
+  /** Prepared upsert statements held (bounded by upsertCacheMax). */
+  cachedStatements(): number {
+    return this.upserts.size;
   }
 
   /** Restore: fill a table created empty in this transaction with every row of the attached snapshot's copy. */

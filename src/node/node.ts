@@ -653,8 +653,11 @@ export class BurrowNode {
     const stale = this.outbox.oldestHlc();
     if (stale !== null && stale < this.outbox.holdBelow) this.restoreLater('unpublished changes older than the history horizon allows to publish');
     const newest = this.snapshots.newestSnapshot();
-    if (!newest || this.phase !== 'running' || Date.now() - this.lastHistoryMs < historyIntervalMs) return;
+    if (this.phase !== 'running' || Date.now() - this.lastHistoryMs < historyIntervalMs) return;
     this.lastHistoryMs = Date.now();
+    // Dead letters and conflicts stay within their bounds (rows, bytes, age) even when nothing is added.
+    this.db.writeTx(() => this.replica.quarantine.prune());
+    if (!newest) return;
     const belowMs = Math.min(Date.now() - this.config.cluster.historyS * 1000, newest.atMs);
     if (belowMs <= 0) return;
     const n = this.applier.collectHistory(hlcPack(belowMs, 0), historyCollectMax);
@@ -829,6 +832,8 @@ export class BurrowNode {
       holds: [...this.applier.holds.entries()].map(([origin, h]) => ({ origin, aheadMs: h.aheadMs, atMs: h.atMs })),
       deadLetters: dead,
       deadLettersRecent: open ? this.replica.quarantine.recentDead(5) : [],
+      // Rows of __burrow_dead and __burrow_conflicts removed to keep them within their bounds.
+      quarantinePruned: this.replica.quarantine.pruned,
       waiting: open ? { changes: this.applier.waitingCount(), tables: this.applier.waiting.summary(20) } : null,
       conflicts: open ? this.replica.quarantine.conflictCount() : 0,
       unique: this.applier.unique.stats,

@@ -22,16 +22,46 @@ export interface ConflictSide {
  * Owner of `__burrow_dead` (changes that can never apply here, with the reason: never silently
  * lost) and `__burrow_conflicts` (secondary UNIQUE clashes resolved by (hlc, node), both sides).
  */
+/** Bounds of the two tables (a flood of bad messages must not fill the disk): oldest rows go first. */
+export const quarantineLimits = { rowsMax: 100_000, deadBytesMax: 256 * 1024 * 1024, ageMsMax: 30 * 86_400_000, pruneEvery: 1000 };
+
 export class Quarantine {
-  constructor(private readonly db: Database) {}
+  /** Rows pruned since start (status). */
+  pruned = 0;
+  private inserts = 0;
+
+  constructor(private readonly db: Database, private readonly limits = quarantineLimits) {}
+
+  /**
+   * Keep both tables within their bounds: rows, bytes of kept messages, age. Run every
+   * `pruneEvery` inserts (inside the caller's transaction) and by the node's housekeeping.
+   */
+  prune(nowMs = Date.now()): number {
+    const { rowsMax, deadBytesMax, ageMsMax } = this.limits;
+    let n = 0;
+    for (const t of ['__burrow_dead', '__burrow_conflicts']) {
+      n += this.db.prepare(`DELETE FROM ${t} WHERE id <= (SELECT max(id) FROM ${t}) - ? OR at_ms < ?`).run(BigInt(rowsMax), BigInt(nowMs - ageMsMax)).changes;
+    }
+    // Bytes: the newest messages kept up to the bound (a window sum, cheap at this row count).
+    n += this.db.prepare(`DELETE FROM __burrow_dead WHERE id <= (SELECT id FROM (SELECT id, sum(coalesce(length(change), 0) + length(reason)) OVER (ORDER BY id DESC) AS s
+      FROM __burrow_dead) WHERE s > ? ORDER BY id DESC LIMIT 1)`).run(BigInt(deadBytesMax)).changes;
+    this.pruned += n;
+    return n;
+  }
+
+  private inserted(): void {
+    if (++this.inserts % this.limits.pruneEvery === 0) this.prune();
+  }
 
   deadLetter(d: DeadLetter): void {
+    this.inserted();
     this.db.prepare('INSERT INTO __burrow_dead(at_ms, shard, stream_seq, origin, tbl, hlc, reason, change) VALUES (?, ?, ?, ?, ?, ?, ?, ?)')
       .run(BigInt(Date.now()), d.shard === null ? null : BigInt(d.shard), d.seq === null ? null : BigInt(d.seq), d.origin, d.table, d.hlc, d.reason,
         d.change ? Buffer.from(d.change) : null);
   }
 
   conflict(table: string, uniqueColumns: readonly string[], winner: ConflictSide, loser: ConflictSide): void {
+    this.inserted();
     this.db.prepare('INSERT INTO __burrow_conflicts(at_ms, tbl, unique_columns, winner_node, winner_hlc, winner_row, loser_node, loser_hlc, loser_row) '
       + 'VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)')
       .run(BigInt(Date.now()), table, uniqueColumns.join(','), winner.node, winner.hlc, winner.row, loser.node, loser.hlc, loser.row);
