@@ -15,10 +15,23 @@ export async function runStart(configFile: string, nodeId: string): Promise<numb
       clearInterval(readyAt);
     }
   }, 50);
-  process.on('uncaughtException', (err) => log.error('uncaught exception', { error: err.stack ?? errorMessage(err) }));
-  process.on('unhandledRejection', (err) => log.error('unhandled rejection', { error: (err as Error)?.stack ?? errorMessage(err) }));
   return new Promise<number>((resolve, reject) => {
     let stopping = false;
+    // A bug that escaped every handler: the state of the process is unknown. Health fails at once,
+    // the node stops (nothing committed is lost: the outbox and positions are in SQLite) and the
+    // process exits 1 so a supervisor restarts it.
+    const crash = (what: string, err: unknown) => {
+      log.error(what, { error: (err as Error)?.stack ?? errorMessage(err) });
+      node.markBroken(`${what}: ${errorMessage(err)}`);
+      if (stopping) return;
+      stopping = true;
+      clearInterval(readyAt);
+      const hardExit = setTimeout(() => process.exit(1), 15_000);
+      hardExit.unref();
+      node.stop().finally(() => resolve(1));
+    };
+    process.on('uncaughtException', (err) => crash('uncaught exception', err));
+    process.on('unhandledRejection', (err) => crash('unhandled rejection', err));
     // A problem retrying cannot fix (e.g. cluster.shards differs from the running cluster): stop, exit 2.
     void node.fatal.then((err) => {
       if (stopping) return;

@@ -30,7 +30,7 @@ export async function runUp(configFile: string): Promise<number> {
   }
   const startedAt = Date.now();
   const children: Child[] = config.nodes.map((node) => {
-    mkdirSync(node.dataDir, { recursive: true });
+    mkdirSync(node.dataDir, { recursive: true, mode: 0o700 });
     const logFile = path.join(node.dataDir, 'burrow.log');
     const fd = openSync(logFile, 'a');
     const proc = spawn(process.execPath, [...nodeProcessFlags, binPath, 'start', '--config', config.file, '--node', node.id], {

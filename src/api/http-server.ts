@@ -17,6 +17,24 @@ export interface NodeApi {
   schema(): unknown;
   /** `burrow migrate`: order statements for every node (this node's next schema entry). */
   migrate(sql: string): unknown;
+  /** Set once the process hit an error it cannot go on from (an uncaught exception): /healthz fails. */
+  broken?(): string | null;
+}
+
+const loopbackName = (h: string) => h === 'localhost' || h === '[::1]' || /^127\.\d+\.\d+\.\d+$/.test(h);
+
+/**
+ * Which Host headers a request may carry: the configured host, and loopback names when it listens
+ * on loopback. A browser page led to this port by a DNS name of its own (DNS rebinding) sends that
+ * name and is refused. A wildcard listen address accepts any host.
+ */
+export function hostAllowed(addr: HostPort, header: string | undefined): boolean {
+  if (addr.host === '0.0.0.0' || addr.host === '[::]') return true;
+  if (header === undefined) return false;
+  const m = /^(\[[^\]]+\]|[^:]+)(?::(\d+))?$/.exec(header.trim().toLowerCase());
+  if (!m || (m[2] !== undefined && Number(m[2]) !== addr.port)) return false;
+  const host = m[1]!;
+  return host === addr.host.toLowerCase() || (loopbackName(addr.host) && loopbackName(host));
 }
 
 /** Largest migration accepted (one schema entry; the stream's messages are bounded too). */
@@ -51,8 +69,13 @@ const json = (res: http.ServerResponse, code: number, body: unknown) => {
 
 /** GET /status, /healthz (alive), /readyz (ready), /checksum, /snapshots, /schema; POST /snapshot, /restore[?snapshot=NAME]. */
 export async function startHttp(addr: HostPort, api: NodeApi): Promise<http.Server> {
+  let checksumRunning = false;
   const server = http.createServer((req, res) => {
     const [url, query] = (req.url ?? '/').split('?') as [string, string | undefined];
+    if (!hostAllowed(addr, req.headers.host)) {
+      req.resume();
+      return json(res, 421, { error: `Host ${req.headers.host ?? '(none)'} is not this node's address (${addr.host}:${addr.port})` });
+    }
     if (req.method === 'POST' && url === '/migrate') {
       const chunks: Buffer[] = [];
       let size = 0;
@@ -81,8 +104,10 @@ export async function startHttp(addr: HostPort, api: NodeApi): Promise<http.Serv
       switch (url) {
         case '/status':
           return json(res, 200, api.status());
-        case '/healthz':
-          return json(res, 200, { ok: true });
+        case '/healthz': {
+          const broken = api.broken?.() ?? null;
+          return broken === null ? json(res, 200, { ok: true }) : json(res, 500, { ok: false, error: broken });
+        }
         case '/readyz':
           return json(res, api.ready() ? 200 : 503, { ready: api.ready() });
         case '/schema':
@@ -91,7 +116,12 @@ export async function startHttp(addr: HostPort, api: NodeApi): Promise<http.Serv
           api.snapshots().then((c) => json(res, 200, c), (err) => json(res, 503, { error: errorMessage(err) }));
           return;
         case '/checksum':
-          api.checksum().then((c) => json(res, 200, c), (err) => json(res, 500, { error: errorMessage(err) }));
+          // One at a time: each reads every table.
+          if (checksumRunning) return json(res, 429, { error: 'a checksum is already running on this node; try again when it is done' });
+          checksumRunning = true;
+          api.checksum().then((c) => json(res, 200, c), (err) => json(res, 500, { error: errorMessage(err) })).finally(() => {
+            checksumRunning = false;
+          });
           return;
         default:
           return json(res, 404, { error: `no route ${url}`, routes: ['/status', '/healthz', '/readyz', '/checksum', '/snapshots', '/schema'] });

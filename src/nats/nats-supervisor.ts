@@ -212,7 +212,7 @@ export class NatsSupervisor {
     mkdirSync(this.storeDir, { recursive: true });
     const conf = this.renderConfig();
     const oldPid = readPid(this.pidFile);
-    if (oldPid !== null && isNatsServer(oldPid)) {
+    if (oldPid !== null && isNatsServer(oldPid, this.confFile)) {
       const sameConf = existsSync(this.confFile) && readFileSync(this.confFile, 'utf8') === conf;
       if (sameConf && (await canConnect(this.node.client!.host, this.node.client!.port, 1000))) {
         this.log.info('adopting nats-server left running by an earlier run', { pid: oldPid });
@@ -333,14 +333,21 @@ export function pidAlive(pid: number): boolean {
   }
 }
 
-function isNatsServer(pid: number): boolean {
+/**
+ * A live (not zombie) nats-server — with `confFile`, one started with exactly that config file
+ * (`-c <path>`): a pid file naming some other process (the pid reused since) is never trusted.
+ */
+function isNatsServer(pid: number, confFile?: string): boolean {
   if (!pidAlive(pid)) return false;
   try {
-    const cmd = readFileSync(`/proc/${pid}/cmdline`, 'utf8');
-    if (/\(zombie\)|^$/.test(cmd)) return false;
+    const argv = readFileSync(`/proc/${pid}/cmdline`, 'utf8').split('\0').filter((a) => a !== '');
+    if (argv.length === 0) return false;
     const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
     if (/\) Z /.test(stat)) return false;
-    return cmd.includes('nats-server');
+    if (!path.basename(argv[0]!).includes('nats-server')) return false;
+    if (confFile === undefined) return true;
+    const at = argv.indexOf('-c');
+    return at >= 0 && argv[at + 1] === confFile;
   } catch {
     return false;
   }

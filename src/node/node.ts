@@ -1,5 +1,5 @@
 import type http from 'node:http';
-import { mkdirSync, readFileSync, rmSync, watch, writeFileSync, type FSWatcher } from 'node:fs';
+import { closeSync, mkdirSync, openSync, readFileSync, rmSync, watch, writeFileSync, writeSync, type FSWatcher } from 'node:fs';
 import path from 'node:path';
 import { startHttp } from '../api/http-server.ts';
 import type { Applier } from '../apply/applier.ts';
@@ -161,6 +161,8 @@ export class BurrowNode {
   /** fs.watch failed here (no inotify, odd file system): stay on fast polling until this time. */
   private walWatchRetryMs = 0;
   private readonly lockFile: string;
+  /** Why the process cannot go on (an uncaught exception): /healthz fails until it exits. */
+  private brokenReason: string | null = null;
   /** Signs what this node sends and verifies what it receives ([security] sign), or passes both through. */
   private seal: Seal = noSeal;
   private opener: Opener | null = null;
@@ -188,7 +190,7 @@ export class BurrowNode {
 
   private async open(): Promise<void> {
     const { config, node } = this;
-    mkdirSync(node.dataDir, { recursive: true });
+    mkdirSync(node.dataDir, { recursive: true, mode: 0o700 });
     this.takeLock();
     this.setUpSigning();
     const broken = sabotageActive();
@@ -221,6 +223,7 @@ export class BurrowNode {
       restore: (name, progress) => this.restoreNow(name, progress),
       schema: () => this.schemaReport(),
       migrate: (sql) => this.migrate(sql),
+      broken: () => this.brokenReason,
     }).catch((err: NodeJS.ErrnoException) => {
       throw new StartupError(`cannot listen on ${node.http.host}:${node.http.port} (node ${node.id} http in ${config.file}): ${err.code ?? err.message}`);
     });
@@ -234,6 +237,11 @@ export class BurrowNode {
     }
     this.phase = 'connecting';
     this.connectTask = this.connectLoop();
+  }
+
+  /** The process hit an error it cannot go on from: health fails now; the caller stops and exits non-zero. */
+  markBroken(reason: string): void {
+    this.brokenReason ??= reason;
   }
 
   /** [security] sign: this node's key from its data folder, checked against its public_key; the members' keys. */
@@ -251,26 +259,46 @@ export class BurrowNode {
     this.seal = signedSeal(new Sealer(config.cluster.name, node.id, seed), this.opener);
   }
 
-  /** One live process per node id and data folder. */
+  /**
+   * One live process per node id and data folder: the lock file is created exclusively (O_EXCL),
+   * so two starts cannot both take it. A lock left by a process that is gone (or is not a burrow
+   * node of this id any more: its pid reused) is taken over.
+   */
   private takeLock(): void {
-    try {
-      const pid = Number(readFileSync(this.lockFile, 'utf8').trim());
-      if (pid > 0 && pid !== process.pid && pidAlive(pid)) {
-        const cmd = (() => {
-          try {
-            return readFileSync(`/proc/${pid}/cmdline`, 'utf8');
-          } catch {
-            return '';
-          }
-        })();
-        if (cmd.includes('burrow') || cmd.includes('node')) {
-          throw new StartupError(`node ${this.node.id} is already running (pid ${pid}, lock ${this.lockFile}): stop it first`);
-        }
+    for (let attempt = 0; attempt < 3; attempt++) {
+      try {
+        const fd = openSync(this.lockFile, 'wx', 0o600);
+        writeSync(fd, `${process.pid}\n`);
+        closeSync(fd);
+        return;
+      } catch (err) {
+        if ((err as NodeJS.ErrnoException).code !== 'EEXIST') throw err;
       }
-    } catch (err) {
-      if (err instanceof StartupError) throw err;
+      const pid = Number((() => {
+        try {
+          return readFileSync(this.lockFile, 'utf8').trim();
+        } catch {
+          return '';
+        }
+      })());
+      if (pid > 0 && pid !== process.pid && this.isThisNode(pid)) {
+        throw new StartupError(`node ${this.node.id} is already running (pid ${pid}, lock ${this.lockFile}): stop it first`);
+      }
+      rmSync(this.lockFile, { force: true }); // stale: its process is gone
     }
-    writeFileSync(this.lockFile, `${process.pid}\n`);
+    throw new StartupError(`could not take the lock ${this.lockFile} (another start of node ${this.node.id} races this one)`);
+  }
+
+  /** A live burrow process started for this node id (argv: start … --node <id>). */
+  private isThisNode(pid: number): boolean {
+    if (!pidAlive(pid)) return false;
+    try {
+      const argv = readFileSync(`/proc/${pid}/cmdline`, 'utf8').split('\0');
+      const at = argv.findIndex((a, i) => (a === '--node' || a === '-n') && argv[i + 1] === this.node.id);
+      return at >= 0 && argv.includes('start');
+    } catch {
+      return false;
+    }
   }
 
   private checkMeta(meta: MetaStore): void {

@@ -1,5 +1,5 @@
 import BetterSqlite3 from 'better-sqlite3';
-import { mkdirSync } from 'node:fs';
+import { chmodSync, existsSync, mkdirSync } from 'node:fs';
 import path from 'node:path';
 import type { Synchronous } from '../config/config.ts';
 import { assert } from '../util/assert.ts';
@@ -50,8 +50,12 @@ export class Database {
   onTrouble: (t: DbTrouble | null, ended: DbTrouble | null) => void = () => {};
 
   private constructor(readonly file: string, readonly options: DatabaseOptions) {
-    mkdirSync(path.dirname(file), { recursive: true });
+    mkdirSync(path.dirname(file), { recursive: true, mode: 0o700 });
+    const created = !existsSync(file);
     const conn = new BetterSqlite3(file, { timeout: options.busyTimeoutMs });
+    // A database burrow creates is its user's alone (SQLite gives -wal/-shm the same mode); an
+    // existing one keeps the mode its owner chose (applications of another user may share it).
+    if (created && existsSync(file)) chmodSync(file, 0o600);
     this.conn = conn;
     conn.defaultSafeIntegers(true);
     conn.pragma('journal_mode = WAL');

@@ -1,7 +1,8 @@
 import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
-import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import http from 'node:http';
 import os from 'node:os';
 import path from 'node:path';
 import { connect, nkeyAuthenticator, type NatsConnection } from '@nats-io/transport-node';
@@ -46,6 +47,22 @@ describe('security: signed batches and authenticated NATS (3-node cluster)', () 
     assert.ok(st.security.verified > 0, 'n2 verified batches');
     const text = JSON.stringify(st);
     assert.ok(!text.includes(seedOf('n2', 'sign')) && !text.includes(readFileSync(path.join(c.dir, 'cluster.secret'), 'utf8').trim()), 'no seed or secret in status');
+  });
+
+  test('local hardening: data folder 0700, keys, database and server config 0600; HTTP refuses a foreign Host header', async () => {
+    const mode = (f: string) => statSync(f).mode & 0o777;
+    const d = path.join(c.dir, 'n1');
+    assert.equal(mode(d), 0o700);
+    for (const f of ['node.nkey', 'nats.nkey', 'app.db', 'nats.conf', 'node.pid']) assert.equal(mode(path.join(d, f)), 0o600, f);
+    const status = (host: string) => new Promise<number>((resolve, reject) => {
+      const u = new URL(c.node('n1').http);
+      http.get({ host: u.hostname, port: u.port, path: '/status', headers: { host } }, (res) => {
+        res.resume();
+        resolve(res.statusCode ?? 0);
+      }).on('error', reject);
+    });
+    assert.equal(await status(`localhost:${new URL(c.node('n1').http).port}`), 200);
+    assert.equal(await status('attacker.example'), 421);
   });
 
   test('a client without credentials, or with a key that is not a member\'s, cannot connect', async () => {

@@ -8,6 +8,7 @@ import { Opener, Sealer, unsealUnverified } from '../../src/security/envelope.ts
 import { ensureSecret, ensureSeed, readSeed } from '../../src/security/keys.ts';
 import { parseConfig } from '../../src/config/config.ts';
 import { setNodeKeys } from '../../cmd/keygen.ts';
+import { hostAllowed } from '../../src/api/http-server.ts';
 
 /** Signed messages and keys: what a forger can change, and what verification then says. */
 
@@ -92,4 +93,18 @@ test('config: keys go into [[nodes]] entries with comments kept; off-loopback wi
   assert.doesNotThrow(() => parseConfig(base.replace('"127.0.0.1:4"', '"10.1.2.3:4"') + '\n[security]\nauth = true\n', '/x/cluster.toml'));
   assert.throws(() => parseConfig(base + '\n[security]\ntls_cert = "c.pem"\n', '/x/cluster.toml'), /security\.tls_cert: tls_cert, tls_key and tls_ca go together/);
   assert.throws(() => parseConfig(setNodeKeys(base, 'n1', { public_key: 'Ubad' }), '/x/cluster.toml'), /nodes\[0\]\.public_key: "Ubad" is not a public user nkey/);
+});
+
+test('HTTP Host check: the configured host and loopback names on a loopback listener; other names refused (DNS rebinding)', () => {
+  const lo = { host: '127.0.0.1', port: 7001 };
+  assert.equal(hostAllowed(lo, '127.0.0.1:7001'), true);
+  assert.equal(hostAllowed(lo, 'localhost:7001'), true);
+  assert.equal(hostAllowed(lo, 'LOCALHOST'), true);
+  assert.equal(hostAllowed(lo, 'evil.example:7001'), false);
+  assert.equal(hostAllowed(lo, '127.0.0.1:8000'), false, 'another port');
+  assert.equal(hostAllowed(lo, undefined), false);
+  const named = { host: 'n1', port: 7001 };
+  assert.equal(hostAllowed(named, 'n1:7001'), true);
+  assert.equal(hostAllowed(named, 'localhost:7001'), false, 'not listening on loopback');
+  assert.equal(hostAllowed({ host: '0.0.0.0', port: 7001 }, 'anything'), true);
 });
