@@ -1,7 +1,8 @@
 import { Applier } from '../apply/applier.ts';
 import { Capture } from '../capture/capture.ts';
 import { ChangeStamper, type StamperLimits } from '../capture/change-stamper.ts';
-import { checksumTables, type TableChecksum } from '../capture/checksum.ts';
+import type { TableChecksum } from '../capture/checksum.ts';
+import { checksumInWorker } from '../capture/checksum-thread.ts';
 import { SqliteOutbox } from '../capture/outbox.ts';
 import type { Clock } from '../clock/clock.ts';
 import { Hlc } from '../clock/hlc.ts';
@@ -96,14 +97,9 @@ export class Replica {
     }
   }
 
-  /** Per-table digests over a separate read connection. */
+  /** Per-table digests over a separate read connection, in a worker thread (off the event loop). */
   async checksum(): Promise<TableChecksum[]> {
-    const reader = this.db.openReader();
-    try {
-      return await checksumTables(reader, this.capture.tables().map((t) => t.schema));
-    } finally {
-      reader.close();
-    }
+    return checksumInWorker({ dbFile: this.db.file, busyTimeoutMs: 5000, tables: this.capture.tables().map((t) => t.schema) });
   }
 
   close(): void {

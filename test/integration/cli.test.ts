@@ -1,7 +1,7 @@
 import { describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawn, spawnSync } from 'node:child_process';
-import { mkdtempSync, writeFileSync, readFileSync, rmSync } from 'node:fs';
+import { existsSync, mkdtempSync, writeFileSync, readFileSync, rmSync, statSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import BetterSqlite3 from 'better-sqlite3';
@@ -53,9 +53,26 @@ describe('burrow CLI', () => {
       assert.equal(badCmd.status, 2);
       assert.match(badCmd.stderr, /unknown command "frobnicate"/);
       // Commands the open issues name are listed and say they are not built yet.
-      const planned = run(['keygen', '--config', 'x.toml']);
+      const planned = run(['dead', '--config', 'x.toml']);
       assert.equal(planned.status, 2, planned.stderr);
-      assert.match(planned.stderr, /^burrow: keygen is not built yet \(issue 13\)$/m);
+      assert.match(planned.stderr, /^burrow: dead is not built yet \(issue 14\)$/m);
+      // keygen: keys in the data folder, public keys into the file (comments kept), the same on a second run.
+      const secured = path.join(dir, 'secured.toml');
+      writeFileSync(secured, '# mine\n[cluster]\nname = "x"\n[security]\nsign = true\nauth = true\n[[nodes]]\nid = "a"   # first\ndb = "a/app.db"\nclient = "127.0.0.1:1"\nroute = "127.0.0.1:2"\nhttp = "127.0.0.1:3"\n');
+      const noKeys = run(['start', '--config', secured, '--node', 'a']);
+      assert.equal(noKeys.status, 2);
+      assert.match(noKeys.stderr, /\[security\] sign is on, but node a has no public_key yet: run burrow keygen --config/);
+      const kg = run(['keygen', '--config', secured]);
+      assert.equal(kg.status, 0, kg.stderr);
+      assert.match(kg.stdout, /^a: new keys in .*node\.nkey, .*nats\.nkey$/m);
+      const text = readFileSync(secured, 'utf8');
+      assert.match(text, /^# mine\n/);
+      assert.match(text, /id = "a" {3}# first\npublic_key = "U[A-Z2-7]{55}"\nnats_key = "U[A-Z2-7]{55}"\n/);
+      assert.equal(statSync(path.join(dir, 'a', 'node.nkey')).mode & 0o777, 0o600);
+      assert.ok(existsSync(path.join(dir, 'data', 'cluster.secret')), 'the route secret (auth)');
+      const again = run(['keygen', '--config', secured]);
+      assert.match(again.stdout, /^a: keys kept$/m);
+      assert.equal(readFileSync(secured, 'utf8'), text, 'nothing changes on a second run');
       const noSql = run(['migrate', '--config', good]);
       assert.equal(noSql.status, 2);
       assert.match(noSql.stderr, /burrow migrate needs a file of SQL statements/);
