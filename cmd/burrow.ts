@@ -1,3 +1,4 @@
+import { burrowVersion } from '../src/util/version.ts';
 import { parseArgs } from 'node:util';
 import { BurrowError, errorMessage } from '../src/util/errors.ts';
 import { runStart } from './start.ts';
@@ -19,7 +20,8 @@ const help = `burrow — a multi-node SQLite cluster (every node a full local re
 Usage:
   burrow start    --config FILE --node ID   run one node in the foreground
   burrow up       --config FILE             run every node of FILE, with a live status line per node
-  burrow status   --config FILE [--json]    ask every node for its status (exit 1 if one is down)
+  burrow status   --config FILE [--node ID] [--json]
+                                            ask every node (or one) for its status (exit 1 if one is down)
   burrow checksum --config FILE [--json]    compare per-table digests of all replicas (exit 1 if they differ)
   burrow snapshot  --config FILE [--node ID] [--json]   write a snapshot of one replica (default: the first ready node)
   burrow snapshots --config FILE [--json]   list the cluster's snapshots, newest first
@@ -33,6 +35,8 @@ Usage:
   burrow keygen   --config FILE [--node ID] [--json]
                                             make each node's keys in its data folder (kept if present), write
                                             the public keys into FILE, and the cluster secret ([security] auth)
+  burrow help COMMAND                       one command's usage
+  burrow --version                          burrow's version (package.json)
   burrow --help
 
 Planned (named by open issues; each exits 2 with "not built yet" today):
@@ -51,8 +55,23 @@ Environment:
   BURROW_LOG_LEVEL          debug | info | warn | error (default info)
 `;
 
+/** What each command takes (an option another command takes is an error for this one, exit 2). */
+const commands: Readonly<Record<string, { readonly options: readonly string[]; readonly usage: string }>> = {
+  start: { options: ['config', 'node'], usage: 'burrow start --config FILE --node ID' },
+  up: { options: ['config'], usage: 'burrow up --config FILE' },
+  status: { options: ['config', 'json', 'node'], usage: 'burrow status --config FILE [--node ID] [--json]' },
+  checksum: { options: ['config', 'json'], usage: 'burrow checksum --config FILE [--json]' },
+  snapshot: { options: ['config', 'node', 'json'], usage: 'burrow snapshot --config FILE [--node ID] [--json]' },
+  snapshots: { options: ['config', 'json'], usage: 'burrow snapshots --config FILE [--json]' },
+  restore: { options: ['config', 'node', 'snapshot', 'json'], usage: 'burrow restore --config FILE --node ID [--snapshot NAME] [--json]' },
+  schema: { options: ['config', 'json'], usage: 'burrow schema --config FILE [--json]' },
+  migrate: { options: ['config', 'node', 'timeout', 'json'], usage: 'burrow migrate --config FILE FILE.sql [--node ID] [--timeout S] [--json]' },
+  keygen: { options: ['config', 'node', 'json'], usage: 'burrow keygen --config FILE [--node ID] [--json]' },
+};
+
+
 async function main(argv: string[]): Promise<number> {
-  // Before option parsing: their options (--snapshot, --retry, …) are not known to it yet.
+  // Before option parsing: their options (--retry, --purge, …) are not known to it yet.
   const first = argv[0];
   if (first !== undefined && Object.hasOwn(planned, first)) throw new BurrowError(`${first} is not built yet (issue ${planned[first]})`, { exitCode: 2 });
   const { values, positionals } = parseArgs({
@@ -60,43 +79,65 @@ async function main(argv: string[]): Promise<number> {
     allowPositionals: true,
     strict: true,
     options: {
-      config: { type: 'string', short: 'c', default: 'cluster.toml' },
+      config: { type: 'string', short: 'c' },
       node: { type: 'string', short: 'n' },
-      json: { type: 'boolean', default: false },
+      json: { type: 'boolean' },
       snapshot: { type: 'string' },
       timeout: { type: 'string' },
-      help: { type: 'boolean', short: 'h', default: false },
+      help: { type: 'boolean', short: 'h' },
+      version: { type: 'boolean', short: 'V' },
     },
   });
   const cmd = positionals[0];
+  if (values.version) {
+    process.stdout.write(`burrow ${burrowVersion()}\n`);
+    return 0;
+  }
+  if (cmd === 'help' && positionals[1] !== undefined) {
+    const c = commands[positionals[1]];
+    if (!c) throw new BurrowError(`unknown command "${positionals[1]}" (try burrow --help)`, { exitCode: 2 });
+    const lines = help.split('\n');
+    const at = lines.findIndex((l) => l.startsWith(`  burrow ${positionals[1]} `));
+    let end = at + 1;
+    while (end < lines.length && /^\s{20,}\S/.test(lines[end]!)) end++;
+    process.stdout.write(`${lines.slice(at, end).join('\n')}\n\nOptions it takes: ${c.options.map((o) => `--${o}`).join(', ')}\n`);
+    return 0;
+  }
   if (values.help || cmd === undefined || cmd === 'help') {
     process.stdout.write(help);
     return cmd === undefined && !values.help ? 2 : 0;
   }
+  const spec = commands[cmd];
+  if (!spec) throw new BurrowError(`unknown command "${cmd}" (try burrow --help)`, { exitCode: 2 });
+  for (const k of Object.keys(values)) {
+    if (!spec.options.includes(k)) throw new BurrowError(`burrow ${cmd} does not take --${k} (usage: ${spec.usage})`, { exitCode: 2 });
+  }
+  const config = values.config ?? 'cluster.toml';
+  const json = values.json ?? false;
   switch (cmd) {
     case 'start':
       if (!values.node) throw new BurrowError('burrow start needs --node ID (one of the [[nodes]] ids in the config)', { exitCode: 2 });
-      return runStart(values.config, values.node);
+      return runStart(config, values.node);
     case 'up':
-      return runUp(values.config);
+      return runUp(config);
     case 'status':
-      return runStatus(values.config, values.json);
+      return runStatus(config, json, values.node);
     case 'checksum':
-      return runChecksum(values.config, values.json);
+      return runChecksum(config, json);
     case 'snapshot':
-      return runSnapshot(values.config, values.node, values.json);
+      return runSnapshot(config, values.node, json);
     case 'snapshots':
-      return runSnapshots(values.config, values.json);
+      return runSnapshots(config, json);
     case 'restore':
-      return runRestore(values.config, values.node, values.snapshot, values.json);
+      return runRestore(config, values.node, values.snapshot, json);
     case 'schema':
-      return runSchema(values.config, values.json);
+      return runSchema(config, json);
     case 'keygen':
-      return runKeygen(values.config, values.node, values.json);
+      return runKeygen(config, values.node, json);
     case 'migrate': {
       const t = values.timeout === undefined ? 60 : Number(values.timeout);
       if (!Number.isFinite(t) || t <= 0) throw new BurrowError(`--timeout must be a number of seconds above 0, got ${values.timeout}`, { exitCode: 2 });
-      return runMigrate(values.config, positionals[1], values.node, t, values.json);
+      return runMigrate(config, positionals[1], values.node, t, json);
     }
     default:
       throw new BurrowError(`unknown command "${cmd}" (try burrow --help)`, { exitCode: 2 });

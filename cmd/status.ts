@@ -1,10 +1,11 @@
-import { loadConfig } from '../src/config/config.ts';
+import { loadConfig, nodeById } from '../src/config/config.ts';
 import { getJson } from './node-client.ts';
 
 /** `burrow status`: per node id, ready, pending changes, per-shard applied position, HLC. */
-export async function runStatus(configFile: string, json: boolean): Promise<number> {
+export async function runStatus(configFile: string, json: boolean, only?: string): Promise<number> {
   const config = loadConfig(configFile);
-  const results = await Promise.all(config.nodes.map(async (n) => {
+  const nodes = only === undefined ? config.nodes : [nodeById(config, only)];
+  const results = await Promise.all(nodes.map(async (n) => {
     const r = await getJson(n, '/status');
     return r.ok ? { id: n.id, up: true, ...r.body } : { id: n.id, up: false, error: `down (${n.http.host}:${n.http.port}: ${r.error})` };
   }));

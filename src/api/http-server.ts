@@ -17,6 +17,8 @@ export interface NodeApi {
   schema(): unknown;
   /** `burrow migrate`: order statements for every node (this node's next schema entry). */
   migrate(sql: string): unknown;
+  /** Prometheus exposition (GET /metrics). */
+  metrics?(): Promise<{ contentType: string; body: string }>;
   /** Set once the process hit an error it cannot go on from (an uncaught exception): /healthz fails. */
   broken?(): string | null;
 }
@@ -115,6 +117,13 @@ export async function startHttp(addr: HostPort, api: NodeApi): Promise<http.Serv
         case '/snapshots':
           api.snapshots().then((c) => json(res, 200, c), (err) => json(res, 503, { error: errorMessage(err) }));
           return;
+        case '/metrics':
+          if (!api.metrics) return json(res, 404, { error: 'no metrics here' });
+          api.metrics().then((m) => {
+            res.writeHead(200, { 'content-type': m.contentType });
+            res.end(m.body);
+          }, (err) => json(res, 500, { error: errorMessage(err) }));
+          return;
         case '/checksum':
           // One at a time: each reads every table.
           if (checksumRunning) return json(res, 429, { error: 'a checksum is already running on this node; try again when it is done' });
@@ -124,7 +133,7 @@ export async function startHttp(addr: HostPort, api: NodeApi): Promise<http.Serv
           });
           return;
         default:
-          return json(res, 404, { error: `no route ${url}`, routes: ['/status', '/healthz', '/readyz', '/checksum', '/snapshots', '/schema'] });
+          return json(res, 404, { error: `no route ${url}`, routes: ['/status', '/healthz', '/readyz', '/metrics', '/checksum', '/snapshots', '/schema'] });
       }
     } catch (err) {
       return json(res, 500, { error: errorMessage(err) });

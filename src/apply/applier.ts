@@ -1,5 +1,5 @@
 import { isIoError, type Database } from '../sqlite/database.ts';
-import type { Hlc } from '../clock/hlc.ts';
+import { hlcMs, type Hlc } from '../clock/hlc.ts';
 import { decodeValues, encodeValues, type SqlValue } from '../codec/value-codec.ts';
 import { batchVersion, decodeBatch, encodeBatch, MalformedBatchError, type WireBatch, type WireChange, type WireTable } from '../codec/batch-codec.ts';
 import type { Capture, CapturedTable } from '../capture/capture.ts';
@@ -148,6 +148,8 @@ export class Applier {
     messages: 0, changesApplied: 0, changesSkipped: 0, ownMessages: 0, deadLettered: 0, messagesRejected: 0, held: 0,
     changesParked: 0, changesUnparked: 0, changesDroppedWithTable: 0, ownRecovered: 0,
   };
+  /** Origin commit times (ms, first change's HLC) of remote batches applied since the caller last took them (metrics; bounded). */
+  readonly appliedCommitMs: number[] = [];
   /** Last hold per origin (status). */
   readonly holds = new Map<string, { aheadMs: number; atMs: number }>();
   readonly waiting: WaitingRoom;
@@ -496,6 +498,7 @@ export class Applier {
       else this.park({ ...ctx, wt: batch.tables[c.t]! }, plan.local); // parked as sent: planned again when retried
     }
     if (batch.n !== undefined && this.p.gaps) this.p.received.save(batch.o, batch.n, this.p.gaps.noteApplied(batch.o, batch.n));
+    if (batch.changes.length > 0 && this.appliedCommitMs.length < 10_000) this.appliedCommitMs.push(hlcMs(batch.changes[0]!.h));
     return { kind: 'applied' };
   }
 

@@ -8,13 +8,16 @@ import type { ChangeStamper } from '../capture/change-stamper.ts';
 import type { TableChecksum } from '../capture/checksum.ts';
 import type { SqliteOutbox } from '../capture/outbox.ts';
 import { SystemClock, type Clock } from '../clock/clock.ts';
-import { hlcFormat, hlcPack, type Hlc } from '../clock/hlc.ts';
+import { hlcFormat, hlcMs, hlcPack, type Hlc } from '../clock/hlc.ts';
 import { decodeBatch, encodeBatch } from '../codec/batch-codec.ts';
 import { loadConfig, nodeById, type Config, type NodeConfig } from '../config/config.ts';
 import { membershipDiff, missingKeys, reloadProblem } from '../config/reload.ts';
 import { noSeal, Opener, Sealer, signedSeal, type Seal } from '../security/envelope.ts';
 import { keyFiles, publicKeyOf, readSeed } from '../security/keys.ts';
 import { natsClientOptions } from '../security/nats-auth.ts';
+import { Metrics } from '../api/metrics.ts';
+import { firstHlcOfMsgId } from '../codec/batch-codec.ts';
+import { burrowVersion } from '../util/version.ts';
 import { NatsSupervisor, pidAlive } from '../nats/nats-supervisor.ts';
 import { Inbound, type MessageSink } from '../replication/inbound.ts';
 import { ShardDoctor } from './doctor.ts';
@@ -161,6 +164,7 @@ export class BurrowNode {
   /** fs.watch failed here (no inotify, odd file system): stay on fast polling until this time. */
   private walWatchRetryMs = 0;
   private readonly lockFile: string;
+  private metrics!: Metrics;
   /** Why the process cannot go on (an uncaught exception): /healthz fails until it exits. */
   private brokenReason: string | null = null;
   /** Signs what this node sends and verifies what it receives ([security] sign), or passes both through. */
@@ -214,7 +218,9 @@ export class BurrowNode {
         this.applier.savePositions();
       },
       () => this.ready());
+    this.metrics = new Metrics(node.id, burrowVersion(), () => this.status());
     this.httpServer = await startHttp(node.http, {
+      metrics: () => this.metrics.render(),
       status: () => this.status(),
       ready: () => this.ready(),
       checksum: async () => ({ node: node.id, tables: await this.checksum() }),
@@ -348,6 +354,7 @@ export class BurrowNode {
           detourAfterMs: shardDetourAfterMs, detourProbeMs: 2000,
           reshard: (payload, shard) => encodeBatch({ ...decodeBatch(payload), s: shard }),
           seal: this.seal.on ? (payload) => this.seal.seal('batch', payload) : undefined,
+          onAcked: (b) => this.metrics.observePublished(hlcMs(firstHlcOfMsgId(b.msgId))),
         }, this.log);
         this.publisher.start();
         this.stopLeaderWatch = this.link.onStreamLeaderElected(this.config.cluster.name, (shard) => {
@@ -631,7 +638,11 @@ export class BurrowNode {
   private applyMessages(msgs: Parameters<Applier['applyMessages']>[0]) {
     this.refreshSchemaIfChanged();
     try {
+      const t0 = performance.now();
       const outcomes = this.applier.applyMessages(this.seal.on ? msgs.map((m) => this.opened(m)) : msgs);
+      this.metrics.observeApplyTx(performance.now() - t0);
+      const now = Date.now();
+      for (const ms of this.applier.appliedCommitMs.splice(0)) this.metrics.observeApplied(ms, now);
       // The apply transaction stamps pending local changes first: those batches must be published too.
       this.publisher?.kick(this.stamper.takeTouchedShards());
       return outcomes;
@@ -815,6 +826,7 @@ export class BurrowNode {
     return {
       id: this.node.id,
       cluster: this.config.cluster.name,
+      version: burrowVersion(),
       pid: process.pid,
       phase: this.phase,
       ready: this.ready(),
@@ -826,7 +838,7 @@ export class BurrowNode {
         publishInFlight: this.publisher?.inFlightCount() ?? 0,
         inboundQueued: this.inbound?.queued() ?? 0,
       },
-      shards: (this.inbound?.positions ?? []).map((p, shard) => ({ shard, appliedSeq: p.appliedSeq, startSeq: p.targetSeq, caughtUp: p.caughtUp, pastRetention: p.pastRetention })),
+      shards: (this.inbound?.positions ?? []).map((p, shard) => ({ shard, appliedSeq: p.appliedSeq, startSeq: p.targetSeq, caughtUp: p.caughtUp, pastRetention: p.pastRetention, lagMessages: this.inbound?.lagOf(shard) ?? 0 })),
       hlc: { value: hlc.toString(), time: hlc === 0n ? 'none yet' : hlcFormat(hlc) },
       nats: {
         embedded: this.supervisor !== null,

@@ -97,6 +97,8 @@ export class Inbound {
   private readonly lastMessageMs: number[];
   /** Messages received per shard since start. */
   readonly receivedPerShard: number[];
+  /** Per shard, messages the stream held beyond the last one delivered (JetStream's count at delivery). */
+  readonly streamPending: number[];
   restarts = 0;
   private running = false;
   private jsm: JetStreamManager | null = null;
@@ -122,6 +124,7 @@ export class Inbound {
     this.readers = Array.from({ length: shards }, () => ({ gen: 0, messages: null, consumerName: null, queued: 0, resumeSeq: null, wake: null, reopenTimer: null }));
     this.lastMessageMs = Array.from({ length: shards }, () => Date.now());
     this.receivedPerShard = Array.from({ length: shards }, () => 0);
+    this.streamPending = Array.from({ length: shards }, () => 0);
   }
 
   async start(): Promise<void> {
@@ -363,10 +366,16 @@ export class Inbound {
     return this.queue.length;
   }
 
+  /** Messages of a shard not applied yet: received and queued here, plus what the stream held beyond the last delivered. */
+  lagOf(shard: number): number {
+    return (this.streamPending[shard] ?? 0) + (this.readers[shard]?.queued ?? 0);
+  }
+
   private enqueue(shard: number, gen: number, m: JsMsg): void {
     this.stats.received++;
     this.lastMessageMs[shard] = Date.now();
     this.receivedPerShard[shard]!++;
+    this.streamPending[shard] = m.info.pending;
     this.readers[shard]!.queued++;
     this.queue.push({ shard, gen, m });
     if (!this.scheduled) {

@@ -40,6 +40,8 @@ export interface PublisherLimits {
   readonly detourProbeMs?: number;
   /** Re-address an encoded batch to another shard (its payload names its shard). */
   readonly reshard?: (payload: Uint8Array, shard: number) => Uint8Array;
+  /** Told of each acknowledged batch (metrics). */
+  readonly onAcked?: (b: OutboxBatch) => void;
   /** Signs a payload as it goes out ([security] sign; identity when off). */
   readonly seal?: (payload: Uint8Array) => Uint8Array;
 }
@@ -221,6 +223,7 @@ export class Publisher {
         if (ack.duplicate) this.stats.duplicates++;
         if (attempt > 0) this.log.info('publish succeeded after retries', { shard: b.shard, via: to === b.shard ? undefined : to, msgId: b.msgId, attempts: attempt + 1 });
         this.acked.push(b.id);
+        this.limits.onAcked?.(b);
         this.scheduleFlush();
         return;
       } catch (err) {
