@@ -9,11 +9,7 @@ import { runRestore, runSnapshot, runSnapshots } from './snapshot.ts';
 import { runSchema } from './schema.ts';
 import { runMigrate } from './migrate.ts';
 import { runKeygen } from './keygen.ts';
-
-/** Commands the open issues name, with the issue that builds each. */
-const planned: Readonly<Record<string, number>> = {
-  dead: 14, conflicts: 14, waiting: 14,
-};
+import { runInspect } from './inspect.ts';
 
 const help = `burrow — a multi-node SQLite cluster (every node a full local replica)
 
@@ -39,10 +35,16 @@ Usage:
   burrow --version                          burrow's version (package.json)
   burrow --help
 
-Planned (named by open issues; each exits 2 with "not built yet" today):
-  burrow dead      --config FILE [--retry ID|--all] [--purge …]   dead-lettered changes (issue 14)
-  burrow conflicts --config FILE                      UNIQUE conflicts (issue 14)
-  burrow waiting   --config FILE                      changes waiting for the schema (issue 14)
+  burrow dead     --config FILE [--node ID] [--json] [--limit N]
+                                            changes that could never apply, per node (exit 1 if a node is down)
+  burrow dead     --config FILE --node ID --retry (ID…|--all)
+                                            apply dead letters again (exit 1 if some are dead again)
+  burrow dead     --config FILE --node ID --purge (ID…|--all)
+                                            delete dead letters for good
+  burrow conflicts --config FILE [--node ID] [--json] [--limit N]
+                                            UNIQUE conflicts resolved (both rows)
+  burrow waiting  --config FILE [--node ID] [--json] [--limit N]
+                                            changes waiting for their table or columns
 
 Options:
   -c, --config FILE   cluster.toml shared by all nodes (default: ./cluster.toml)
@@ -67,13 +69,13 @@ const commands: Readonly<Record<string, { readonly options: readonly string[]; r
   schema: { options: ['config', 'json'], usage: 'burrow schema --config FILE [--json]' },
   migrate: { options: ['config', 'node', 'timeout', 'json'], usage: 'burrow migrate --config FILE FILE.sql [--node ID] [--timeout S] [--json]' },
   keygen: { options: ['config', 'node', 'json'], usage: 'burrow keygen --config FILE [--node ID] [--json]' },
+  dead: { options: ['config', 'node', 'json', 'retry', 'purge', 'all', 'limit'], usage: 'burrow dead --config FILE [--node ID] [--json] [--limit N] | --node ID (--retry|--purge) (ID…|--all)' },
+  conflicts: { options: ['config', 'node', 'json', 'limit'], usage: 'burrow conflicts --config FILE [--node ID] [--json] [--limit N]' },
+  waiting: { options: ['config', 'node', 'json', 'limit'], usage: 'burrow waiting --config FILE [--node ID] [--json] [--limit N]' },
 };
 
 
 async function main(argv: string[]): Promise<number> {
-  // Before option parsing: their options (--retry, --purge, …) are not known to it yet.
-  const first = argv[0];
-  if (first !== undefined && Object.hasOwn(planned, first)) throw new BurrowError(`${first} is not built yet (issue ${planned[first]})`, { exitCode: 2 });
   const { values, positionals } = parseArgs({
     args: argv,
     allowPositionals: true,
@@ -86,6 +88,10 @@ async function main(argv: string[]): Promise<number> {
       timeout: { type: 'string' },
       help: { type: 'boolean', short: 'h' },
       version: { type: 'boolean', short: 'V' },
+      retry: { type: 'boolean' },
+      purge: { type: 'boolean' },
+      all: { type: 'boolean' },
+      limit: { type: 'string' },
     },
   });
   const cmd = positionals[0];
@@ -134,6 +140,13 @@ async function main(argv: string[]): Promise<number> {
       return runSchema(config, json);
     case 'keygen':
       return runKeygen(config, values.node, json);
+    case 'dead':
+    case 'conflicts':
+    case 'waiting': {
+      const limit = values.limit === undefined ? 100 : Number(values.limit);
+      if (!Number.isInteger(limit) || limit < 1 || limit > 10_000) throw new BurrowError(`--limit must be 1-10000, got ${values.limit}`, { exitCode: 2 });
+      return runInspect(config, { kind: cmd, node: values.node, json, retry: values.retry ?? false, purge: values.purge ?? false, all: values.all ?? false, ids: positionals.slice(1), limit });
+    }
     case 'migrate': {
       const t = values.timeout === undefined ? 60 : Number(values.timeout);
       if (!Number.isFinite(t) || t <= 0) throw new BurrowError(`--timeout must be a number of seconds above 0, got ${values.timeout}`, { exitCode: 2 });

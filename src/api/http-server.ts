@@ -19,6 +19,11 @@ export interface NodeApi {
   migrate(sql: string): unknown;
   /** Prometheus exposition (GET /metrics). */
   metrics?(): Promise<{ contentType: string; body: string }>;
+  /** GET /dead, /conflicts, /waiting (?limit=N). */
+  inspect?(kind: 'dead' | 'conflicts' | 'waiting', limit: number): unknown;
+  /** POST /dead/retry, /dead/purge with {"ids": [..]} or {"all": true}. */
+  retryDead?(ids: readonly number[] | 'all'): unknown;
+  purgeDead?(ids: readonly number[] | 'all'): unknown;
   /** Set once the process hit an error it cannot go on from (an uncaught exception): /healthz fails. */
   broken?(): string | null;
 }
@@ -95,6 +100,25 @@ export async function startHttp(addr: HostPort, api: NodeApi): Promise<http.Serv
       });
       return;
     }
+    if (req.method === 'POST' && (url === '/dead/retry' || url === '/dead/purge')) {
+      let body = '';
+      req.on('data', (c: Buffer) => {
+        if (body.length < 1_000_000) body += c.toString('utf8');
+      });
+      req.on('end', () => {
+        try {
+          const b = JSON.parse(body || '{}') as { ids?: unknown; all?: unknown };
+          const ids = b.all === true ? 'all' as const : Array.isArray(b.ids) && b.ids.every((x) => Number.isSafeInteger(x)) ? b.ids as number[] : null;
+          if (ids === null) return json(res, 400, { error: 'body must be {"ids": [numbers]} or {"all": true}' });
+          const fn = url === '/dead/retry' ? api.retryDead : api.purgeDead;
+          if (!fn) return json(res, 404, { error: 'not here' });
+          return json(res, 200, fn(ids));
+        } catch (err) {
+          return json(res, err instanceof SyntaxError ? 400 : 503, { error: errorMessage(err) });
+        }
+      });
+      return;
+    }
     if (req.method === 'POST') {
       req.resume();
       if (url === '/snapshot') return streamed(res, (p) => api.snapshot(p));
@@ -117,6 +141,13 @@ export async function startHttp(addr: HostPort, api: NodeApi): Promise<http.Serv
         case '/snapshots':
           api.snapshots().then((c) => json(res, 200, c), (err) => json(res, 503, { error: errorMessage(err) }));
           return;
+        case '/dead':
+        case '/conflicts':
+        case '/waiting': {
+          if (!api.inspect) return json(res, 404, { error: 'not here' });
+          const limit = Math.min(10_000, Math.max(1, Number(new URLSearchParams(query ?? '').get('limit') ?? 100) || 100));
+          return json(res, 200, api.inspect(url.slice(1) as 'dead' | 'conflicts' | 'waiting', limit));
+        }
         case '/metrics':
           if (!api.metrics) return json(res, 404, { error: 'no metrics here' });
           api.metrics().then((m) => {
@@ -133,7 +164,7 @@ export async function startHttp(addr: HostPort, api: NodeApi): Promise<http.Serv
           });
           return;
         default:
-          return json(res, 404, { error: `no route ${url}`, routes: ['/status', '/healthz', '/readyz', '/metrics', '/checksum', '/snapshots', '/schema'] });
+          return json(res, 404, { error: `no route ${url}`, routes: ['/status', '/healthz', '/readyz', '/metrics', '/checksum', '/snapshots', '/schema', '/dead', '/conflicts', '/waiting'] });
       }
     } catch (err) {
       return json(res, 500, { error: errorMessage(err) });

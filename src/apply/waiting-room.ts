@@ -71,6 +71,11 @@ export class WaitingRoom {
     if (this.n > 0) this.db.prepare('UPDATE __burrow_waiting SET next_ms = 0').run();
   }
 
+  /** Waiting changes, oldest first (`burrow waiting`). */
+  list(limit: number): unknown[] {
+    return this.db.prepare('SELECT id, at_ms AS atMs, origin, tbl AS "table", hlc, reason, attempts, next_ms AS nextRetryAtMs FROM __burrow_waiting ORDER BY id LIMIT ?').all(BigInt(limit));
+  }
+
   /** Per table and reason (status). */
   summary(limit: number): unknown[] {
     return this.db.prepare('SELECT tbl AS "table", reason, count(*) AS changes, max(attempts) AS attempts, min(next_ms) AS nextRetryAtMs '

@@ -12,7 +12,7 @@ import { hlcFormat, hlcMs, hlcPack, type Hlc } from '../clock/hlc.ts';
 import { decodeBatch, encodeBatch } from '../codec/batch-codec.ts';
 import { loadConfig, nodeById, type Config, type NodeConfig } from '../config/config.ts';
 import { membershipDiff, missingKeys, reloadProblem } from '../config/reload.ts';
-import { noSeal, Opener, Sealer, signedSeal, type Seal } from '../security/envelope.ts';
+import { noSeal, Opener, Sealer, signedSeal, unsealUnverified, type Seal } from '../security/envelope.ts';
 import { keyFiles, publicKeyOf, readSeed } from '../security/keys.ts';
 import { natsClientOptions } from '../security/nats-auth.ts';
 import { Metrics } from '../api/metrics.ts';
@@ -230,6 +230,9 @@ export class BurrowNode {
       schema: () => this.schemaReport(),
       migrate: (sql) => this.migrate(sql),
       broken: () => this.brokenReason,
+      inspect: (kind, limit) => this.inspect(kind, limit),
+      retryDead: (ids) => this.retryDead(ids),
+      purgeDead: (ids) => this.purgeDead(ids),
     }).catch((err: NodeJS.ErrnoException) => {
       throw new StartupError(`cannot listen on ${node.http.host}:${node.http.port} (node ${node.id} http in ${config.file}): ${err.code ?? err.message}`);
     });
@@ -243,6 +246,50 @@ export class BurrowNode {
     }
     this.phase = 'connecting';
     this.connectTask = this.connectLoop();
+  }
+
+  /** `burrow dead|conflicts|waiting`: this node's rows, newest (waiting: oldest) first. */
+  inspect(kind: 'dead' | 'conflicts' | 'waiting', limit: number): unknown {
+    if (!this.db.conn.open) throw new Error(`node ${this.node.id} is ${this.phase}`);
+    const rows = kind === 'dead' ? this.replica.quarantine.listDead(limit) : kind === 'conflicts' ? this.replica.quarantine.listConflicts(limit) : this.applier.waiting.list(limit);
+    const total = kind === 'dead' ? this.replica.quarantine.deadCount() : kind === 'conflicts' ? this.replica.quarantine.conflictCount() : this.applier.waitingCount();
+    return { node: this.node.id, total, rows };
+  }
+
+  /**
+   * `burrow dead --retry`: dead letters taken out and applied again, as they were received — a
+   * whole message rejected on receipt goes through the signature check again; a change that failed
+   * to apply goes to the apply path. What fails again is dead-lettered again (a new row).
+   */
+  retryDead(ids: readonly number[] | 'all'): { retried: number; deadAgain: number; notRetryable: number } {
+    if (this.phase !== 'running') throw new Error(`node ${this.node.id} is ${this.phase}, not running`);
+    const before = this.replica.quarantine.deadCount();
+    const rows = this.db.writeTx(() => this.replica.quarantine.takeDead(ids, 10_000));
+    const retryable = rows.filter((r) => r.change !== null);
+    // Rows without the message bytes (a local row too large to send) cannot be applied again: kept.
+    if (retryable.length < rows.length) {
+      this.db.writeTx(() => {
+        for (const r of rows) if (r.change === null) this.replica.quarantine.deadLetter({ shard: r.shard, seq: null, origin: null, table: null, hlc: null, reason: r.reason, change: null });
+      });
+    }
+    for (const r of retryable) {
+      const data = new Uint8Array(r.change!);
+      let shard = r.shard ?? 0;
+      try {
+        shard = decodeBatch(unsealUnverified(data)).s;
+      } catch { /* rejected again below, with the reason */ }
+      const msg = { shard, seq: 0, data };
+      if (r.reason.startsWith('rejected message:')) this.applyMessages([msg]);
+      else this.applier.applyMessages([msg]);
+    }
+    this.publisher?.kick(this.stamper.takeTouchedShards());
+    const after = this.replica.quarantine.deadCount();
+    return { retried: retryable.length, deadAgain: after - (before - retryable.length), notRetryable: rows.length - retryable.length };
+  }
+
+  purgeDead(ids: readonly number[] | 'all'): { purged: number } {
+    if (!this.db.conn.open) throw new Error(`node ${this.node.id} is ${this.phase}`);
+    return { purged: this.db.writeTx(() => this.replica.quarantine.purgeDead(ids)) };
   }
 
   /** The process hit an error it cannot go on from: health fails now; the caller stops and exits non-zero. */

@@ -75,6 +75,36 @@ export class Quarantine {
     return this.db.prepare('SELECT id, at_ms AS atMs, origin, tbl AS "table", reason FROM __burrow_dead ORDER BY id DESC LIMIT ?').all(BigInt(limit));
   }
 
+  /** Dead letters, newest first (inspection: `burrow dead`). */
+  listDead(limit: number): unknown[] {
+    return this.db.prepare('SELECT id, at_ms AS atMs, shard, stream_seq AS seq, origin, tbl AS "table", hlc, reason, length(change) AS bytes '
+      + 'FROM __burrow_dead ORDER BY id DESC LIMIT ?').all(BigInt(limit));
+  }
+
+  /** Dead letters taken out to be applied again (`all`, or these ids), oldest first, with their bytes. */
+  takeDead(ids: readonly number[] | 'all', limit: number): { id: number; reason: string; change: Buffer | null; shard: number | null }[] {
+    const rows = (ids === 'all'
+      ? this.db.prepare('SELECT id, reason, change, shard FROM __burrow_dead ORDER BY id LIMIT ?').all(BigInt(limit))
+      : ids.slice(0, limit).map((id) => this.db.prepare('SELECT id, reason, change, shard FROM __burrow_dead WHERE id = ?').get(BigInt(id))).filter((r) => r !== undefined)) as
+      { id: bigint; reason: string; change: Buffer | null; shard: bigint | null }[];
+    const del = this.db.prepare('DELETE FROM __burrow_dead WHERE id = ?');
+    for (const r of rows) del.run(r.id);
+    return rows.map((r) => ({ id: Number(r.id), reason: r.reason, change: r.change, shard: r.shard === null ? null : Number(r.shard) }));
+  }
+
+  /** Dead letters deleted for good (`all`, or these ids); how many. */
+  purgeDead(ids: readonly number[] | 'all'): number {
+    if (ids === 'all') return this.db.prepare('DELETE FROM __burrow_dead').run().changes;
+    const del = this.db.prepare('DELETE FROM __burrow_dead WHERE id = ?');
+    return ids.reduce((n, id) => n + del.run(BigInt(id)).changes, 0);
+  }
+
+  /** UNIQUE conflicts resolved here, newest first (`burrow conflicts`). */
+  listConflicts(limit: number): unknown[] {
+    return this.db.prepare('SELECT id, at_ms AS atMs, tbl AS "table", unique_columns AS uniqueColumns, winner_node AS winnerNode, winner_hlc AS winnerHlc, winner_row AS winnerRow, '
+      + 'loser_node AS loserNode, loser_hlc AS loserHlc, loser_row AS loserRow FROM __burrow_conflicts ORDER BY id DESC LIMIT ?').all(BigInt(limit));
+  }
+
   conflictCount(): number {
     return Number(this.db.prepare('SELECT count(*) FROM __burrow_conflicts').pluck().get() as bigint);
   }

@@ -52,10 +52,6 @@ describe('burrow CLI', () => {
       const badCmd = run(['frobnicate']);
       assert.equal(badCmd.status, 2);
       assert.match(badCmd.stderr, /unknown command "frobnicate"/);
-      // Commands the open issues name are listed and say they are not built yet.
-      const planned = run(['dead', '--config', 'x.toml']);
-      assert.equal(planned.status, 2, planned.stderr);
-      assert.match(planned.stderr, /^burrow: dead is not built yet \(issue 14\)$/m);
       // keygen: keys in the data folder, public keys into the file (comments kept), the same on a second run.
       const secured = path.join(dir, 'secured.toml');
       writeFileSync(secured, '# mine\n[cluster]\nname = "x"\n[security]\nsign = true\nauth = true\n[[nodes]]\nid = "a"   # first\ndb = "a/app.db"\nclient = "127.0.0.1:1"\nroute = "127.0.0.1:2"\nhttp = "127.0.0.1:3"\n');

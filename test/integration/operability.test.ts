@@ -76,4 +76,46 @@ describe('operability (3-node cluster)', () => {
     assert.equal(h.code, 0);
     assert.match(h.stdout, /burrow migrate {2}--config FILE FILE\.sql/);
   });
+
+  test('burrow dead lists a dead letter; after the schema is fixed, --retry applies it; --purge deletes; a down node is exit 1', async () => {
+    c.execAll('CREATE TABLE checked(id INTEGER PRIMARY KEY, n INTEGER CHECK (n > 0))');
+    await c.waitSchemaSettled();
+    const app = c.db('n1');
+    app.pragma('ignore_check_constraints = ON');
+    app.prepare('INSERT INTO checked VALUES (1, -5)').run();
+    app.pragma('ignore_check_constraints = OFF');
+    await c.waitFor('n2 dead-letters the change', async () => (await c.status('n2')).deadLetters >= 1);
+    const list = c.cli(['dead', '--node', 'n2', '--json']);
+    assert.equal(list.code, 0, list.stderr);
+    const rows = (JSON.parse(list.stdout) as { rows: { id: number; table: string; reason: string }[] }[])[0]!.rows.filter((r) => r.table === 'checked');
+    assert.equal(rows.length, 1);
+    assert.match(rows[0]!.reason, /CHECK constraint failed/);
+    const text = c.cli(['dead']);
+    assert.match(text.stdout, new RegExp(`^n2: \\d+ dead letters\\n  #${rows[0]!.id} .* checked from n1 shard \\d+: apply failed: CHECK constraint failed`, 'm'));
+    // Retried while the CHECK still refuses it: dead again (exit 1).
+    const again = c.cli(['dead', '--node', 'n2', '--retry', String(rows[0]!.id)]);
+    assert.equal(again.code, 1, again.stdout + again.stderr);
+    assert.match(again.stdout, /n2: 1 retried, 1 dead again/);
+    // The application drops the CHECK (a rebuild, replicated), then retries: the row applies.
+    c.db('n1').exec(`BEGIN; CREATE TABLE checked_new(id INTEGER PRIMARY KEY, n INTEGER); INSERT INTO checked_new SELECT * FROM checked;
+      DROP TABLE checked; ALTER TABLE checked_new RENAME TO checked; COMMIT;`);
+    await c.waitSchemaSettled();
+    const retried = c.cli(['dead', '--node', 'n2', '--retry', '--all']);
+    assert.equal(retried.code, 0, retried.stdout + retried.stderr);
+    await c.waitFor('the row is on n2', () => c.query('n2', 'SELECT n FROM checked WHERE id = 1').length === 1);
+    assert.deepEqual(c.query('n2', 'SELECT n FROM checked WHERE id = 1'), [{ n: -5n }]);
+    const purged = c.cli(['dead', '--node', 'n3', '--purge', '--all']);
+    assert.equal(purged.code, 0, purged.stderr);
+    assert.match(purged.stdout, /^n3: \d+ purged$/m);
+    assert.equal((await c.status('n3')).deadLetters, 0);
+    assert.equal(c.cli(['conflicts']).code, 0);
+    assert.equal(c.cli(['waiting', '--json']).code, 0);
+    await c.stopNode('n3');
+    const down = c.cli(['dead']);
+    assert.equal(down.code, 1);
+    assert.match(down.stderr, /^burrow: node n3 is unreachable \(/m);
+    const bad = c.cli(['dead', '--retry', '--all']);
+    assert.equal(bad.code, 2);
+    assert.match(bad.stderr, /needs --node ID/);
+  });
 });
