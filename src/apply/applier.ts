@@ -76,7 +76,7 @@ export interface ApplyStats {
   changesUnparked: number;
   /** Changes to a table the replicated schema dropped after them (their effect went with the table). */
   changesDroppedWithTable: number;
-  /** Own batches this replica had not stamped (made before its database was replaced), applied. */
+  /** Own batches that went through the apply path: made before this database was replaced, or their first key rewritten since. */
   ownRecovered: number;
 }
 
@@ -290,9 +290,9 @@ export class Applier {
   }
 
   /**
-   * An own batch this replica stamped itself: its first change's clock is here, at least as new
-   * (a later version may have replaced it). After a wipe and restore, batches this node made
-   * before are not: they are applied like any change.
+   * An own batch this replica has: its first change's clock is here exactly. Otherwise (replaced
+   * by a later version, or a replica restored after a wipe) it goes through the apply path like
+   * any batch, where LWW makes it a no-op for every change this replica already has.
    */
   private stampedHere(b: WireBatch | Uint8Array): boolean {
     let batch: WireBatch;
@@ -303,10 +303,15 @@ export class Applier {
     }
     const c = batch.changes[0];
     if (!c) return true;
+    // Not here (dropped since, or not created yet on a restored replica): the apply path decides.
     const t = this.p.capture.byName(batch.tables[c.t]!.n);
-    if (!t) return true; // its table is gone here (dropped since): nothing to apply
+    if (!t) return false;
+    // Exactly this change's clock: the batch was applied in this replica's history, all of it (a
+    // batch is one transaction everywhere). A newer clock proves nothing: a restored replica may
+    // hold the key from a later write of another node without ever having had this batch (chaos
+    // seed 101: its own delete of another key in the batch was lost). Then LWW decides, per change.
     const cur = this.p.clocks.get(t.tid, decodeValues(c.k));
-    return cur !== undefined && cur.hlc >= c.h;
+    return cur !== undefined && cur.hlc === c.h && cur.node === this.p.nodeId;
   }
 
   /** Store positions of own batches that went by without a transaction (the node calls this now and then, and at stop). */
