@@ -224,6 +224,23 @@ export class SchemaApplier {
     this.convergeObjects(touched(e), busy, r, e);
   }
 
+  /**
+   * After R was replaced (a restore took the snapshot's): every object R has that is different
+   * here, as capture last saw it (local = seen: not DDL of this node capture has yet to send), is
+   * brought to R — except those this node's own unfolded DDL touches and `skip` (objects the merge
+   * just created from the snapshot). Objects R lacks are left alone.
+   */
+  convergeToReplicated(skip: ReadonlySet<string>): void {
+    const r = this.store.replicated();
+    const seen = this.store.seen();
+    const busy = new Set([...skip, ...this.store.pendingOwn().flatMap((p) => touched(p.entry))]);
+    const differ = [...r.values()].filter((o) => {
+      const local = this.localSql(o.type, o.name);
+      return local !== o.sql && local === (seen.get(SchemaStore.key(o.type, o.name))?.sql ?? null);
+    }).map((o) => SchemaStore.key(o.type, o.name));
+    this.convergeObjects(differ, busy, r, null);
+  }
+
   /** Local objects (store keys) brought to R, tables first; `e`: the entry, when its own lost change may be in them. */
   private convergeObjects(keys: readonly string[], busy: ReadonlySet<string>, r: ReadonlyMap<string, SchemaObject>, e: SchemaEntry | null): void {
     const objs = [...new Set(keys)].filter((k) => !busy.has(k)).map((k) => {

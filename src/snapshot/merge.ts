@@ -160,13 +160,16 @@ function finishSchema(t: MergeTarget, snap: Connection, o: MergeOptions, created
     }
     st.setPosition(seq);
   }
+  const fromSnapshot = new Set(created.map((c) => { const i = c.indexOf(' '); return SchemaStore.key(c.slice(0, i), c.slice(i + 1)); }));
+  // Local objects R defines otherwise (this replica had folded another history: chaos seed 505)
+  // follow the snapshot's R now, as they would have had it folded that history.
+  schema.applier.convergeToReplicated(fromSnapshot);
   const r = st.replicated();
   const seen = st.seen();
   // Objects the merge created are the snapshot's schema, not DDL of this node, even those its
   // replica had not folded yet (its own pending entries): they reach R through the stream, where
   // this node folds them like anyone's. Left unseen, capture would send them again as this node's
   // own entries, which could fold after the stream dropped or renamed them (seed 101).
-  const fromSnapshot = new Set(created.map((c) => { const i = c.indexOf(' '); return SchemaStore.key(c.slice(0, i), c.slice(i + 1)); }));
   for (const obj of localObjects(t.db.conn)) {
     const k = SchemaStore.key(obj.type, obj.name);
     if (r.get(k)?.sql === obj.sql || fromSnapshot.has(k)) seen.set(k, obj);

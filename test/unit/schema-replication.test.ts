@@ -246,6 +246,25 @@ test('a column renamed by a node that did not have the index yet: the index foll
   assert.equal(rs.dump('n1', 't').length, 2);
 }));
 
+test('a restore that takes a snapshot\'s schema further than this replica folded brings the local tables to it (they are not left behind)', () => withReplicas(['n1', 'n2'], async (rs) => {
+  rs.app('n1').exec("CREATE TABLE x(id INTEGER PRIMARY KEY, a TEXT); INSERT INTO x VALUES (1, 'one');");
+  rs.sync();
+  // An entry n1 folds and n2 does not (n2 then restores past it: it never reads it).
+  rs.app('n1').exec('ALTER TABLE x ADD COLUMN b INTEGER DEFAULT 7');
+  rs.publishSchema('n1');
+  rs.deliverSchema('n1');
+  while (rs.node('n1').applier.stampLocal().logRows > 0) { /* stamp */ }
+  const snap = path.join(rs.dir, 'n1.ahead.db');
+  await copySnapshot({ dbFile: rs.file('n1'), outFile: snap, shards: 4, busyTimeoutMs: 1000 });
+  const n2 = rs.node('n2');
+  assert.ok(n2.schema!.store.position() < rs.node('n1').schema!.store.position());
+  await mergeSnapshot(n2, snap, { nodeId: 'n2', cluster: 't', shards: 4, log: silentLogger });
+  assert.equal(n2.schema!.store.position(), rs.node('n1').schema!.store.position());
+  assert.deepEqual(schemaOf(rs, 'n2'), schemaOf(rs, 'n1'), 'x has column b on n2 too');
+  n2.applier.stampLocal();
+  assert.equal(n2.schema!.store.pendingCount(), 0, 'following R is not DDL of n2');
+}));
+
 test('a schema entry from a node that is not a member is rejected and recorded; nothing changes', () => withReplicas(['n1', 'n2'], (rs) => {
   rs.schemaLog.push(encodeSchemaEntry({ v: schemaEntryVersion, o: 'intruder', n: 1, ops: [{ type: 'table', name: 'evil', tbl: 'evil', from: null, to: 'CREATE TABLE evil(x)' }] }));
   rs.deliverSchema('n2');
