@@ -502,8 +502,9 @@ export class Applier {
       else if (plan.underSchema) this.applyUnderSchema(ctx);
       else this.park({ ...ctx, wt: batch.tables[c.t]! }, plan.local); // parked as sent: planned again when retried
     }
-    if (batch.n !== undefined && this.p.gaps) this.p.received.save(batch.o, batch.n, this.p.gaps.noteApplied(batch.o, batch.n));
-    if (batch.changes.length > 0 && this.appliedCommitMs.length < 10_000) this.appliedCommitMs.push(hlcMs(batch.changes[0]!.h));
+    // Own batches are not tracked for gaps: no one but this node could fill them (its own sent log).
+    if (batch.n !== undefined && this.p.gaps && batch.o !== this.p.nodeId) this.p.received.save(batch.o, batch.n, this.p.gaps.noteApplied(batch.o, batch.n));
+    if (batch.o !== this.p.nodeId && batch.changes.length > 0 && this.appliedCommitMs.length < 10_000) this.appliedCommitMs.push(hlcMs(batch.changes[0]!.h));
     return { kind: 'applied' };
   }
 

@@ -132,7 +132,7 @@ export class GapRepair {
     try {
       const due = this.tracker.due(this.limits.gapMs, this.limits.requestNumbersMax); // also records where origins stand
       if (this.host.busy()) return;
-      for (const req of due) await this.repair(req.origin, req.missing);
+      for (const req of due) if (req.origin !== this.nodeId) await this.repair(req.origin, req.missing);
     } finally {
       this.repairing = false;
     }
