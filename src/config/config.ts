@@ -25,6 +25,8 @@ export interface NodeConfig {
   readonly route: HostPort | null;
   /** HTTP status endpoint. */
   readonly http: HostPort;
+  /** The embedded nats-server's monitoring endpoint (nats CLI, exporters), or null (off). */
+  readonly natsMonitor: HostPort | null;
   /** Public nkey ("U…") its batches, schema entries and repair messages are signed with (null: none yet). */
   readonly publicKey: string | null;
   /** Public nkey ("U…") it authenticates to NATS with (null: none yet). */
@@ -289,7 +291,7 @@ export function parseConfig(text: string, file: string): Config {
     const p = `nodes[${i}].`;
     if (typeof raw !== 'object' || raw === null || Array.isArray(raw)) r.fail(`nodes[${i}]`, 'must be a table');
     const t = raw as Table;
-    r.onlyKeys(t, ['id', 'db', 'data', 'client', 'route', 'http', 'public_key', 'nats_key'], p);
+    r.onlyKeys(t, ['id', 'db', 'data', 'client', 'route', 'http', 'nats_monitor', 'public_key', 'nats_key'], p);
     const id = r.string(t, 'id', p);
     if (!idPattern.test(id)) r.fail(p + 'id', `"${id}" must be 1-32 characters of A-Z a-z 0-9 _ -`);
     if (ids.has(id)) r.fail(p + 'id', `duplicate node id "${id}" (also nodes[${ids.get(id)}].id)`);
@@ -301,7 +303,8 @@ export function parseConfig(text: string, file: string): Config {
     if (urls === null || t.client !== undefined) client = r.hostPort(t, 'client', p);
     if (urls === null || t.route !== undefined) route = r.hostPort(t, 'route', p);
     const http = r.hostPort(t, 'http', p);
-    for (const [key, hp] of [['client', client], ['route', route], ['http', http]] as const) {
+    const natsMonitor = t.nats_monitor === undefined ? null : r.hostPort(t, 'nats_monitor', p);
+    for (const [key, hp] of [['client', client], ['route', route], ['http', http], ['nats_monitor', natsMonitor]] as const) {
       if (hp === null) continue;
       const addr = `${hp.host}:${hp.port}`;
       // A wildcard host (0.0.0.0, ::) clashes with every host on the same port.
@@ -318,7 +321,7 @@ export function parseConfig(text: string, file: string): Config {
     }
     const publicKey = t.public_key === undefined ? null : r.nkey(t, 'public_key', p);
     const natsKey = t.nats_key === undefined ? null : r.nkey(t, 'nats_key', p);
-    nodes.push(Object.freeze({ id, db, dataDir, client, route, http, publicKey, natsKey }));
+    nodes.push(Object.freeze({ id, db, dataDir, client, route, http, natsMonitor, publicKey, natsKey }));
   }
   const security = readSecurity(r, doc, baseDir, urls !== null, nodes);
 

@@ -80,6 +80,7 @@ export class NatsSupervisor {
       `pid_file: ${JSON.stringify(this.pidFile)}`,
       `log_file: ${JSON.stringify(this.logFile)}`,
       'logfile_size_limit: 10MB',
+      ...(n.natsMonitor ? [`http: ${JSON.stringify(`${n.natsMonitor.host}:${n.natsMonitor.port}`)}`] : []),
       'max_payload: 8MB',
       'jetstream {',
       `  store_dir: ${JSON.stringify(this.storeDir)}`,
