@@ -16,8 +16,9 @@ const help = `burrow — a multi-node SQLite cluster (every node a full local re
 Usage:
   burrow start    --config FILE --node ID   run one node in the foreground
   burrow up       --config FILE             run every node of FILE, with a live status line per node
-  burrow status   --config FILE [--node ID] [--json]
-                                            ask every node (or one) for its status (exit 1 if one is down)
+  burrow status   --config FILE [--node ID] [--shards] [--watch S] [--json]
+                                            every node's (or one's) state, lag, pending, held/waiting/dead counts;
+                                            --shards: per shard position, lag, stream leader; --watch: redrawn every S s
   burrow checksum --config FILE [--json]    compare per-table digests of all replicas (exit 1 if they differ)
   burrow snapshot  --config FILE [--node ID] [--json]   write a snapshot of one replica (default: the first ready node)
   burrow snapshots --config FILE [--json]   list the cluster's snapshots, newest first
@@ -61,7 +62,7 @@ Environment:
 const commands: Readonly<Record<string, { readonly options: readonly string[]; readonly usage: string }>> = {
   start: { options: ['config', 'node'], usage: 'burrow start --config FILE --node ID' },
   up: { options: ['config'], usage: 'burrow up --config FILE' },
-  status: { options: ['config', 'json', 'node'], usage: 'burrow status --config FILE [--node ID] [--json]' },
+  status: { options: ['config', 'json', 'node', 'shards', 'watch'], usage: 'burrow status --config FILE [--node ID] [--shards] [--watch S] [--json]' },
   checksum: { options: ['config', 'json'], usage: 'burrow checksum --config FILE [--json]' },
   snapshot: { options: ['config', 'node', 'json'], usage: 'burrow snapshot --config FILE [--node ID] [--json]' },
   snapshots: { options: ['config', 'json'], usage: 'burrow snapshots --config FILE [--json]' },
@@ -92,6 +93,8 @@ async function main(argv: string[]): Promise<number> {
       purge: { type: 'boolean' },
       all: { type: 'boolean' },
       limit: { type: 'string' },
+      shards: { type: 'boolean' },
+      watch: { type: 'string' },
     },
   });
   const cmd = positionals[0];
@@ -126,8 +129,11 @@ async function main(argv: string[]): Promise<number> {
       return runStart(config, values.node);
     case 'up':
       return runUp(config);
-    case 'status':
-      return runStatus(config, json, values.node);
+    case 'status': {
+      const watchS = values.watch === undefined ? undefined : Number(values.watch);
+      if (watchS !== undefined && (!Number.isFinite(watchS) || watchS < 0.2)) throw new BurrowError(`--watch must be a number of seconds (at least 0.2), got ${values.watch}`, { exitCode: 2 });
+      return runStatus(config, { json, node: values.node, shards: values.shards ?? false, watchS });
+    }
     case 'checksum':
       return runChecksum(config, json);
     case 'snapshot':

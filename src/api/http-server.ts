@@ -19,6 +19,8 @@ export interface NodeApi {
   migrate(sql: string): unknown;
   /** Prometheus exposition (GET /metrics). */
   metrics?(): Promise<{ contentType: string; body: string }>;
+  /** GET /shards: per shard position, lag, stream leader and replicas. */
+  shards?(): Promise<unknown>;
   /** GET /dead, /conflicts, /waiting (?limit=N). */
   inspect?(kind: 'dead' | 'conflicts' | 'waiting', limit: number): unknown;
   /** POST /dead/retry, /dead/purge with {"ids": [..]} or {"all": true}. */
@@ -148,6 +150,10 @@ export async function startHttp(addr: HostPort, api: NodeApi): Promise<http.Serv
           const limit = Math.min(10_000, Math.max(1, Number(new URLSearchParams(query ?? '').get('limit') ?? 100) || 100));
           return json(res, 200, api.inspect(url.slice(1) as 'dead' | 'conflicts' | 'waiting', limit));
         }
+        case '/shards':
+          if (!api.shards) return json(res, 404, { error: 'not here' });
+          api.shards().then((v) => json(res, 200, v), (err) => json(res, 503, { error: errorMessage(err) }));
+          return;
         case '/metrics':
           if (!api.metrics) return json(res, 404, { error: 'no metrics here' });
           api.metrics().then((m) => {

@@ -165,6 +165,8 @@ export class BurrowNode {
   private walWatchRetryMs = 0;
   private readonly lockFile: string;
   private metrics!: Metrics;
+  /** Commit time (origin HLC) of the newest remote batch applied here: how far behind a lagging node is. */
+  private lastAppliedCommitMs = 0;
   /** Why the process cannot go on (an uncaught exception): /healthz fails until it exits. */
   private brokenReason: string | null = null;
   /** Signs what this node sends and verifies what it receives ([security] sign), or passes both through. */
@@ -231,6 +233,7 @@ export class BurrowNode {
       migrate: (sql) => this.migrate(sql),
       broken: () => this.brokenReason,
       inspect: (kind, limit) => this.inspect(kind, limit),
+      shards: () => this.shardsView(),
       retryDead: (ids) => this.retryDead(ids),
       purgeDead: (ids) => this.purgeDead(ids),
     }).catch((err: NodeJS.ErrnoException) => {
@@ -246,6 +249,23 @@ export class BurrowNode {
     }
     this.phase = 'connecting';
     this.connectTask = this.connectLoop();
+  }
+
+  /** `burrow status --shards`: per shard this node's position and lag, and the stream as JetStream sees it. */
+  async shardsView(): Promise<unknown> {
+    const link = this.link;
+    const c = this.config.cluster;
+    const shards = await Promise.all(Array.from({ length: c.shards }, async (_, shard) => {
+      const pos = this.inbound?.positions[shard];
+      const base = { shard, appliedSeq: pos?.appliedSeq ?? 0, lagMessages: this.inbound?.lagOf(shard) ?? 0 };
+      if (!link) return { ...base, stream: null, error: 'not connected' };
+      try {
+        return { ...base, stream: await link.streamView(streamName(c.name, shard)) };
+      } catch (err) {
+        return { ...base, stream: null, error: errorMessage(err) };
+      }
+    }));
+    return { node: this.node.id, shards };
   }
 
   /** `burrow dead|conflicts|waiting`: this node's rows, newest (waiting: oldest) first. */
@@ -689,7 +709,10 @@ export class BurrowNode {
       const outcomes = this.applier.applyMessages(this.seal.on ? msgs.map((m) => this.opened(m)) : msgs);
       this.metrics.observeApplyTx(performance.now() - t0);
       const now = Date.now();
-      for (const ms of this.applier.appliedCommitMs.splice(0)) this.metrics.observeApplied(ms, now);
+      for (const ms of this.applier.appliedCommitMs.splice(0)) {
+        this.metrics.observeApplied(ms, now);
+        if (ms > this.lastAppliedCommitMs) this.lastAppliedCommitMs = ms;
+      }
       // The apply transaction stamps pending local changes first: those batches must be published too.
       this.publisher?.kick(this.stamper.takeTouchedShards());
       return outcomes;
@@ -885,6 +908,12 @@ export class BurrowNode {
         publishInFlight: this.publisher?.inFlightCount() ?? 0,
         inboundQueued: this.inbound?.queued() ?? 0,
       },
+      // Behind the cluster: messages the streams hold that this node has not applied, and (while
+      // any) how old the newest change it applied is.
+      lag: (() => {
+        const messages = (this.inbound?.positions ?? []).reduce((a, _p, shard) => a + (this.inbound?.lagOf(shard) ?? 0), 0);
+        return { messages, ms: messages > 0 && this.lastAppliedCommitMs > 0 ? Math.max(0, Date.now() - this.lastAppliedCommitMs) : 0 };
+      })(),
       shards: (this.inbound?.positions ?? []).map((p, shard) => ({ shard, appliedSeq: p.appliedSeq, startSeq: p.targetSeq, caughtUp: p.caughtUp, pastRetention: p.pastRetention, lagMessages: this.inbound?.lagOf(shard) ?? 0 })),
       hlc: { value: hlc.toString(), time: hlc === 0n ? 'none yet' : hlcFormat(hlc) },
       nats: {

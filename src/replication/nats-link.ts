@@ -241,6 +241,15 @@ export class NatsLink {
     return new TextDecoder().decode(r.data);
   }
 
+  /** A stream's sequences, its leader and replicas as JetStream reports them (burrow status --shards). */
+  async streamView(stream: string): Promise<{ firstSeq: number; lastSeq: number; leader: string | null; replicas: { name: string; current: boolean; lag: number }[] }> {
+    const info = await this.admin.streams.info(stream);
+    return {
+      firstSeq: info.state.first_seq, lastSeq: info.state.last_seq, leader: info.cluster?.leader ?? null,
+      replicas: (info.cluster?.replicas ?? []).map((r) => ({ name: r.name, current: r.current, lag: r.lag ?? 0 })),
+    };
+  }
+
   /** A stream's first and last sequence as its leader reports them (short timeout: no answer means no leader). */
   async streamState(stream: string): Promise<{ firstSeq: number; lastSeq: number }> {
     const info = await this.admin.streams.info(stream);

@@ -2,6 +2,7 @@ import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { readFileSync } from 'node:fs';
 import path from 'node:path';
+import BetterSqlite3 from 'better-sqlite3';
 import { TestCluster, repoRoot } from '../helpers/cluster.ts';
 
 /** Issue 14: what an operator scrapes and types, on a real 3-node cluster. */
@@ -75,6 +76,28 @@ describe('operability (3-node cluster)', () => {
     const h = c.cli(['help', 'migrate']);
     assert.equal(h.code, 0);
     assert.match(h.stdout, /burrow migrate {2}--config FILE FILE\.sql/);
+  });
+
+  test('status on a lagging node (an application holds its write lock): lag > 0 in messages and ms, then 0; --shards shows leaders', async () => {
+    const app = new BetterSqlite3(c.node('n3').db, { timeout: 5000 });
+    try {
+      app.exec('BEGIN IMMEDIATE'); // n3 cannot apply while this is held (it retries)
+      const w = c.db('n1');
+      for (let i = 1000; i < 1200; i++) w.prepare('INSERT INTO t VALUES (?, ?)').run(i, 'lagging');
+      await c.waitFor('n3 reports lag', async () => {
+        const st = await c.status('n3');
+        return st.lag.messages > 0 && st.lag.ms > 0;
+      }, 20_000, 100);
+      const line = c.cli(['status', '--node', 'n3']);
+      assert.match(line.stdout, /^n3 .* lag [1-9]\d* .* lag \d+ msgs \d+ ms/m, line.stdout);
+    } finally {
+      app.exec('ROLLBACK');
+      app.close();
+    }
+    await c.waitFor('n3 caught up: lag 0', async () => (await c.status('n3')).lag.messages === 0, 20_000, 100);
+    const shards = c.cli(['status', '--node', 'n1', '--shards']);
+    assert.equal(shards.code, 0, shards.stderr);
+    assert.match(shards.stdout, /^n1 shards:\n {2}shard {2}0 {2}applied \d+ +lag \d+ +stream \d+\.\.\d+ leader \S+/m, shards.stdout);
   });
 
   test('burrow dead lists a dead letter; after the schema is fixed, --retry applies it; --purge deletes; a down node is exit 1', async () => {
