@@ -1,12 +1,14 @@
 import { loadConfig } from '../src/config/config.ts';
 import { BurrowNode } from '../src/node/node.ts';
-import { createLogger } from '../src/util/log.ts';
+import { createLogger, rotatingFile } from '../src/util/log.ts';
 import { errorMessage } from '../src/util/errors.ts';
 
 /** `burrow start`: one node in the foreground until SIGINT/SIGTERM. */
 export async function runStart(configFile: string, nodeId: string): Promise<number> {
   const config = loadConfig(configFile);
-  const log = createLogger(nodeId);
+  // BURROW_LOG_FILE (burrow up sets it): the node writes its own log there, rotated by size.
+  const logFile = process.env.BURROW_LOG_FILE;
+  const log = logFile ? createLogger(nodeId, undefined, rotatingFile(logFile)) : createLogger(nodeId);
   const node = await BurrowNode.start({ config, nodeId, log });
   log.info('node started', { pid: process.pid, http: `${config.nodes.find((n) => n.id === nodeId)!.http.host}:${config.nodes.find((n) => n.id === nodeId)!.http.port}` });
   const readyAt = setInterval(() => {

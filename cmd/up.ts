@@ -34,6 +34,9 @@ export async function runUp(configFile: string): Promise<number> {
     const logFile = path.join(node.dataDir, 'burrow.log');
     const fd = openSync(logFile, 'a');
     const proc = spawn(process.execPath, [...nodeProcessFlags, binPath, 'start', '--config', config.file, '--node', node.id], {
+      // The node writes burrow.log itself, rotated at 10 MB (3 kept); its stdout/stderr (a crash's
+      // last words) are appended to the same file.
+      env: { ...process.env, BURROW_LOG_FILE: logFile },
       stdio: ['ignore', fd, fd],
       detached: true, // own process group: Ctrl-C reaches `up`, which stops the nodes in order
     });

@@ -7,6 +7,10 @@ import { hlcPack } from '../../src/clock/hlc.ts';
 import { holdAheadMaxMs } from '../../src/apply/applier.ts';
 import { upsertCacheMax } from '../../src/apply/row-writer.ts';
 import { Quarantine } from '../../src/store/quarantine.ts';
+import { rotatingFile } from '../../src/util/log.ts';
+import { mkdtempSync, readdirSync, readFileSync, rmSync, statSync } from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
 
 /** Bad input stays bounded: held messages, prepared statements, dead letters and conflicts. */
 
@@ -74,5 +78,21 @@ test('dead letters and conflicts are pruned to their row, byte and age bounds, o
     assert.equal(q.deadCount(), 0, 'older than the age bound: gone');
   } finally {
     await rs.closeAll();
+  }
+});
+
+test('burrow.log rotates by size: at most keep old files, none over the bound, the newest lines in the current file', () => {
+  const dir = mkdtempSync(path.join(os.tmpdir(), 'burrow-log-'));
+  try {
+    const file = path.join(dir, 'burrow.log');
+    const write = rotatingFile(file, 1000, 3);
+    for (let i = 0; i < 200; i++) write(`line ${i} ${'x'.repeat(40)}\n`);
+    const files = readdirSync(dir).sort();
+    assert.deepEqual(files, ['burrow.log', 'burrow.log.1', 'burrow.log.2', 'burrow.log.3']);
+    for (const f of files) assert.ok(statSync(path.join(dir, f)).size <= 1000, `${f} within the bound`);
+    assert.match(readFileSync(file, 'utf8'), /line 199 x+\n$/);
+    assert.match(readFileSync(`${file}.1`, 'utf8'), /^line \d+/);
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
   }
 });
