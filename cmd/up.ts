@@ -7,6 +7,7 @@ import { nodeProcessFlags } from '../src/node/process-flags.ts';
 import { getJson } from './node-client.ts';
 import { formatStatusLine } from './status.ts';
 import { keygen, keysNeeded } from './keygen.ts';
+import { formatLogLine } from '../src/util/log.ts';
 
 const binPath = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..', 'bin', 'burrow.js');
 const stopTimeoutMs = 30_000;
@@ -121,7 +122,7 @@ export async function runUp(configFile: string): Promise<number> {
 function lastLogLine(file: string): string {
   try {
     const lines = readFileSync(file, 'utf8').trim().split('\n');
-    return (lines[lines.length - 1] ?? '').slice(0, 200);
+    return formatLogLine(lines[lines.length - 1] ?? '').slice(0, 200);
   } catch {
     return '(no log)';
   }

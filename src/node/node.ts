@@ -204,7 +204,7 @@ export class BurrowNode {
     this.replica = await Replica.open({
       file: node.db, sqlite: config.sqlite, nodeId: node.id, clusterName: config.cluster.name, shards: config.cluster.shards,
       members: config.nodes.map((n) => n.id), hlcSkewMsMax: config.cluster.hlcSkewMsMax, limits: config.replication,
-      clock: this.clock, log: this.log, check: (meta) => this.checkMeta(meta), replicateSchema: true,
+      clock: this.clock, log: this.log.child('replica'), check: (meta) => this.checkMeta(meta), replicateSchema: true,
     });
     ({ db: this.db, hlc: this.hlc, capture: this.capture, stamper: this.stamper, applier: this.applier, outbox: this.outbox, gaps: this.gaps } = this.replica);
     this.db.onTrouble = (t, ended) => {
@@ -213,7 +213,7 @@ export class BurrowNode {
       if (ended) this.log.info(`database writable again after ${Date.now() - ended.sinceMs} ms`, { kind: ended.kind, failedWrites: ended.errors });
     };
     for (const n of config.nodes) this.repairMembers.add(n.id);
-    this.snapshots = new SnapshotService(config, node, this.replica, this.log,
+    this.snapshots = new SnapshotService(config, node, this.replica, this.log.child('snapshots'),
       () => {
         // Clocks current and positions of own batches saved: the copy's positions are as high as they can be.
         while (this.applier.stampLocal().logRows > 0) { /* stamp the whole log */ }
@@ -241,10 +241,10 @@ export class BurrowNode {
     });
     this.scheduleTail(0);
     if (config.nats.urls === null) {
-      this.supervisor = new NatsSupervisor(config, node, this.log);
+      this.supervisor = new NatsSupervisor(config, node, this.log.child('nats'));
       await this.supervisor.start();
       // Before JetStream is used: a server removed earlier must rejoin as a new peer first.
-      this.peers = new JetStreamPeers(this.supervisor, () => Math.max(0, this.config.nodes.findIndex((n) => n.id === this.node.id)), this.log);
+      this.peers = new JetStreamPeers(this.supervisor, () => Math.max(0, this.config.nodes.findIndex((n) => n.id === this.node.id)), this.log.child('peers'));
       this.peers.start();
     }
     this.phase = 'connecting';
@@ -392,7 +392,7 @@ export class BurrowNode {
     let delay = 250;
     while (this.phase === 'connecting') {
       try {
-        if (!this.link) this.link = await NatsLink.connect(servers, `burrow-${this.config.cluster.name}-${this.node.id}`, this.log, natsClientOptions(this.config, this.node));
+        if (!this.link) this.link = await NatsLink.connect(servers, `burrow-${this.config.cluster.name}-${this.node.id}`, this.log.child('nats'), natsClientOptions(this.config, this.node));
         await this.link.waitForJetStream(Date.now() + 10_000, () => this.phase !== 'connecting');
         await this.link.ensureStreams({
           cluster: this.config.cluster.name, shards: this.config.cluster.shards, replicas: this.config.cluster.replicas,
@@ -422,7 +422,7 @@ export class BurrowNode {
           reshard: (payload, shard) => encodeBatch({ ...decodeBatch(payload), s: shard }),
           seal: this.seal.on ? (payload) => this.seal.seal('batch', payload) : undefined,
           onAcked: (b) => this.metrics.observePublished(hlcMs(firstHlcOfMsgId(b.msgId))),
-        }, this.log);
+        }, this.log.child('publish'));
         this.publisher.start();
         this.stopLeaderWatch = this.link.onStreamLeaderElected(this.config.cluster.name, (shard) => {
           this.publisher?.leaderElected(shard);
@@ -447,7 +447,7 @@ export class BurrowNode {
               throw err;
             }
           },
-        }, { heartbeatMs: repairHeartbeatMs, gapMs: envInt('BURROW_REPAIR_GAP_MS') ?? repairGapMs, requestNumbersMax: 500, replyBytesMax: 900 * 1024 }, this.log, this.seal);
+        }, { heartbeatMs: repairHeartbeatMs, gapMs: envInt('BURROW_REPAIR_GAP_MS') ?? repairGapMs, requestNumbersMax: 500, replyBytesMax: 900 * 1024 }, this.log.child('repair'), this.seal);
         this.repair.start();
         this.repairTimer = setInterval(() => {
           if (this.phase === 'running') void this.repair?.tick().catch((err) => this.log.warn('gap repair failed', { error: errorMessage(err) }));
@@ -505,7 +505,7 @@ export class BurrowNode {
     positions: ReadonlyMap<number, number>, streamOf?: (shard: number) => string): Promise<Inbound> {
     const inbound = new Inbound(link.nc, link.js, this.config.cluster.name, shards, { apply }, {
       applyMessagesMax, applyBytesMax: 2 * 1024 * 1024, pullMessagesMax: 256, retryDelayMs: 1000,
-    }, this.log, positions, streamOf);
+    }, this.log.child('inbound'), positions, streamOf);
     try {
       await inbound.start();
     } catch (err) {
@@ -523,7 +523,7 @@ export class BurrowNode {
       next: () => store.nextToPublish(),
       published: (n) => this.db.writeTx(() => store.markPublished(n)),
     }, { subject: schemaSubject(c), msgId: (n, payload) => `${c}.${this.node.id}.schema.${n}.${createHash('sha256').update(payload).digest('hex').slice(0, 16)}`, timeoutMs: this.config.replication.publishTimeoutMs, retryDelayMsMax: 1000,
-      seal: this.seal.on ? (payload) => this.seal.seal('schema', payload) : undefined }, this.log);
+      seal: this.seal.on ? (payload) => this.seal.seal('schema', payload) : undefined }, this.log.child('schema'));
     this.schemaPublisher.start();
   }
 
@@ -573,10 +573,10 @@ export class BurrowNode {
   private makeDoctor(link: NatsLink): void {
     if (!this.publisher || !this.inbound) return;
     const limits = { stuckMs: shardStuckMs, nudgeIntervalMs: shardNudgeIntervalMs };
-    this.doctor = new ShardDoctor(this.config.cluster.name, link, this.publisher, this.inbound, limits, this.log);
+    this.doctor = new ShardDoctor(this.config.cluster.name, link, this.publisher, this.inbound, limits, this.log.child('doctor'));
     // The schema stream can stop delivering the same way (seed 303: one node never got the last entry).
     this.schemaDoctor = this.schemaInbound
-      ? new ShardDoctor(this.config.cluster.name, link, null, this.schemaInbound, limits, this.log, () => schemaStreamName(this.config.cluster.name))
+      ? new ShardDoctor(this.config.cluster.name, link, null, this.schemaInbound, limits, this.log.child('schema-doctor'), () => schemaStreamName(this.config.cluster.name))
       : null;
   }
 

@@ -1,41 +1,71 @@
 import { closeSync, existsSync, fstatSync, openSync, renameSync, writeSync } from 'node:fs';
+import { pino, type Logger as PinoLogger } from 'pino';
 
-/** Plain line logs: `<iso time> <LEVEL> <node> <message> k=v …`, to stderr. */
+/**
+ * Logs as JSON lines (pino): {"level","time","node","component"?,"msg", …fields}, one per event,
+ * to stderr or a rotating file. `child(component)` tags a component's lines. Levels from
+ * BURROW_LOG_LEVEL (debug, info, warn, error); `burrow up` shows the lines readable (formatLogLine).
+ */
 export type LogLevel = 'debug' | 'info' | 'warn' | 'error';
-const levelRank: Record<LogLevel, number> = { debug: 10, info: 20, warn: 30, error: 40 };
 
 export interface Logger {
   debug(msg: string, fields?: Record<string, unknown>): void;
   info(msg: string, fields?: Record<string, unknown>): void;
   warn(msg: string, fields?: Record<string, unknown>): void;
   error(msg: string, fields?: Record<string, unknown>): void;
+  /** The same log, its lines tagged with a component (publisher, apply, nats, …). */
+  child(component: string): Logger;
 }
 
-function fmt(v: unknown): string {
-  if (typeof v === 'string') return /[\s"=]/.test(v) || v === '' ? JSON.stringify(v) : v;
-  if (typeof v === 'bigint') return v.toString();
-  if (v instanceof Error) return JSON.stringify(v.message);
-  return JSON.stringify(v);
+/** Field values JSON can carry: bigints as decimal strings, errors as their message. */
+function plain(fields: Record<string, unknown> | undefined): Record<string, unknown> {
+  if (!fields) return {};
+  const out: Record<string, unknown> = {};
+  for (const [k, v] of Object.entries(fields)) {
+    if (v === undefined) continue;
+    out[k] = typeof v === 'bigint' ? v.toString() : v instanceof Error ? v.message : v;
+  }
+  return out;
+}
+
+function wrap(p: PinoLogger): Logger {
+  return {
+    debug: (m, f) => p.debug(plain(f), m),
+    info: (m, f) => p.info(plain(f), m),
+    warn: (m, f) => p.warn(plain(f), m),
+    error: (m, f) => p.error(plain(f), m),
+    child: (component) => wrap(p.child({ component })),
+  };
 }
 
 export function createLogger(name: string, level: LogLevel = (process.env.BURROW_LOG_LEVEL as LogLevel) ?? 'info',
   write: (line: string) => void = (l) => process.stderr.write(l)): Logger {
-  const min = levelRank[level] ?? levelRank.info;
-  const emit = (lv: LogLevel, msg: string, fields?: Record<string, unknown>) => {
-    if (levelRank[lv] < min) return;
-    let line = `${new Date().toISOString()} ${lv.toUpperCase().padEnd(5)} ${name} ${msg}`;
-    if (fields) for (const [k, v] of Object.entries(fields)) if (v !== undefined) line += ` ${k}=${fmt(v)}`;
-    write(line + '\n');
-  };
-  return {
-    debug: (m, f) => emit('debug', m, f),
-    info: (m, f) => emit('info', m, f),
-    warn: (m, f) => emit('warn', m, f),
-    error: (m, f) => emit('error', m, f),
-  };
+  const p = pino({
+    level: ['debug', 'info', 'warn', 'error'].includes(level) ? level : 'info',
+    base: { node: name },
+    timestamp: pino.stdTimeFunctions.isoTime,
+    formatters: { level: (label) => ({ level: label }) },
+  }, { write });
+  return wrap(p);
 }
 
-export const silentLogger: Logger = { debug() {}, info() {}, warn() {}, error() {} };
+const pad = (s: string, n: number) => (s.length >= n ? s : s + ' '.repeat(n - s.length));
+
+/** A JSON log line as a person reads it: `<time> <LEVEL> <node>[/<component>] <msg> k=v …` (other lines as they are). */
+export function formatLogLine(line: string): string {
+  let o: Record<string, unknown>;
+  try {
+    o = JSON.parse(line) as Record<string, unknown>;
+  } catch {
+    return line;
+  }
+  if (typeof o !== 'object' || o === null || typeof o.msg !== 'string') return line;
+  const { time, level, node, component, msg, pid: _pid, hostname: _host, ...rest } = o;
+  const kv = Object.entries(rest).map(([k, v]) => ` ${k}=${typeof v === 'string' && !/[\s"=]/.test(v) && v !== '' ? v : JSON.stringify(v)}`).join('');
+  return `${String(time ?? '')} ${pad(String(level ?? '').toUpperCase(), 5)} ${String(node ?? '')}${component ? `/${String(component)}` : ''} ${msg}${kv}`;
+}
+
+export const silentLogger: Logger = { debug() {}, info() {}, warn() {}, error() {}, child: () => silentLogger };
 
 /**
  * A log file that rotates by size: past `maxBytes` the file becomes `<file>.1` (older ones move

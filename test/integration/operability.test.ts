@@ -62,6 +62,19 @@ describe('operability (3-node cluster)', () => {
     assert.ok(value(n1, 'burrow_commit_to_published_seconds_count') > 0);
   });
 
+  test('log lines are JSON with level, node and the component that wrote them', () => {
+    const lines = readFileSync(c.node('n1').logFile, 'utf8').split('\n').filter((l) => l.startsWith('{'));
+    assert.ok(lines.length > 5, `${lines.length} JSON lines`);
+    const parsed = lines.map((l) => JSON.parse(l) as { level: string; node: string; component?: string; msg: string; time: string });
+    for (const l of parsed) {
+      assert.ok(['debug', 'info', 'warn', 'error'].includes(l.level), l.level);
+      assert.equal(l.node, 'n1');
+      assert.ok(typeof l.msg === 'string' && !Number.isNaN(Date.parse(l.time)));
+    }
+    const components = new Set(parsed.map((l) => l.component).filter(Boolean));
+    assert.ok(components.has('nats') && components.has('inbound'), `components: ${[...components].join(', ')}`);
+  });
+
   test('CLI: --version prints package.json\'s version; an option a command does not take is exit 2; status --node asks one node', () => {
     const pkg = JSON.parse(readFileSync(path.join(repoRoot, 'package.json'), 'utf8')) as { version: string };
     const v = c.cli(['--version']);

@@ -7,7 +7,7 @@ import { hlcPack } from '../../src/clock/hlc.ts';
 import { holdAheadMaxMs } from '../../src/apply/applier.ts';
 import { upsertCacheMax } from '../../src/apply/row-writer.ts';
 import { Quarantine } from '../../src/store/quarantine.ts';
-import { rotatingFile } from '../../src/util/log.ts';
+import { createLogger, formatLogLine, rotatingFile } from '../../src/util/log.ts';
 import { mkdtempSync, readdirSync, readFileSync, rmSync, statSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
@@ -95,4 +95,13 @@ test('burrow.log rotates by size: at most keep old files, none over the bound, t
   } finally {
     rmSync(dir, { recursive: true, force: true });
   }
+});
+
+test('a JSON log line reads as one line for people (burrow up); other lines stay as they are', () => {
+  let line = '';
+  createLogger('n1', 'info', (l) => { line = l; }).child('publish').warn('publish failed', { shard: 3, error: 'no responders', n: 5n });
+  const o = JSON.parse(line) as Record<string, unknown>;
+  assert.deepEqual({ level: o.level, node: o.node, component: o.component, msg: o.msg, n: o.n }, { level: 'warn', node: 'n1', component: 'publish', msg: 'publish failed', n: '5' });
+  assert.match(formatLogLine(line.trim()), /^\d{4}-\d\d-\d\dT[\d:.]+Z WARN {2}n1\/publish publish failed shard=3 error="no responders" n=5$/);
+  assert.equal(formatLogLine('plain text'), 'plain text');
 });
