@@ -413,3 +413,12 @@ describe('[snapshot] and reload rules', () => {
     assert.match(reloadProblem(running, parse(THREE_NODES + '\n[sqlite]\nbusy_timeout_ms = 300\n'), 'n1')!, /sqlite changed/);
   });
 });
+
+test('the shipped configs parse: cluster.toml with signing and auth on, cluster.docker.toml with the monitoring ports', () => {
+  const root = path.resolve(import.meta.dirname, '..', '..');
+  const c = loadConfig(path.join(root, 'cluster.toml'));
+  assert.deepEqual({ sign: c.security.sign, auth: c.security.auth }, { sign: true, auth: true });
+  assert.equal(c.security.secretFile, path.join(root, 'data', 'cluster.secret'));
+  const d = loadConfig(path.join(root, 'cluster.docker.toml'));
+  assert.deepEqual(d.nodes.map((n) => n.natsMonitor), [{ host: 'n1', port: 8222 }, { host: 'n2', port: 8222 }, { host: 'n3', port: 8222 }]);
+});
