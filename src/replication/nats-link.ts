@@ -141,7 +141,7 @@ export class NatsLink {
         info = await this.streamInfo(cfg.name);
       }
       if (!info) await this.admin.streams.add(cfg);
-      else if (info.config.num_replicas !== cfg.num_replicas) await this.admin.streams.update(cfg.name, { ...info.config, num_replicas: cfg.num_replicas });
+      else if (info.config.num_replicas < (cfg.num_replicas ?? 1)) await this.admin.streams.update(cfg.name, { ...info.config, num_replicas: cfg.num_replicas });
     });
   }
 
@@ -197,13 +197,17 @@ export class NatsLink {
           + `it was created by an older burrow and JetStream cannot convert it: stop the nodes, delete the streams burrow_${plan.cluster}_* `
           + '(the replicas keep their data; nodes publish what they have not sent yet) and start again');
       }
-      if (info.config.num_replicas !== cfg.num_replicas || info.config.max_bytes !== cfg.max_bytes || info.config.max_age !== cfg.max_age
+      // Replicas are raised, never lowered: a member taken out for a while (remove, re-add) must
+      // not scale every stream down and up again — nats-server 2.9 can lose a stream's quorum for
+      // minutes doing that (chaos seed 404). An R3 stream on two servers keeps working on both.
+      const replicas = Math.max(info.config.num_replicas, cfg.num_replicas ?? 1);
+      if (info.config.num_replicas !== replicas || info.config.max_bytes !== cfg.max_bytes || info.config.max_age !== cfg.max_age
         || info.config.discard !== cfg.discard) {
         this.log.warn('stream config differs from cluster.toml; updating', {
-          stream: cfg.name, replicas: info.config.num_replicas, want: cfg.num_replicas, maxBytes: cfg.max_bytes, maxAgeS: plan.streamAgeMaxS,
+          stream: cfg.name, replicas: info.config.num_replicas, want: replicas, maxBytes: cfg.max_bytes, maxAgeS: plan.streamAgeMaxS,
         });
         await this.admin.streams.update(cfg.name, {
-          ...info.config, num_replicas: cfg.num_replicas, max_bytes: cfg.max_bytes, max_age: cfg.max_age, discard: cfg.discard,
+          ...info.config, num_replicas: replicas, max_bytes: cfg.max_bytes, max_age: cfg.max_age, discard: cfg.discard,
         });
       }
     });
