@@ -33,7 +33,7 @@ import { createHash } from 'node:crypto';
 import type { Database } from '../sqlite/database.ts';
 import type { MetaStore } from '../store/meta-store.ts';
 import { Replica } from './replica.ts';
-import { SnapshotService, type SnapshotProgress, type StreamBounds } from './snapshots.ts';
+import { lostBatchesMark, SnapshotService, type SnapshotProgress, type StreamBounds } from './snapshots.ts';
 import { JetStreamPeers } from './peers.ts';
 import { streamName } from '../shard/shard-router.ts';
 import { errorMessage, StartupError, type BurrowError } from '../util/errors.ts';
@@ -441,7 +441,7 @@ export class BurrowNode {
               });
               this.gaps.commit();
               // The origin no longer has them and the streams did not deliver them: only a snapshot holds their effect now.
-              if (numbers.length > 0) this.restoreLater(`${numbers.length} batch(es) of ${origin} lost: neither the streams nor ${origin}'s sent log still hold them`);
+              if (numbers.length > 0) this.restoreLater(`${numbers.length} batch(es) of ${origin} ${lostBatchesMark} ${origin}'s sent log still hold them`);
             } catch (err) {
               this.gaps.rollback();
               throw err;

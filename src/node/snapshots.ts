@@ -42,6 +42,8 @@ export interface RestoreStatus {
 
 /** Meta keys this module owns in __burrow_meta. */
 const restoreKey = 'restore';
+/** In a restore reason: batches were lost for good (node.ts); the restore then needs a snapshot taken now. */
+export const lostBatchesMark = 'lost: neither the streams nor';
 const syncedKey = 'synced';
 
 /** Changes per merge transaction; BURROW_RESTORE_CHUNK_CHANGES tunes it (tests make it small to cut a restore short). */
@@ -309,10 +311,15 @@ export class SnapshotService {
     }
     // Changes too old to publish are judged by a snapshot taken after that point (a peer takes one if need be).
     const freshAfterMs = this.staleOutbox() === null ? 0 : hlcMs(this.staleBelow()) + this.config.cluster.hlcSkewMsMax;
-    let usable = snapshots.filter((m) => only !== undefined || (covers(m, streams) && m.atMs >= freshAfterMs));
+    // Batches no origin and no stream still has: only a replica that applied them holds their
+    // effect, so a peer takes a snapshot now — one in the bucket may predate them (chaos seed
+    // 101: a restore from the run's first snapshot lost a write).
+    const mustBeNew = only === undefined && st.reason.includes(lostBatchesMark);
+    let usable = mustBeNew ? [] : snapshots.filter((m) => only !== undefined || (covers(m, streams) && m.atMs >= freshAfterMs));
     for (const m of snapshots) {
       if (usable.includes(m)) continue;
-      st.refused.push({ name: m.name, problem: m.atMs < freshAfterMs ? 'older than this node\'s unpublished changes allow' : 'the streams no longer hold every change after it' });
+      st.refused.push({ name: m.name, problem: mustBeNew ? 'may predate the batches this node lost for good (a peer takes a new one)'
+        : m.atMs < freshAfterMs ? 'older than this node\'s unpublished changes allow' : 'the streams no longer hold every change after it' });
     }
     if (usable.length === 0) {
       const name = await this.askPeer();
