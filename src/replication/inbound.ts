@@ -97,8 +97,8 @@ export class Inbound {
   private readonly lastMessageMs: number[];
   /** Messages received per shard since start. */
   readonly receivedPerShard: number[];
-  /** Per shard, messages the stream held beyond the last one delivered (JetStream's count at delivery). */
-  readonly streamPending: number[];
+  /** Per shard, the stream's last sequence as of the last delivery (its sequence + JetStream's pending count). */
+  readonly streamLast: number[];
   restarts = 0;
   private running = false;
   private jsm: JetStreamManager | null = null;
@@ -124,7 +124,7 @@ export class Inbound {
     this.readers = Array.from({ length: shards }, () => ({ gen: 0, messages: null, consumerName: null, queued: 0, resumeSeq: null, wake: null, reopenTimer: null }));
     this.lastMessageMs = Array.from({ length: shards }, () => Date.now());
     this.receivedPerShard = Array.from({ length: shards }, () => 0);
-    this.streamPending = Array.from({ length: shards }, () => 0);
+    this.streamLast = Array.from({ length: shards }, () => 0);
   }
 
   async start(): Promise<void> {
@@ -366,16 +366,19 @@ export class Inbound {
     return this.queue.length;
   }
 
-  /** Messages of a shard not applied yet: received and queued here, plus what the stream held beyond the last delivered. */
+  /**
+   * Messages of a shard not applied yet: the stream's end as last seen minus this node's applied
+   * position (stable while applying is blocked: the position only moves with a committed apply).
+   */
   lagOf(shard: number): number {
-    return (this.streamPending[shard] ?? 0) + (this.readers[shard]?.queued ?? 0);
+    return Math.max(0, (this.streamLast[shard] ?? 0) - (this.positions[shard]?.appliedSeq ?? 0));
   }
 
   private enqueue(shard: number, gen: number, m: JsMsg): void {
     this.stats.received++;
     this.lastMessageMs[shard] = Date.now();
     this.receivedPerShard[shard]!++;
-    this.streamPending[shard] = m.info.pending;
+    this.streamLast[shard] = m.seq + m.info.pending;
     this.readers[shard]!.queued++;
     this.queue.push({ shard, gen, m });
     if (!this.scheduled) {
