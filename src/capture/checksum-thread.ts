@@ -1,4 +1,4 @@
-import { Worker } from 'node:worker_threads';
+import { runTsWorker } from '../util/ts-worker.ts';
 import type { TableChecksum } from './checksum.ts';
 import type { TableSchema } from './schema.ts';
 
@@ -9,24 +9,6 @@ export interface ChecksumRequest {
 }
 
 /** checksumTables in a worker thread (checksum-worker.ts), so the node's event loop keeps running. */
-export function checksumInWorker(req: ChecksumRequest): Promise<TableChecksum[]> {
-  const api = import.meta.resolve('tsx/esm/api');
-  const entry = new URL('./checksum-worker.ts', import.meta.url).href;
-  const w = new Worker(`import(${JSON.stringify(api)}).then((m) => { m.register(); return import(${JSON.stringify(entry)}); })`,
-    { eval: true, workerData: req });
-  return new Promise((resolve, reject) => {
-    let settled = false;
-    w.once('message', (m: { ok: true; tables: TableChecksum[] } | { ok: false; error: string }) => {
-      settled = true;
-      if (m.ok) resolve(m.tables);
-      else reject(new Error(`checksum of ${req.dbFile} failed: ${m.error}`));
-      void w.terminate();
-    });
-    w.once('error', (err) => {
-      if (!settled) reject(err);
-    });
-    w.once('exit', (code) => {
-      if (!settled) reject(new Error(`checksum worker exited with code ${code}`));
-    });
-  });
+export async function checksumInWorker(req: ChecksumRequest): Promise<TableChecksum[]> {
+  return (await runTsWorker<{ tables: TableChecksum[] }>(new URL('./checksum-worker.ts', import.meta.url), req, `checksum of ${req.dbFile}`)).tables;
 }

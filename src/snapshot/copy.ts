@@ -1,4 +1,4 @@
-import { Worker } from 'node:worker_threads';
+import { runTsWorker } from '../util/ts-worker.ts';
 import { createSHA256 } from 'hash-wasm';
 import { createReadStream } from 'node:fs';
 
@@ -19,32 +19,9 @@ export interface CopyFacts {
   readonly tables: { name: string; rows: number }[];
 }
 
-/**
- * Run copy-worker.ts in a worker thread. The worker's entry is a one-line loader: worker threads
- * do not inherit tsx's hooks, so it registers them before importing the TypeScript file.
- */
-export function copySnapshot(req: CopyRequest): Promise<CopyFacts> {
-  const api = import.meta.resolve('tsx/esm/api');
-  const entry = new URL('./copy-worker.ts', import.meta.url).href;
-  const w = new Worker(`import(${JSON.stringify(api)}).then((m) => { m.register(); return import(${JSON.stringify(entry)}); })`,
-    { eval: true, workerData: req });
-  return new Promise((resolve, reject) => {
-    let settled = false;
-    w.once('message', (m: { ok: true; facts: CopyFacts } | { ok: false; error: string }) => {
-      settled = true;
-      if (m.ok) resolve(m.facts);
-      else reject(new Error(`snapshot copy of ${req.dbFile} failed: ${m.error}`));
-      void w.terminate();
-    });
-    w.once('error', (err) => {
-      if (!settled) reject(err);
-      settled = true;
-    });
-    w.once('exit', (code) => {
-      if (!settled) reject(new Error(`snapshot copy worker exited with code ${code}`));
-      settled = true;
-    });
-  });
+/** Run copy-worker.ts in a worker thread (off the node's event loop). */
+export async function copySnapshot(req: CopyRequest): Promise<CopyFacts> {
+  return (await runTsWorker<{ facts: CopyFacts }>(new URL('./copy-worker.ts', import.meta.url), req, `snapshot copy of ${req.dbFile}`)).facts;
 }
 
 /** SHA-256 (hex) of a file, streamed. */
