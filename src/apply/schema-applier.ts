@@ -57,7 +57,7 @@ export class SchemaApplier {
     return 'rejected';
   }
 
-  /** Fold one entry; `signer`: the node whose signature it carries (null: signing off). */
+  /** Fold one entry; `signer`: the node that signed it, or (signing off) whose subject it was published on; null: unknown. */
   fold(seq: number, data: Uint8Array, signer: string | null = null): FoldOutcome {
     this.stats.entries++;
     let e: SchemaEntry;
@@ -69,7 +69,7 @@ export class SchemaApplier {
       this.store.setPosition(seq);
       return 'rejected';
     }
-    if (signer !== null && signer !== e.o) return this.refuse(seq, `entry says origin ${e.o} but is signed by ${signer}`);
+    if (signer !== null && signer !== e.o) return this.refuse(seq, `entry says origin ${e.o} but comes from ${signer}`);
     if (!this.members.has(e.o)) {
       this.stats.rejected++;
       this.store.conflict(seq, e.o, e.n, e.ops.map((op) => `${op.type} ${op.name}`).join(', '), `rejected schema entry: origin node "${e.o}" is not a member of this cluster`);

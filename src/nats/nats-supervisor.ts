@@ -6,6 +6,7 @@ import path from 'node:path';
 import type { Config, NodeConfig } from '../config/config.ts';
 import { StartupError } from '../util/errors.ts';
 import { readSecret } from '../security/keys.ts';
+import { memberPermissions, renderPermissions } from '../security/permissions.ts';
 import type { Logger } from '../util/log.ts';
 
 export interface NatsProcess {
@@ -112,12 +113,19 @@ export class NatsSupervisor {
   /**
    * Accounts: BURROW holds the streams and the object store; SYS is for this node alone (peer
    * removal when a member leaves cluster.toml). With [security] auth, only the members' nkeys get
-   * into BURROW; without it, clients without credentials land there (loopback only, see config.ts).
+   * into BURROW, each limited to its own subjects (security/permissions.ts); without it, clients
+   * without credentials land there as the user `burrow` (loopback only, see config.ts).
    */
   private accountLines(): string[] {
     const sys = this.systemUser().pass;
-    const app = [`{ user: "burrow", password: ${JSON.stringify(sys + '-app')} }`];
-    if (this.config.security.auth) for (const m of this.config.nodes) if (m.natsKey) app.push(`{ nkey: ${JSON.stringify(m.natsKey)} }`);
+    const app: string[] = [];
+    const { cluster } = this.config;
+    if (!this.config.security.auth) app.push(`{ user: "burrow", password: ${JSON.stringify(sys + '-app')} }`);
+    else {
+      for (const m of this.config.nodes) {
+        if (m.natsKey) app.push(`{ nkey: ${JSON.stringify(m.natsKey)}, ${renderPermissions(memberPermissions(cluster.name, m.id, cluster.shards))} }`);
+      }
+    }
     return [
       'accounts {',
       `  BURROW: { jetstream: enabled, users: [ ${app.join(', ')} ] }`,

@@ -412,7 +412,7 @@ export class BurrowNode {
         // start (timers created after stop() cleared them would keep the process alive).
         if (this.phase !== 'connecting') return;
         this.startSchemaPublisher(this.link);
-        this.publisher = new Publisher(this.link.js, this.outbox, (s) => shardSubject(this.config.cluster.name, s), {
+        this.publisher = new Publisher(this.link.js, this.outbox, (s) => shardSubject(this.config.cluster.name, s, this.node.id), {
           shards: this.config.cluster.shards, inFlightMax: this.config.replication.publishInFlightMax,
           // A fair share each: shards whose stream leader died hold their slots until the publish
           // times out, and must not be able to take the whole window from the live shards.
@@ -522,16 +522,19 @@ export class BurrowNode {
     this.schemaPublisher = new SchemaPublisher(link.js, {
       next: () => store.nextToPublish(),
       published: (n) => this.db.writeTx(() => store.markPublished(n)),
-    }, { subject: schemaSubject(c), msgId: (n, payload) => `${c}.${this.node.id}.schema.${n}.${createHash('sha256').update(payload).digest('hex').slice(0, 16)}`, timeoutMs: this.config.replication.publishTimeoutMs, retryDelayMsMax: 1000,
+    }, { subject: schemaSubject(c, this.node.id), msgId: (n, payload) => `${c}.${this.node.id}.schema.${n}.${createHash('sha256').update(payload).digest('hex').slice(0, 16)}`, timeoutMs: this.config.replication.publishTimeoutMs, retryDelayMsMax: 1000,
       seal: this.seal.on ? (payload) => this.seal.seal('schema', payload) : undefined }, this.log.child('schema'));
     this.schemaPublisher.start();
   }
 
-  private applySchemaMessages(msgs: readonly { seq: number; data: Uint8Array }[]): { kind: 'applied' }[] {
+  private applySchemaMessages(msgs: readonly { seq: number; data: Uint8Array; origin?: string }[]): { kind: 'applied' }[] {
     try {
       this.applier.applySchema(msgs.map((m) => {
         const r = this.seal.open('schema', m.data);
-        return r.ok ? { seq: m.seq, data: r.payload, signer: r.signer } : { seq: m.seq, data: m.data, refused: r.reason };
+        if (!r.ok) return { seq: m.seq, data: m.data, refused: r.reason };
+        // The publisher (subject; msgID for legacy entries) must be the signer; unsigned, it stands in for one.
+        if (m.origin !== undefined && r.signer !== null && m.origin !== r.signer) return { seq: m.seq, data: m.data, refused: `signed by ${r.signer} but published as ${m.origin}` };
+        return { seq: m.seq, data: r.payload, signer: r.signer ?? m.origin ?? null };
       }));
     } catch (err) {
       this.noteError(`schema: ${errorMessage(err)}`);
@@ -726,6 +729,9 @@ export class BurrowNode {
   private opened(m: Parameters<Applier['applyMessages']>[0][number]): Parameters<Applier['applyMessages']>[0][number] {
     const r = this.seal.open('batch', m.data);
     if (!r.ok) return { shard: m.shard, seq: m.seq, data: m.data, refused: r.reason };
+    if (m.origin !== undefined && r.signer !== null && m.origin !== r.signer) {
+      return { shard: m.shard, seq: m.seq, data: m.data, refused: `signed by ${r.signer} but published as ${m.origin}` };
+    }
     return { shard: m.shard, seq: m.seq, data: r.payload, origin: r.signer ?? undefined };
   }
 

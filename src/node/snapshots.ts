@@ -11,6 +11,7 @@ import { errorMessage } from '../util/errors.ts';
 import { hlcFormat, hlcMs, hlcPack } from '../clock/hlc.ts';
 import type { Logger } from '../util/log.ts';
 import type { Replica } from './replica.ts';
+import { snapshotTakeSubject } from '../shard/shard-router.ts';
 
 export interface StreamBounds {
   readonly firstSeq: number;
@@ -92,7 +93,7 @@ export class SnapshotService {
 
   /** Each node answers on its own subject, so a restoring node asks its peers one by one, never itself. */
   private subject(nodeId: string): string {
-    return `burrow.${this.config.cluster.name}.snapshot.take.${nodeId}`;
+    return snapshotTakeSubject(this.config.cluster.name, nodeId);
   }
 
   /** The connection to use; the bucket is opened (or created) at first use, so a node that needs none runs without it. */

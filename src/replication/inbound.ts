@@ -1,6 +1,6 @@
 import { AckPolicy, DeliverPolicy, jetstreamManager, type ConsumerInfo, type ConsumerMessages, type JetStreamClient, type JetStreamManager, type JsMsg } from '@nats-io/jetstream';
 import { nanos, type NatsConnection } from '@nats-io/transport-node';
-import { streamName } from '../shard/shard-router.ts';
+import { publisherOfSubject, streamName } from '../shard/shard-router.ts';
 import { errorMessage } from '../util/errors.ts';
 import { originOfMsgId } from '../codec/batch-codec.ts';
 import { sleep } from './nats-link.ts';
@@ -11,7 +11,11 @@ export interface InboundMessage {
   readonly shard: number;
   readonly seq: number;
   readonly data: Uint8Array;
-  /** The origin named by the message's msgID header, when it has one (originOfMsgId). */
+  /**
+   * Who published it: the node its subject names (the server only lets a member publish on its
+   * own subjects when [security] auth is on); for a message stored under a legacy subject, the
+   * origin its msgID header names (originOfMsgId), a claim only.
+   */
   readonly origin?: string;
 }
 
@@ -408,7 +412,7 @@ export class Inbound {
         w();
       }
     }
-    const msgs = take.map(({ shard, m }) => ({ shard, seq: m.seq, data: m.data, origin: originOfMsgId(m.headers?.get('Nats-Msg-Id')) }));
+    const msgs = take.map(({ shard, m }) => ({ shard, seq: m.seq, data: m.data, origin: publisherOfSubject(this.cluster, m.subject) ?? originOfMsgId(m.headers?.get('Nats-Msg-Id')) }));
     let outcomes: readonly InboundOutcome[] | null = null;
     try {
       outcomes = this.sink.apply(msgs);

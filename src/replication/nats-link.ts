@@ -3,7 +3,7 @@ import {
   JetStreamApiCodes, JetStreamApiError, DiscardPolicy, jetstream, jetstreamManager, RetentionPolicy, StorageType,
   type JetStreamClient, type JetStreamManager, type StreamConfig,
 } from '@nats-io/jetstream';
-import { schemaStreamName, schemaSubject, shardOfStream, shardSubject, streamName } from '../shard/shard-router.ts';
+import { legacyStreamSubjects, schemaStreamName, schemaStreamSubjects, shardOfStream, shardStreamSubjects, streamName } from '../shard/shard-router.ts';
 import { errorMessage, StartupError } from '../util/errors.ts';
 import type { Logger } from '../util/log.ts';
 
@@ -93,7 +93,7 @@ export class NatsLink {
     return {
       name: streamName(plan.cluster, shard),
       description: `burrow cluster ${plan.cluster}: shard ${shard} of ${plan.shards}`,
-      subjects: [shardSubject(plan.cluster, shard)],
+      subjects: shardStreamSubjects(plan.cluster, shard),
       storage: StorageType.File,
       num_replicas: plan.replicas,
       retention: RetentionPolicy.Limits,
@@ -119,7 +119,7 @@ export class NatsLink {
     const cfg: Partial<StreamConfig> & { name: string } = {
       name: schemaStreamName(plan.cluster),
       description: `burrow cluster ${plan.cluster}: schema entries`,
-      subjects: [schemaSubject(plan.cluster)],
+      subjects: schemaStreamSubjects(plan.cluster),
       storage: StorageType.File,
       num_replicas: plan.replicas,
       retention: RetentionPolicy.Limits,
@@ -140,9 +140,29 @@ export class NatsLink {
         await sleep(100);
         info = await this.streamInfo(cfg.name);
       }
-      if (!info) await this.admin.streams.add(cfg);
-      else if (info.config.num_replicas < (cfg.num_replicas ?? 1)) await this.admin.streams.update(cfg.name, { ...info.config, num_replicas: cfg.num_replicas });
+      if (!info) {
+        await this.admin.streams.add(cfg);
+        return;
+      }
+      const subjects = this.checkSubjects(info.config, cfg, legacyStreamSubjects(plan.cluster, 'schema'));
+      if (info.config.num_replicas < (cfg.num_replicas ?? 1) || subjects) {
+        await this.admin.streams.update(cfg.name, { ...info.config, num_replicas: Math.max(info.config.num_replicas, cfg.num_replicas ?? 1), subjects: cfg.subjects });
+      }
     });
+  }
+
+  /**
+   * True when the stream still has the subjects of a burrow before per-publisher subjects (it is
+   * moved to the new ones; what it stores stays readable); a fatal setup error for any other difference.
+   */
+  private checkSubjects(have: StreamConfig, want: Partial<StreamConfig> & { name: string }, legacy: string[]): boolean {
+    const had = have.subjects?.join() ?? '';
+    if (had === want.subjects?.join()) return false;
+    if (had === legacy.join()) {
+      this.log.info('stream moves to per-publisher subjects', { stream: want.name, from: had, to: want.subjects?.join() });
+      return true;
+    }
+    throw new FatalSetupError(`stream ${want.name} exists with subjects ${had} (expected ${want.subjects?.join()})`);
   }
 
   /** Create (or check) every shard stream; idempotent. */
@@ -189,9 +209,7 @@ export class NatsLink {
         throw new FatalSetupError(`${plan.configFile}: cluster.shards = ${plan.shards}, but the running cluster "${plan.cluster}" has ${had} shards `
           + `(stream ${cfg.name}): the shard count cannot change on a running cluster; set cluster.shards = ${had} (or start a new cluster name)`);
       }
-      if (info.config.subjects?.join() !== cfg.subjects?.join()) {
-        throw new FatalSetupError(`stream ${cfg.name} exists with subjects ${info.config.subjects?.join()} (expected ${cfg.subjects?.join()})`);
-      }
+      const subjects = this.checkSubjects(info.config, cfg, legacyStreamSubjects(plan.cluster, shard));
       if (info.config.retention !== cfg.retention) {
         throw new FatalSetupError(`stream ${cfg.name} exists with retention "${info.config.retention}" (expected "${cfg.retention}"): `
           + `it was created by an older burrow and JetStream cannot convert it: stop the nodes, delete the streams burrow_${plan.cluster}_* `
@@ -202,12 +220,12 @@ export class NatsLink {
       // minutes doing that (chaos seed 404). An R3 stream on two servers keeps working on both.
       const replicas = Math.max(info.config.num_replicas, cfg.num_replicas ?? 1);
       if (info.config.num_replicas !== replicas || info.config.max_bytes !== cfg.max_bytes || info.config.max_age !== cfg.max_age
-        || info.config.discard !== cfg.discard) {
+        || info.config.discard !== cfg.discard || subjects) {
         this.log.warn('stream config differs from cluster.toml; updating', {
           stream: cfg.name, replicas: info.config.num_replicas, want: replicas, maxBytes: cfg.max_bytes, maxAgeS: plan.streamAgeMaxS,
         });
         await this.admin.streams.update(cfg.name, {
-          ...info.config, num_replicas: replicas, max_bytes: cfg.max_bytes, max_age: cfg.max_age, discard: cfg.discard,
+          ...info.config, num_replicas: replicas, max_bytes: cfg.max_bytes, max_age: cfg.max_age, discard: cfg.discard, subjects: cfg.subjects,
         });
       }
     });

@@ -2,6 +2,7 @@ import type { NatsConnection, Subscription } from '@nats-io/transport-node';
 import { pack, unpack } from 'msgpackr';
 import { decodeBatch } from '../codec/batch-codec.ts';
 import { noSeal, type Seal, type SealKind } from '../security/envelope.ts';
+import { heartbeatSubject, publisherOfSubject, replaySubject } from '../shard/shard-router.ts';
 import { errorMessage } from '../util/errors.ts';
 import type { Logger } from '../util/log.ts';
 import type { GapTracker } from './gaps.ts';
@@ -45,7 +46,7 @@ export interface RepairStats {
 
 /**
  * Heartbeats and gap repair over core NATS (not JetStream, so it works while streams are stuck):
- * every node announces how far JetStream acknowledged its batches (`burrow.<cluster>.hb`), answers
+ * every node announces how far JetStream acknowledged its batches (`burrow.<cluster>.hb.<node>`), answers
  * requests for its sent batches (`burrow.<cluster>.replay.<node>`), and asks origins for numbers
  * the GapTracker finds missing. Replayed batches go through the normal apply (idempotent LWW).
  */
@@ -79,7 +80,7 @@ export class GapRepair {
   }
 
   start(): void {
-    const hb = this.nc.subscribe(`burrow.${this.cluster}.hb`, {
+    const hb = this.nc.subscribe(heartbeatSubject(this.cluster, '*'), {
       callback: (err, m) => {
         if (err) return;
         try {
@@ -87,7 +88,8 @@ export class GapRepair {
           const payload = this.openFrom('hb', m.data, (s) => { signer = s; return true; });
           if (!payload) return;
           const h = unpack(payload) as { o?: unknown; u?: unknown };
-          if (this.seal.on && signer !== h.o) {
+          // Signed by and published on the subject of the node it speaks for (the subject is the server's word with [security] auth).
+          if ((this.seal.on && signer !== h.o) || publisherOfSubject(this.cluster, m.subject) !== h.o) {
             this.stats.refused++;
             return;
           }
@@ -96,7 +98,7 @@ export class GapRepair {
         } catch { /* not a heartbeat */ }
       },
     });
-    const replay = this.nc.subscribe(`burrow.${this.cluster}.replay.${this.nodeId}`, {
+    const replay = this.nc.subscribe(replaySubject(this.cluster, this.nodeId), {
       callback: (err, m) => {
         if (err) return;
         try {
@@ -120,7 +122,7 @@ export class GapRepair {
   private heartbeat(): void {
     if (this.nc.isClosed()) return;
     try {
-      this.nc.publish(`burrow.${this.cluster}.hb`, this.seal.seal('hb', pack({ o: this.nodeId, u: this.host.publishedUpto() })));
+      this.nc.publish(heartbeatSubject(this.cluster, this.nodeId), this.seal.seal('hb', pack({ o: this.nodeId, u: this.host.publishedUpto() })));
       this.stats.heartbeatsSent++;
     } catch { /* disconnected: next beat */ }
   }
@@ -142,7 +144,7 @@ export class GapRepair {
     this.stats.requests++;
     let reply: { b?: unknown; g?: unknown };
     try {
-      const m = await this.nc.request(`burrow.${this.cluster}.replay.${origin}`, this.seal.seal('replay-req', pack({ want: missing })), { timeout: 5000 });
+      const m = await this.nc.request(replaySubject(this.cluster, origin), this.seal.seal('replay-req', pack({ want: missing })), { timeout: 5000 });
       const payload = this.openFrom('replay-reply', m.data, (s) => s === origin);
       if (!payload) throw new Error(`the reply is not signed by ${origin}`);
       reply = unpack(payload) as { b?: unknown; g?: unknown };

@@ -115,11 +115,58 @@ export function schemaStreamName(cluster: string): string {
   return `burrow_${cluster}_schema`;
 }
 
-export function schemaSubject(cluster: string): string {
-  return `burrow.${cluster}.schema`;
+/**
+ * Subjects carry their publisher as the last token (`burrow.<c>.s.<shard>.<node>`,
+ * `burrow.<c>.schema.<node>`, `burrow.<c>.hb.<node>`): with [security] auth each member's NATS
+ * user may publish only on its own (security/permissions.ts), so the server vouches for who
+ * published a message, whatever the message says. Streams take every publisher (`.*`).
+ */
+export function schemaSubject(cluster: string, node: string): string {
+  return `burrow.${cluster}.schema.${node}`;
 }
 
-export function shardSubject(cluster: string, shard: number): string {
-  return `burrow.${cluster}.s.${shard}`;
+export function shardSubject(cluster: string, shard: number | '*', node: string): string {
+  return `burrow.${cluster}.s.${shard}.${node}`;
 }
 
+export function heartbeatSubject(cluster: string, node: string): string {
+  return `burrow.${cluster}.hb.${node}`;
+}
+
+/** Gap repair asks `node` for batches it sent on this subject (repair.ts); only `node` listens. */
+export function replaySubject(cluster: string, node: string): string {
+  return `burrow.${cluster}.replay.${node}`;
+}
+
+/** A restoring node asks `node` to take a snapshot now (snapshots.ts); only `node` listens. */
+export function snapshotTakeSubject(cluster: string, node: string): string {
+  return `burrow.${cluster}.snapshot.take.${node}`;
+}
+
+/** What a shard stream stores: every member's subject of that shard. */
+export function shardStreamSubjects(cluster: string, shard: number): string[] {
+  return [shardSubject(cluster, shard, '*')];
+}
+
+export function schemaStreamSubjects(cluster: string): string[] {
+  return [schemaSubject(cluster, '*')];
+}
+
+/**
+ * The subjects streams of burrow before per-publisher subjects stored (one per stream, the
+ * publisher only named in the msgID). Messages still stored under them are read as before;
+ * ensureStreams moves a stream from them to the new subjects.
+ */
+export function legacyStreamSubjects(cluster: string, shard: number | 'schema'): string[] {
+  return [shard === 'schema' ? `burrow.${cluster}.schema` : `burrow.${cluster}.s.${shard}`];
+}
+
+/** The publisher a stream message's subject names, or undefined for a legacy subject (or a foreign one). */
+export function publisherOfSubject(cluster: string, subject: string): string | undefined {
+  const prefix = `burrow.${cluster}.`;
+  if (!subject.startsWith(prefix)) return undefined;
+  const t = subject.slice(prefix.length).split('.');
+  if (t.length === 3 && t[0] === 's' && /^\d{1,9}$/.test(t[1]!)) return t[2];
+  if (t.length === 2 && (t[0] === 'schema' || t[0] === 'hb')) return t[1];
+  return undefined;
+}

@@ -154,7 +154,7 @@ describe('hardening (3-node cluster)', () => {
 
   test('malformed and foreign messages on a burrow subject are rejected, dead-lettered and counted; nodes keep running and replicating', async () => {
     const js = jetstream(nc);
-    const subject = `burrow.${c.clusterName}.s.0`;
+    const subject = `burrow.${c.clusterName}.s.0.n2`; // the server checks nothing here: no [security] auth in this cluster
     const pids = c.nodes.map((n) => n.pid);
     const before = await Promise.all(c.nodes.map(async (n) => (await c.status(n.id)).apply.messagesRejected as number));
     const table = { n: 'users', k: ['id'], c: ['id', 'email', 'name'] };

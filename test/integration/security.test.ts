@@ -6,7 +6,7 @@ import http from 'node:http';
 import os from 'node:os';
 import path from 'node:path';
 import { connect, nkeyAuthenticator, type NatsConnection } from '@nats-io/transport-node';
-import { jetstream } from '@nats-io/jetstream';
+import { jetstream, jetstreamManager } from '@nats-io/jetstream';
 import { createUser } from '@nats-io/nkeys';
 import { pack } from 'msgpackr';
 import { TestCluster } from '../helpers/cluster.ts';
@@ -75,7 +75,7 @@ describe('security: signed batches and authenticated NATS (3-node cluster)', () 
   test('forged, unsigned, tampered and misattributed batches are rejected on every node; nothing of them is applied', async () => {
     const js = jetstream(asN1);
     const shard = 0;
-    const subject = `burrow.${c.clusterName}.s.${shard}`;
+    const subject = `burrow.${c.clusterName}.s.${shard}.n1`; // n1's own subject: the server lets these credentials publish there
     const before = await Promise.all(c.nodes.map(async (n) => (await c.status(n.id)).apply.messagesRejected as number));
     const evil = (o: string): WireBatch => ({ v: batchVersion, o, s: shard, n: 2 ** 40, tables: [{ n: 'users', k: ['id'], c: ['id', 'name'] }],
       changes: [{ t: 0, h: BigInt(Date.now() + 30_000) << 16n, d: 0, k: encodeValues([666n]), r: encodeValues([666n, 'forged']) }] });
@@ -103,12 +103,30 @@ describe('security: signed batches and authenticated NATS (3-node cluster)', () 
     await c.waitConverged('SELECT * FROM users ORDER BY id');
   });
 
+  test('n1\'s credentials cannot publish as n2: the server refuses n2\'s subjects and the cluster\'s streams cannot be purged or deleted', async () => {
+    const js = jetstream(asN1);
+    const jsm = await jetstreamManager(asN1);
+    const n1 = new Sealer(c.clusterName, 'n1', seedOf('n1', 'sign'));
+    const payload = n1.seal('batch', encodeBatch({ v: batchVersion, o: 'n1', s: 0, n: 2 ** 41, tables: [{ n: 'users', k: ['id'], c: ['id', 'name'] }],
+      changes: [{ t: 0, h: BigInt(Date.now()) << 16n, d: 0, k: encodeValues([667n]), r: encodeValues([667n, 'as n2']) }] }));
+    for (const subject of [`burrow.${c.clusterName}.s.0.n2`, `burrow.${c.clusterName}.schema.n2`]) {
+      await assert.rejects(js.publish(subject, payload, { timeout: 3000 }), /permission/i, subject);
+    }
+    const stored = await jsm.streams.getMessage(`burrow_${c.clusterName}_0`, { last_by_subj: `burrow.${c.clusterName}.s.0.n2` }).catch(() => null);
+    assert.ok(!stored || Buffer.compare(Buffer.from(stored.data), Buffer.from(payload)) !== 0, 'nothing stored under n2\'s subject');
+    await assert.rejects(jsm.streams.purge(`burrow_${c.clusterName}_0`), /permission/i);
+    await assert.rejects(jsm.streams.delete(`burrow_${c.clusterName}_schema`), /permission/i);
+    assert.ok((await jsm.streams.info(`burrow_${c.clusterName}_schema`)).state.messages > 0, 'schema stream still there');
+    for (const n of c.nodes) assert.equal(c.query(n.id, 'SELECT 1 FROM users WHERE id = 667').length, 0, `${n.id}: nothing applied`);
+  });
+
   test('forged heartbeats (unsigned, or claiming another node) change nothing: counted as refused', async () => {
     const before = await Promise.all(c.nodes.map(async (n) => (await c.status(n.id)).repair.refused as number));
     const n1 = new Sealer(c.clusterName, 'n1', seedOf('n1', 'sign'));
     // A huge acknowledged mark would switch gap detection off for n2 if it were believed.
-    asN1.publish(`burrow.${c.clusterName}.hb`, pack({ o: 'n2', u: 2 ** 53 - 1 }));
-    asN1.publish(`burrow.${c.clusterName}.hb`, n1.seal('hb', pack({ o: 'n2', u: 2 ** 53 - 1 })));
+    asN1.publish(`burrow.${c.clusterName}.hb.n1`, pack({ o: 'n2', u: 2 ** 53 - 1 }));
+    asN1.publish(`burrow.${c.clusterName}.hb.n1`, n1.seal('hb', pack({ o: 'n2', u: 2 ** 53 - 1 })));
+    asN1.publish(`burrow.${c.clusterName}.hb.n2`, n1.seal('hb', pack({ o: 'n2', u: 2 ** 53 - 1 }))); // refused by the server: never delivered
     await asN1.flush();
     for (const [i, n] of c.nodes.entries()) {
       await c.waitFor(`${n.id} refused both heartbeats`, async () => (await c.status(n.id))?.repair.refused >= before[i]! + 2, 10_000, 50);

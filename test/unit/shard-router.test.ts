@@ -1,7 +1,10 @@
 import { test, describe, before } from 'node:test';
 import assert from 'node:assert/strict';
 import { xxhash64 } from 'hash-wasm';
-import { ShardRouter, jumpHash, streamName, shardOfStream, shardSubject } from '../../src/shard/shard-router.ts';
+import {
+  ShardRouter, heartbeatSubject, jumpHash, legacyStreamSubjects, publisherOfSubject, schemaStreamSubjects, schemaSubject, shardOfStream, shardStreamSubjects,
+  shardSubject, streamName,
+} from '../../src/shard/shard-router.ts';
 import { encodeValues, type SqlValue } from '../../src/codec/value-codec.ts';
 
 /*
@@ -212,8 +215,16 @@ describe('JetStream names', () => {
     assert.equal(shardOfStream('demo', 'burrow_demo_'), -1);
     assert.equal(shardOfStream('demo', undefined), -1);
   });
-  test('shardSubject', () => {
-    assert.equal(shardSubject('demo', 0), 'burrow.demo.s.0');
-    assert.equal(shardSubject('my-cluster_1', 15), 'burrow.my-cluster_1.s.15');
+  test('subjects name their publisher last; publisherOfSubject reads it back (legacy subjects name none)', () => {
+    assert.equal(shardSubject('demo', 0, 'n1'), 'burrow.demo.s.0.n1');
+    assert.equal(shardSubject('my-cluster_1', 15, 'node-7'), 'burrow.my-cluster_1.s.15.node-7');
+    assert.deepEqual(shardStreamSubjects('demo', 3), ['burrow.demo.s.3.*']);
+    assert.deepEqual(schemaStreamSubjects('demo'), ['burrow.demo.schema.*']);
+    assert.equal(publisherOfSubject('demo', shardSubject('demo', 3, 'n2')), 'n2');
+    assert.equal(publisherOfSubject('demo', schemaSubject('demo', 'n3')), 'n3');
+    assert.equal(publisherOfSubject('demo', heartbeatSubject('demo', 'n1')), 'n1');
+    for (const s of [...legacyStreamSubjects('demo', 3), ...legacyStreamSubjects('demo', 'schema'), 'burrow.other.s.3.n2', 'burrow.demo.s.x.n2', 'burrow.demo.replay.n1']) {
+      assert.equal(publisherOfSubject('demo', s), undefined, s);
+    }
   });
 });
