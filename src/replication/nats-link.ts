@@ -168,19 +168,35 @@ export class NatsLink {
   /** Create (or check) every shard stream; idempotent. */
   async ensureStreams(plan: StreamPlan, selfIndex: number): Promise<void> {
     const t0 = Date.now();
+    await this.retry('shard count check', t0 + ensureTimeoutMs, () => this.checkShardCount(plan));
     // Stagger: concurrent creates of the same stream from several nodes can go unanswered on
     // nats-server 2.9, so the first node of the config creates and the others mostly find the
     // work done; each takes over after its delay if the earlier ones are not up.
     const staggerMs = selfIndex * 1500;
     await Promise.all(Array.from({ length: plan.shards }, (_, shard) => this.ensureShard(plan, shard, t0 + staggerMs)));
     this.log.info('streams in place', { shards: plan.shards, ms: Date.now() - t0 });
+  }
+
+  /**
+   * Before anything is created: a node whose cluster.shards differs from the running cluster's
+   * stops here (exit 2) instead of adding streams the others would then refuse to start with.
+   */
+  private async checkShardCount(plan: StreamPlan): Promise<void> {
     const names: string[] = [];
     for await (const n of this.jsm.streams.names()) names.push(n);
+    const shards = names.map((n) => shardOfStream(plan.cluster, n)).filter((s) => s >= 0);
     const extra = names.filter((n) => shardOfStream(plan.cluster, n) >= plan.shards);
     if (extra.length > 0) {
       throw new FatalSetupError(`${plan.configFile}: cluster.shards = ${plan.shards}, but the running cluster "${plan.cluster}" has streams `
         + `${extra.slice(0, 3).join(', ')}${extra.length > 3 ? ', …' : ''} beyond it: the shard count cannot change on a running cluster `
         + '(set cluster.shards back, or start a new cluster name)');
+    }
+    if (shards.length === 0) return;
+    const name = streamName(plan.cluster, shards[0]!);
+    const had = shardsOfDescription((await this.streamInfo(name))?.config.description);
+    if (had !== null && had !== plan.shards) {
+      throw new FatalSetupError(`${plan.configFile}: cluster.shards = ${plan.shards}, but the running cluster "${plan.cluster}" has ${had} shards `
+        + `(stream ${name}): the shard count cannot change on a running cluster; set cluster.shards = ${had} (or start a new cluster name)`);
     }
   }
 

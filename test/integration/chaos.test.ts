@@ -4,7 +4,8 @@ import { runChaos } from '../../chaos/run.ts';
 
 /**
  * The chaos suite's short mode (fixed seeds): a real 3-node cluster under writer processes and a
- * seeded fault schedule must pass every checker — and a deliberately broken apply must not.
+ * seeded fault schedule must pass every checker. That the checkers fire when burrow is broken
+ * (LWW inverted, acked batches dropped, …) is `npm run test:sabotage`, which CI runs after this.
  * Long runs: `npm run chaos -- --nodes 3 --duration 300 --seed S`.
  */
 describe('chaos (short mode)', () => {
@@ -18,14 +19,5 @@ describe('chaos (short mode)', () => {
     assert.deepEqual(Object.keys(r.faultCounts).sort(), ['clock-skew', 'kill-during-apply', 'kill-nats', 'kill-quorum', 'wipe-rejoin']);
     assert.ok(lines.some((l) => /healed n\d rejoined: restore done/.test(l)), `the wiped node did not restore:\n${lines.join('\n')}`);
     assert.ok(r.convergeMs !== null);
-  });
-
-  test('a deliberately broken apply (LWW inverted, test-only switch) fails the checkers', async () => {
-    const lines: string[] = [];
-    const r = await runChaos({ nodes: 3, durationS: 15, seed: 7, sabotage: ['invert-lww'], convergeTimeoutMs: 5000, log: (l) => lines.push(l) });
-    assert.equal(r.ok, false, `the broken apply was not caught:\n${lines.join('\n')}`);
-    // The checker itself must name the cause: a key whose final value is not its (hlc, node) winner.
-    // (Other kinds are recorded by the runner; npm run test:sabotage proves each of them can fire.)
-    assert.ok(r.violations.some((v) => v.kind === 'wrong-winner'), lines.join('\n'));
   });
 });

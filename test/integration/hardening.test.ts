@@ -5,7 +5,7 @@ import { closeSync, mkdtempSync, openSync, readFileSync, rmSync, writeFileSync, 
 import os from 'node:os';
 import path from 'node:path';
 import { connect, type NatsConnection } from '@nats-io/transport-node';
-import { jetstream } from '@nats-io/jetstream';
+import { jetstream, jetstreamManager } from '@nats-io/jetstream';
 import { pack } from 'msgpackr';
 import BetterSqlite3 from 'better-sqlite3';
 import { TestCluster, freePort, repoRoot, stringify } from '../helpers/cluster.ts';
@@ -317,6 +317,11 @@ print('done', flush=True)`);
     assert.equal(shards.status, 2, shards.stderr);
     assert.match(shards.stderr, /burrow: .*shards32\.toml: cluster\.shards = 32, but the running cluster "t\d+" has 16 shards \(stream burrow_t\d+_\d+\): .*set cluster\.shards = 16/);
     oneLine(shards);
+    // Refused before anything was created: no stream beyond the cluster's 16 (the others would refuse to restart with them).
+    const jsm = await jetstreamManager(nc);
+    const names: string[] = [];
+    for await (const n of jsm.streams.names()) names.push(n);
+    assert.deepEqual(names.filter((n) => /_(1[6-9]|2\d|3[01])$/.test(n)), [], `streams: ${names.join(', ')}`);
     // nats-server not installed where the config says.
     const nonats = path.join(c.dir, 'nonats.toml');
     writeFileSync(nonats, `[cluster]\nname = "lonely"\n[nats]\nbinary = "nats-server-not-installed"\n[[nodes]]\nid = "n2"\ndb = "lonely/app.db"\n`
