@@ -166,7 +166,10 @@ describe('hardening (3-node cluster)', () => {
       ['non-member origin', encodeBatch({ v: batchVersion, o: 'intruder', s: 0, tables: [table], changes: [change] })],
       ['wrong shard', encodeBatch({ v: batchVersion, o: 'n2', s: 5, tables: [table], changes: [change] })],
     ];
-    for (const [, data] of bad) await js.publish(subject, data);
+    // Retried through stream leader elections (no responders meanwhile); the msgID makes a retry a duplicate, not a second message.
+    for (const [i, [what, data]] of bad.entries()) {
+      await c.waitFor(`JetStream stores ${what}`, async () => Boolean(await js.publish(subject, data, { msgID: `hardening-${c.clusterName}-${i}` })), 20_000, 250);
+    }
     for (const [i, n] of c.nodes.entries()) {
       await c.waitFor(`${n.id} rejected ${bad.length} messages`, async () => (await c.status(n.id))?.apply.messagesRejected === before[i]! + bad.length);
       const reasons = (c.query<{ reason: string }>(n.id, 'SELECT reason FROM __burrow_dead ORDER BY id DESC LIMIT 5')).map((r) => r.reason).join(' | ');

@@ -89,7 +89,10 @@ describe('security: signed batches and authenticated NATS (3-node cluster)', () 
       ['signed with n1\'s NATS key instead of its signing key', new Sealer(c.clusterName, 'n1', seedOf('n1', 'nats')).seal('batch', encodeBatch(evil('n1')))],
       ['n1\'s batch with bytes changed after signing', tampered],
     ];
-    for (const [, data] of bad) await js.publish(subject, data);
+    // Retried through stream leader elections (no responders meanwhile); the msgID makes a retry a duplicate, not a second message.
+    for (const [i, [what, data]] of bad.entries()) {
+      await c.waitFor(`JetStream stores ${what}`, async () => Boolean(await js.publish(subject, data, { msgID: `forged-${c.clusterName}-${i}` })), 20_000, 250);
+    }
     for (const [i, n] of c.nodes.entries()) {
       await c.waitFor(`${n.id} rejected ${bad.length} messages`, async () => (await c.status(n.id))?.apply.messagesRejected >= before[i]! + bad.length, 20_000, 50);
       const reasons = c.query<{ reason: string }>(n.id, 'SELECT reason FROM __burrow_dead ORDER BY id DESC LIMIT 4').map((r) => r.reason).join(' | ');
