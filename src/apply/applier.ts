@@ -26,7 +26,6 @@ export interface ApplierSchema {
   readonly capture: SchemaCapture;
 }
 
-export { waitingChangesMax } from './waiting-room.ts';
 export { rowJson } from './unique-resolver.ts';
 
 /** One change of a snapshot being merged (restore): its origin node, its table as the snapshot has it. */
@@ -323,6 +322,20 @@ export class Applier {
   }
 
   /**
+   * Changes that waited for a schema longer than the waiting room's age bound move to the dead
+   * letters (with their reason; `burrow dead --retry` brings them back), at most `limit` per call.
+   */
+  expireWaiting(limit = 1000, nowMs = Date.now()): number {
+    return this.p.db.writeTx(() => {
+      const old = this.waiting.takeExpired(limit, nowMs);
+      for (const w of old) {
+        this.deadLetter({ shard: w.shard, seq: w.seq, origin: w.origin, table: w.table, hlc: w.hlc, reason: `waited too long for the schema (${w.reason})`, change: w.change });
+      }
+      return old.length;
+    });
+  }
+
+  /**
    * Retry parked changes that are due (all of them when `all`): applied when their table and
    * columns exist now, else rescheduled with backoff. Returns how many were applied.
    */
@@ -335,7 +348,7 @@ export class Applier {
         const c = batch.changes[0]!;
         const plan = this.plan(batch.tables[0]!, batch.o);
         if (plan.wt === null) {
-          this.waiting.remove(w.id);
+          this.waiting.remove(w.id, w.change.length);
           this.stats.changesDroppedWithTable++;
           continue;
         }
@@ -348,7 +361,7 @@ export class Applier {
           this.waiting.later(w, 'clock too far ahead');
           continue;
         }
-        this.waiting.remove(w.id);
+        this.waiting.remove(w.id, w.change.length);
         this.stats.changesUnparked++;
         applied++;
         const ctx = { shard: w.shard, seq: w.seq, origin: batch.o, wt: plan.wt, c };

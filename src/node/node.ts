@@ -772,6 +772,7 @@ export class BurrowNode {
     this.lastHistoryMs = Date.now();
     // Dead letters and conflicts stay within their bounds (rows, bytes, age) even when nothing is added.
     this.db.writeTx(() => this.replica.quarantine.prune());
+    this.applier.expireWaiting();
     if (!newest) return;
     const belowMs = Math.min(Date.now() - this.config.cluster.historyS * 1000, newest.atMs);
     if (belowMs <= 0) return;
@@ -956,7 +957,7 @@ export class BurrowNode {
       deadLettersRecent: open ? this.replica.quarantine.recentDead(5) : [],
       // Rows of __burrow_dead and __burrow_conflicts removed to keep them within their bounds.
       quarantinePruned: this.replica.quarantine.pruned,
-      waiting: open ? { changes: this.applier.waitingCount(), tables: this.applier.waiting.summary(20) } : null,
+      waiting: open ? { changes: this.applier.waitingCount(), expired: this.applier.waiting.expired, tables: this.applier.waiting.summary(20) } : null,
       conflicts: open ? this.replica.quarantine.conflictCount() : 0,
       unique: this.applier.unique.stats,
       snapshots: this.snapshots.status(),

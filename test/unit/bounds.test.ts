@@ -7,6 +7,7 @@ import { hlcPack } from '../../src/clock/hlc.ts';
 import { holdAheadMaxMs } from '../../src/apply/applier.ts';
 import { upsertCacheMax } from '../../src/apply/row-writer.ts';
 import { Quarantine } from '../../src/store/quarantine.ts';
+import { WaitingRoom, waitingLimits } from '../../src/apply/waiting-room.ts';
 import { createLogger, formatLogLine, rotatingFile } from '../../src/util/log.ts';
 import { mkdtempSync, readdirSync, readFileSync, rmSync, statSync } from 'node:fs';
 import os from 'node:os';
@@ -76,6 +77,29 @@ test('dead letters and conflicts are pruned to their row, byte and age bounds, o
     db.conn.prepare('UPDATE __burrow_dead SET at_ms = 0').run();
     db.writeTx(() => q.prune());
     assert.equal(q.deadCount(), 0, 'older than the age bound: gone');
+  } finally {
+    await rs.closeAll();
+  }
+});
+
+test('the waiting room is bounded: full by bytes as well as count (messages then stay in JetStream); changes past the age bound are dead-lettered', async () => {
+  const rs = await Replicas.start(['n1', 'n2']);
+  try {
+    const n2 = rs.node('n2');
+    const now = rs.startMs;
+    const batch = (id: bigint) => ({ from: 'n1', shard: 0, data: encodeBatch({ v: batchVersion, o: 'n1', s: 0,
+      tables: [{ n: 'later', k: ['id'], c: ['id', 'v'] }], changes: [{ t: 0, h: hlcPack(now, Number(id)), d: 0, k: encodeValues([id]), r: encodeValues([id, "x".repeat(1000)]) }] }) });
+    assert.deepEqual(rs.deliver('n2', [batch(1n), batch(2n)]).map((o) => o.kind), ['applied', 'applied']);
+    assert.equal(n2.applier.waitingCount(), 2, 'a table this node does not have: the changes wait');
+    const small = new WaitingRoom(n2.db, { changesMax: 1000, bytesMax: 1500, ageMsMax: 1000 });
+    assert.equal(small.full(), true, 'two ~1 KB changes fill a 1.5 KB room');
+    assert.equal(new WaitingRoom(n2.db, { changesMax: 1000, bytesMax: 1_000_000, ageMsMax: 1000 }).full(), false);
+    assert.equal(n2.applier.expireWaiting(1000, Date.now()), 0, 'younger than the age bound: they stay');
+    assert.equal(n2.applier.expireWaiting(1000, Date.now() + waitingLimits.ageMsMax + 1000), 2);
+    assert.equal(n2.applier.waitingCount(), 0);
+    const reasons = n2.db.conn.prepare('SELECT reason FROM __burrow_dead').pluck().all() as string[];
+    assert.equal(reasons.length, 2);
+    assert.match(reasons[0]!, /waited too long for the schema \(table "later" does not exist here/);
   } finally {
     await rs.closeAll();
   }
