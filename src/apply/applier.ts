@@ -321,6 +321,11 @@ export class Applier {
     for (const [shard, seq] of pos) if (this.unsavedPositions.get(shard) === seq) this.unsavedPositions.delete(shard);
   }
 
+  /** Every row of a captured table queued for stamping again (a restore dropped the DDL they were stamped under). */
+  restamp(name: string): number {
+    return this.p.capture.restampAll(name);
+  }
+
   /**
    * Changes that waited for a schema longer than the waiting room's age bound move to the dead
    * letters (with their reason; `burrow dead --retry` brings them back), at most `limit` per call.

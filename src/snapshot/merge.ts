@@ -153,7 +153,7 @@ function finishSchema(t: MergeTarget, snap: Connection, o: MergeOptions, created
     st.replaceReplicated(objs);
     for (const [origin, n] of snap.prepare('SELECT origin, n FROM __burrow_schema_from').raw(true).all() as [string, bigint][]) {
       st.setFolded(origin, Number(n));
-      if (origin === o.nodeId) st.raiseOwnNumber(Number(n));
+      if (origin === o.nodeId) forgetStaleOwn(t, Number(n));
     }
     for (const ev of snap.prepare('SELECT seq, origin, n, kind, tbl, a, b FROM __burrow_schema_history WHERE seq > ? ORDER BY rowid').all(BigInt(st.position())) as { seq: bigint; origin: string; n: bigint; kind: SchemaEvent['kind']; tbl: string; a: string | null; b: string | null }[]) {
       st.addEvent({ ...ev, seq: Number(ev.seq), n: Number(ev.n) });
@@ -175,6 +175,37 @@ function finishSchema(t: MergeTarget, snap: Connection, o: MergeOptions, created
     if (r.get(k)?.sql === obj.sql || fromSnapshot.has(k)) seen.set(k, obj);
   }
   st.replaceSeen(seen.values());
+}
+
+/**
+ * The snapshot folded `n` entries of this node — made before this replica's database was replaced
+ * (a wiped node rejoining). Entries this replica queued and never published under those numbers
+ * (DDL an application ran before the restore finished) would be taken everywhere for the old
+ * ones and skipped as duplicates, and entries made after them would fold first (chaos seed 606:
+ * a rename folded before the CREATE it was made on). They — and every unpublished entry after
+ * them — are dropped instead and their objects left unseen, so capture sends the local schema as
+ * it is now in a new entry numbered above `n`, at today's position; their tables' rows are
+ * stamped again under it.
+ */
+function forgetStaleOwn(t: MergeTarget, n: number): void {
+  const st = t.schema!.store;
+  st.raiseOwnNumber(n);
+  const unpublished = st.pendingOwn().filter((p) => !p.published);
+  if (!unpublished.some((p) => p.n <= n)) return;
+  // All of them: one made after a stale one may build on it, and must not go out before it.
+  const stale = unpublished;
+  const seen = st.seen();
+  const tables = new Set<string>();
+  for (const p of stale) {
+    st.removeOwn(p.n);
+    for (const op of p.entry.ops) {
+      seen.delete(SchemaStore.key(op.type, op.name));
+      if (op.renamedFrom !== undefined) seen.delete(SchemaStore.key('table', op.renamedFrom));
+      tables.add(op.tbl);
+    }
+  }
+  st.replaceSeen(seen.values());
+  for (const name of tables) t.applier.restamp(name);
 }
 
 /**

@@ -225,6 +225,34 @@ test('a snapshot taken while its node\'s own DDL is unpublished: the restored re
   assert.ok(!schemaOf(rs, 'n3').some((o) => o.includes('pend')), 'pend dropped on n3');
 }));
 
+test('DDL an application ran on a wiped node before its restore finished goes out after it, renumbered, with later DDL in order (chaos seed 606)', () => withReplicas(['n1', 'n2', 'n3'], async (rs) => {
+  // n3's first life: two entries of its own, folded everywhere.
+  rs.app('n3').exec('CREATE TABLE a3(id INTEGER PRIMARY KEY)');
+  rs.sync();
+  rs.app('n3').exec('CREATE TABLE b3(id INTEGER PRIMARY KEY)');
+  rs.sync();
+  await rs.close('n3');
+  for (const ext of ['', '-wal', '-shm']) rmSync(rs.file('n3') + ext, { force: true });
+  while (rs.node('n2').applier.stampLocal().logRows > 0) { /* stamp */ }
+  const snap = path.join(rs.dir, 'n2.for-n3.db');
+  await copySnapshot({ dbFile: rs.file('n2'), outFile: snap, shards: 4, busyTimeoutMs: 1000 });
+  // The empty n3 starts; the application creates a table with rows before the restore is done.
+  const n3 = await rs.open('n3');
+  rs.app('n3').exec("CREATE TABLE t(id INTEGER PRIMARY KEY, a TEXT); INSERT INTO t VALUES (1, 'x'), (2, 'y');");
+  while (n3.applier.stampLocal().logRows > 0) { /* stamp */ }
+  assert.deepEqual(n3.schema!.store.pendingOwn().map((p) => p.n), [1], 'numbered 1 again: this replica does not know its old numbers yet');
+  await mergeSnapshot(n3, snap, { nodeId: 'n3', cluster: 't', shards: 4, log: silentLogger });
+  // Then the application renames a column of it.
+  rs.app('n3').exec('ALTER TABLE t RENAME COLUMN a TO label');
+  while (n3.applier.stampLocal().logRows > 0) { /* stamp */ }
+  assert.ok(n3.schema!.store.pendingOwn().every((p) => p.n > 2), `numbered above the snapshot's 2: ${n3.schema!.store.pendingOwn().map((p) => p.n).join()}`);
+  rs.sync();
+  assertSame(rs, ['t', 'a3', 'b3']);
+  assert.deepEqual(rs.dump('n1', 't').length, 2, 'the rows n3 wrote before its restore are everywhere');
+  assert.ok(schemaOf(rs, 'n1').some((o) => o.includes('label TEXT')), schemaOf(rs, 'n1').join(' | '));
+  for (const id of rs.ids) assert.equal(rs.node(id).schema!.store.conflictCount(), 0, `${id}: no conflict`);
+}));
+
 test('a column renamed by a node that did not have the index yet: the index follows the rename everywhere (R rewrites dependents as SQLite does)', () => withReplicas(['n1', 'n2', 'n3'], (rs) => {
   rs.app('n1').exec("CREATE TABLE t(id INTEGER PRIMARY KEY, a TEXT); INSERT INTO t VALUES (1, 'x'), (2, 'y');");
   rs.sync();
