@@ -52,6 +52,8 @@ const shardDoctorIntervalMs = 5_000;
 const shardStuckMs = 30_000;
 const shardNudgeIntervalMs = 60_000;
 
+/** Most batch numbers per origin kept as applied beyond a hole (`__burrow_received_above`). */
+const receivedAboveMax = 100_000;
 /** Heartbeat period; a batch number missing this long without progress is fetched from its origin (repair.ts). */
 const repairHeartbeatMs = 2_000;
 const repairGapMs = 20_000;
@@ -433,24 +435,14 @@ export class BurrowNode {
           sentBatches: (want, bytesMax) => this.outbox.sentBatches(want, bytesMax),
           apply: (msgs) => this.applyMessages(msgs),
           busy: () => (this.inbound?.queued() ?? 0) > 0,
-          settle: (origin, numbers) => {
-            this.gaps.begin();
-            try {
-              this.db.writeTx(() => {
-                for (const [i, r] of this.gaps.giveUp(origin, numbers).entries()) this.replica.received.save(origin, numbers[i]!, r);
-              });
-              this.gaps.commit();
-              // The origin no longer has them and the streams did not deliver them: only a snapshot holds their effect now.
-              if (numbers.length > 0) this.restoreLater(`${numbers.length} batch(es) of ${origin} ${lostBatchesMark} ${origin}'s sent log still hold them`);
-            } catch (err) {
-              this.gaps.rollback();
-              throw err;
-            }
-          },
+          // The origin no longer has them and the streams did not deliver them: only a snapshot holds their effect now.
+          settle: (origin, numbers) => this.giveUpBatches(origin, numbers, `${origin}'s sent log still hold them`),
         }, { heartbeatMs: repairHeartbeatMs, gapMs: envInt('BURROW_REPAIR_GAP_MS') ?? repairGapMs, requestNumbersMax: 500, replyBytesMax: 900 * 1024 }, this.log.child('repair'), this.seal);
         this.repair.start();
         this.repairTimer = setInterval(() => {
-          if (this.phase === 'running') void this.repair?.tick().catch((err) => this.log.warn('gap repair failed', { error: errorMessage(err) }));
+          if (this.phase !== 'running') return;
+          void this.repair?.tick().catch((err) => this.log.warn('gap repair failed', { error: errorMessage(err) }));
+          this.boundReceivedAbove();
         }, repairHeartbeatMs);
         this.makeDoctor(this.link);
         this.doctorTimer = setInterval(() => {
@@ -722,6 +714,32 @@ export class BurrowNode {
     } catch (err) {
       this.noteError(`apply: ${errorMessage(err)}`);
       throw err;
+    }
+  }
+
+  /** Batch numbers of `origin` settled as never to be applied (tracking goes on); a snapshot restore brings their effect. */
+  private giveUpBatches(origin: string, numbers: readonly number[], why: string): void {
+    this.gaps.begin();
+    try {
+      this.db.writeTx(() => {
+        for (const [i, r] of this.gaps.giveUp(origin, numbers).entries()) this.replica.received.save(origin, numbers[i]!, r);
+      });
+      this.gaps.commit();
+    } catch (err) {
+      this.gaps.rollback();
+      throw err;
+    }
+    if (numbers.length > 0) this.restoreLater(`${numbers.length} batch(es) of ${origin} ${lostBatchesMark} ${why}`);
+  }
+
+  /**
+   * `__burrow_received_above` stays bounded: an origin with more than receivedAboveMax batches
+   * applied beyond a hole that repair has not closed gets its lowest holes given up (restore).
+   */
+  private boundReceivedAbove(): void {
+    for (const g of this.gaps.overflowing(receivedAboveMax, 10_000)) {
+      this.log.warn('too many batches applied beyond a hole: giving the hole up, a snapshot restore brings what it held', { origin: g.origin, numbers: g.missing.length });
+      this.giveUpBatches(g.origin, g.missing, `${g.origin}'s sent log were asked in time (given up: more than ${receivedAboveMax} later batches applied first)`);
     }
   }
 

@@ -156,6 +156,25 @@ export class GapTracker {
     st.maxAbove = Math.max(st.maxAbove, st.contiguous);
   }
 
+  /**
+   * Origins with more than `aboveMax` numbers applied out of order (a hole that repair has not
+   * closed while the origin kept sending): the lowest missing numbers, at most `max` per origin —
+   * given up (giveUp) they let contiguous absorb what is above, so `__burrow_received_above` stays
+   * bounded; the node restores from a snapshot for what they carried.
+   */
+  overflowing(aboveMax: number, max: number): GapRequest[] {
+    const out: GapRequest[] = [];
+    for (const [origin, st] of this.origins) {
+      if (st.above.size <= aboveMax) continue;
+      const sorted = [...st.above].sort((a, b) => a - b);
+      const upto = sorted[st.above.size - aboveMax - 1]!;
+      const missing: number[] = [];
+      for (let n = st.contiguous + 1; n < upto && missing.length < max; n++) if (!st.above.has(n)) missing.push(n);
+      if (missing.length > 0) out.push({ origin, missing });
+    }
+    return out;
+  }
+
   /** Numbers the origin no longer has: settled so tracking goes on (the node reports them). */
   giveUp(origin: string, numbers: readonly number[]): NoteResult[] {
     return numbers.map((n) => this.noteApplied(origin, n));

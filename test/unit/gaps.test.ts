@@ -97,3 +97,18 @@ test('gaps: notes of a rolled-back transaction are forgotten (the batch is asked
   g.rollback(); // no transaction open: nothing to undo
   assert.equal(g.snapshot()[0]!.contiguous, 6);
 });
+
+test('gaps: more than aboveMax numbers beyond holes: the lowest holes are given up until the rest fits (received_above stays bounded)', () => {
+  const g = new GapTracker(new Map([['n1', at(0)]]));
+  // Holes at 1, 5, 9 and 40; everything else up to 30 applied, and 41..44.
+  for (const n of [41, 42, 43, 44]) g.noteApplied('n1', n);
+  for (let n = 1; n <= 30; n++) if (![1, 5, 9].includes(n)) g.noteApplied('n1', n);
+  assert.deepEqual(g.overflowing(100, 10), [], 'within the bound: nothing');
+  const over = g.overflowing(20, 10);
+  assert.deepEqual(over, [{ origin: 'n1', missing: [1, 5, 9] }], 'the lowest holes, enough that at most 20 stay above (27 are)');
+  g.giveUp('n1', over[0]!.missing);
+  const s = g.snapshot()[0]!;
+  assert.equal(s.contiguous, 30);
+  assert.ok(s.aheadApplied <= 20, `above: ${s.aheadApplied}`);
+  assert.deepEqual(g.overflowing(20, 10), []);
+});
