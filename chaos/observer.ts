@@ -1,5 +1,5 @@
-import { connect, nanos, type NatsConnection } from '@nats-io/transport-node';
-import { AckPolicy, DeliverPolicy, jetstream, jetstreamManager, type ConsumerMessages } from '@nats-io/jetstream';
+import { connect, type NatsConnection } from '@nats-io/transport-node';
+import { DeliverPolicy, jetstream, jetstreamManager, type ConsumerMessages } from '@nats-io/jetstream';
 import { decodeBatch } from '../src/codec/batch-codec.ts';
 import { unsealUnverified } from '../src/security/envelope.ts';
 import { decodeValues } from '../src/codec/value-codec.ts';
@@ -16,8 +16,6 @@ export interface ObservedChange {
   readonly v: string | null;
 }
 
-const observerConsumer = 'chaos_observer';
-
 /** `fn` until it succeeds: at most 20 attempts over about 30 s, then its last error. */
 async function retry<T>(what: string, fn: () => Promise<T>): Promise<T> {
   for (let attempt = 1; ; attempt++) {
@@ -31,38 +29,40 @@ async function retry<T>(what: string, fn: () => Promise<T>): Promise<T> {
 }
 
 /**
- * Records every change published to the cluster's shard streams through a durable consumer per
- * stream (created before the workload starts; with interest retention nothing is removed before
- * it has seen it). Connected to every node's server, so it survives any single kill.
+ * Records every change published to the cluster's shard streams, read from the start of each
+ * stream by an ordered consumer of nats.js (its own implementation, not burrow's readers, so a
+ * reader bug cannot hide itself): in-memory, recreated by the client from the last sequence it
+ * delivered whenever its server dies or its heartbeats stop. A durable consumer per stream did
+ * not survive the chaos on nats-server 2.9.10: after quorum kills and member removals some
+ * stayed leaderless for good, and the run could never see that it had caught up (seed 606).
+ * Connected to every node's server, so it survives any single kill.
  */
 export class Observer {
   readonly changes: ObservedChange[] = [];
   private readonly iters: ConsumerMessages[] = [];
+  /** Per shard: the stream sequence of the last message recorded. */
+  private readonly lastSeq: number[];
   malformed = 0;
 
-  private constructor(private readonly nc: NatsConnection, private readonly cluster: string, private readonly shards: number) {}
+  private constructor(private readonly nc: NatsConnection, private readonly cluster: string, private readonly shards: number) {
+    this.lastSeq = Array.from({ length: shards }, () => 0);
+  }
 
   static async start(urls: string[], cluster: string, shards: number): Promise<Observer> {
     const nc = await connect({ servers: urls, maxReconnectAttempts: -1, reconnectTimeWait: 250, name: 'chaos-observer' });
     const o = new Observer(nc, cluster, shards);
-    const jsm = await jetstreamManager(nc, { timeout: 5000 });
     const js = jetstream(nc, { timeout: 5000 });
     for (let s = 0; s < shards; s++) {
       const stream = streamName(cluster, s);
       // Right after start JetStream may answer "temporarily unavailable" while Raft groups settle.
-      const c = await retry(`observer consumer on ${stream}`, async () => {
-        await jsm.consumers.add(stream, {
-          durable_name: observerConsumer, ack_policy: AckPolicy.Explicit, deliver_policy: DeliverPolicy.All,
-          ack_wait: nanos(5_000), max_deliver: -1, max_ack_pending: 4096,
-        });
-        return js.consumers.get(stream, observerConsumer);
-      });
+      const c = await retry(`observer consumer on ${stream}`, () => js.consumers.get(stream, { deliver_policy: DeliverPolicy.All }));
       o.iters.push(await c.consume({
         max_messages: 512,
         expires: 5000, // notice a dead server within seconds (missed heartbeats), not 30 s
         callback: (m) => {
+          if (m.seq <= o.lastSeq[s]!) return; // delivered again after a reset
           o.record(m.data);
-          m.ack();
+          o.lastSeq[s] = m.seq;
         },
       }));
     }
@@ -89,13 +89,13 @@ export class Observer {
     }
   }
 
-  /** Messages not yet delivered to or acknowledged by the observer, over all shards. */
+  /** Messages the streams hold beyond what the observer recorded, over all shards. */
   async pending(): Promise<number> {
     const jsm = await jetstreamManager(this.nc, { timeout: 5000 });
     let n = 0;
     for (let s = 0; s < this.shards; s++) {
-      const info = await jsm.consumers.info(streamName(this.cluster, s), observerConsumer);
-      n += info.num_pending + info.num_ack_pending;
+      const info = await jsm.streams.info(streamName(this.cluster, s));
+      n += Math.max(0, info.state.last_seq - this.lastSeq[s]!);
     }
     return n;
   }

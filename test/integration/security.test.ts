@@ -139,6 +139,37 @@ describe('security: signed batches and authenticated NATS (3-node cluster)', () 
   });
 });
 
+describe('security: snapshots and restore under member permissions (3-node cluster, sign + auth)', () => {
+  let c: TestCluster;
+
+  before(async () => {
+    c = await TestCluster.create({ nodes: 3, security: {} });
+    await c.start();
+    c.execAll('CREATE TABLE items(id INTEGER PRIMARY KEY, v TEXT)');
+    await c.waitSchemaSettled();
+  });
+
+  after(async () => {
+    await c?.destroy();
+  });
+
+  test('a wiped node restores from a snapshot a peer takes on request (object store, request subjects); burrow snapshot works', async () => {
+    c.db('n1').transaction(() => { for (let i = 1; i <= 200; i++) c.db('n1').prepare('INSERT INTO items VALUES (?, ?)').run(BigInt(i), `v${i}`); })();
+    await c.waitConverged('SELECT count(*) n, sum(id) s FROM items');
+    await c.stopNode('n3');
+    for (const ext of ['', '-wal', '-shm']) rmSync(c.node('n3').db + ext, { force: true });
+    c.startNode('n3');
+    await c.waitReady(90_000, ['n3']);
+    const s3 = await c.status('n3');
+    assert.equal(s3.snapshots.restore?.state, 'done', JSON.stringify(s3.snapshots) + c.logs(40));
+    await c.waitConverged('SELECT count(*) n, sum(id) s, group_concat(v) g FROM items');
+    const made = c.cli(['snapshot', '--node', 'n2', '--json']);
+    assert.equal(made.code, 0, made.stderr + c.logs(40));
+    const list = c.cli(['snapshots', '--json']);
+    assert.ok((JSON.parse(list.stdout).snapshots as unknown[]).length >= 2, list.stdout);
+  });
+});
+
 /** A CA and one certificate for 127.0.0.1/localhost (clients and servers), made with openssl. */
 function makeCerts(dir: string): { cert: string; key: string; ca: string } {
   const run = (args: string[]) => {
