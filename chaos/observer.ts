@@ -39,34 +39,47 @@ async function retry<T>(what: string, fn: () => Promise<T>): Promise<T> {
  */
 export class Observer {
   readonly changes: ObservedChange[] = [];
-  private readonly iters: ConsumerMessages[] = [];
-  /** Per shard: the stream sequence of the last message recorded. */
+  private readonly iters: (ConsumerMessages | null)[];
+  /** Per shard: the stream sequence of the last message recorded, and when one last came. */
   private readonly lastSeq: number[];
+  private readonly lastMs: number[];
   malformed = 0;
+  /** Readers started again because they had stopped while their stream held more (pending()). */
+  restarts = 0;
 
   private constructor(private readonly nc: NatsConnection, private readonly cluster: string, private readonly shards: number) {
     this.lastSeq = Array.from({ length: shards }, () => 0);
+    this.lastMs = Array.from({ length: shards }, () => Date.now());
+    this.iters = Array.from({ length: shards }, () => null);
   }
 
   static async start(urls: string[], cluster: string, shards: number): Promise<Observer> {
     const nc = await connect({ servers: urls, maxReconnectAttempts: -1, reconnectTimeWait: 250, name: 'chaos-observer' });
     const o = new Observer(nc, cluster, shards);
-    const js = jetstream(nc, { timeout: 5000 });
-    for (let s = 0; s < shards; s++) {
-      const stream = streamName(cluster, s);
-      // Right after start JetStream may answer "temporarily unavailable" while Raft groups settle.
-      const c = await retry(`observer consumer on ${stream}`, () => js.consumers.get(stream, { deliver_policy: DeliverPolicy.All }));
-      o.iters.push(await c.consume({
-        max_messages: 512,
-        expires: 5000, // notice a dead server within seconds (missed heartbeats), not 30 s
-        callback: (m) => {
-          if (m.seq <= o.lastSeq[s]!) return; // delivered again after a reset
-          o.record(m.data);
-          o.lastSeq[s] = m.seq;
-        },
-      }));
-    }
+    for (let s = 0; s < shards; s++) await o.read(s);
     return o;
+  }
+
+  /** (Re)start shard `s`'s reader after the last sequence recorded. */
+  private async read(s: number): Promise<void> {
+    const js = jetstream(this.nc, { timeout: 5000 });
+    const stream = streamName(this.cluster, s);
+    const from = this.lastSeq[s]! + 1;
+    await this.iters[s]?.close().catch(() => {});
+    // Right after start JetStream may answer "temporarily unavailable" while Raft groups settle.
+    const c = await retry(`observer consumer on ${stream}`, () => js.consumers.get(stream,
+      from > 1 ? { deliver_policy: DeliverPolicy.StartSequence, opt_start_seq: from } : { deliver_policy: DeliverPolicy.All }));
+    this.lastMs[s] = Date.now();
+    this.iters[s] = await c.consume({
+      max_messages: 512,
+      expires: 5000, // notice a dead server within seconds (missed heartbeats), not 30 s
+      callback: (m) => {
+        this.lastMs[s] = Date.now();
+        if (m.seq <= this.lastSeq[s]!) return; // delivered again after a reset
+        this.record(m.data);
+        this.lastSeq[s] = m.seq;
+      },
+    });
   }
 
   /** Record the changes of one published batch (from a stream, or from a node's sent log). */
@@ -89,19 +102,28 @@ export class Observer {
     }
   }
 
-  /** Messages the streams hold beyond what the observer recorded, over all shards. */
+  /**
+   * Messages the streams hold beyond what the observer recorded, over all shards. A reader that
+   * is behind and got nothing for 10 s is started again from where it stopped (nats.js's ordered
+   * consumer did not always come back after the chaos killed its server: seed 606).
+   */
   async pending(): Promise<number> {
     const jsm = await jetstreamManager(this.nc, { timeout: 5000 });
     let n = 0;
     for (let s = 0; s < this.shards; s++) {
       const info = await jsm.streams.info(streamName(this.cluster, s));
-      n += Math.max(0, info.state.last_seq - this.lastSeq[s]!);
+      const behind = Math.max(0, info.state.last_seq - this.lastSeq[s]!);
+      if (behind > 0 && Date.now() - this.lastMs[s]! > 10_000) {
+        this.restarts++;
+        await this.read(s);
+      }
+      n += behind;
     }
     return n;
   }
 
   async stop(): Promise<void> {
-    for (const it of this.iters) await it.close().catch(() => {});
+    for (const it of this.iters) await it?.close().catch(() => {});
     await this.nc.close().catch(() => {});
   }
 }
