@@ -288,6 +288,20 @@ export class NatsSupervisor {
     }
   }
 
+  /** Stop and start this node's server, its store kept (a stale view of a stream re-syncs at start). */
+  async restartKeepingStore(why: string): Promise<void> {
+    if (this.stopping || this.restarting || !this.proc) return;
+    this.restarting = true;
+    try {
+      this.log.warn('restarting nats-server', { why });
+      await stopPid(this.proc.pid, stopTimeoutMs);
+      await this.startOnce();
+      this.restarts++;
+    } finally {
+      this.restarting = false;
+    }
+  }
+
   async stop(): Promise<void> {
     this.stopping = true;
     if (this.watchdog) clearInterval(this.watchdog);

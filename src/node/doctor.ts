@@ -17,7 +17,9 @@ import type { Logger } from '../util/log.ts';
  * - read side: a shard silent for `stuckMs` whose stream holds messages beyond this node's
  *   position → read it again with a new consumer, and if it is still stuck at the next check, a
  *   stream leader step-down. A stream that does not answer at all (no leader) for two checks in a
- *   row → stream leader step-down.
+ *   row → stream leader step-down; still no answer after `escalateAfterChecks` checks →
+ *   `escalate` (the node restarts its own nats-server, rate-limited: a server whose view of the
+ *   stream went stale after quorum kills re-syncs at start — chaos seed 606, nats-server 2.9.10).
  */
 export interface DoctorLimits {
   readonly stuckMs: number;
@@ -39,6 +41,9 @@ export class ShardDoctor {
   /** Consecutive checks that found the shard stalled (or its stream unreachable). */
   private readonly stalled = new Map<number, { checks: number; unreachable: number; received: number }>();
   private busy = false;
+  /** Called when a shard's stream has not answered for `escalateAfterChecks` checks in a row. */
+  escalate: ((why: string) => Promise<void>) | null = null;
+  escalateAfterChecks = 4;
 
   constructor(
     private readonly cluster: string,
@@ -87,6 +92,9 @@ export class ShardDoctor {
         this.stalled.set(shard, st);
         this.log.warn('shard stream does not answer', { shard, stream, error: errorMessage(err), checks: st.unreachable });
         if (st.unreachable >= 2) await this.stepDownStream(shard, 'stream without a leader');
+        if (st.unreachable >= this.escalateAfterChecks && this.escalate) {
+          await this.escalate(`stream ${stream} has not answered for ${st.unreachable} checks`).catch((e) => this.log.warn('escalation failed', { error: errorMessage(e) }));
+        }
         continue;
       }
       st.unreachable = 0;

@@ -52,6 +52,8 @@ const shardDoctorIntervalMs = 5_000;
 const shardStuckMs = 30_000;
 const shardNudgeIntervalMs = 60_000;
 
+/** Least time between two restarts of the embedded nats-server by the doctor. */
+const natsRestartIntervalMs = 10 * 60_000;
 /** Most batch numbers per origin kept as applied beyond a hole (`__burrow_received_above`). */
 const receivedAboveMax = 100_000;
 /** Heartbeat period; a batch number missing this long without progress is fetched from its origin (repair.ts). */
@@ -148,6 +150,7 @@ export class BurrowNode {
   /** Embedded servers only: peer removal of members taken out of cluster.toml, rejoin after one's own. */
   private peers: JetStreamPeers | null = null;
   private lastHistoryMs = 0;
+  private lastNatsRestartMs = 0;
   private readonly historyStats = { collected: 0 };
   private lastError: { message: string; atMs: number } | null = null;
   /** Consecutive failed tail passes (backoff and log rate). */
@@ -569,6 +572,7 @@ export class BurrowNode {
     if (!this.publisher || !this.inbound) return;
     const limits = { stuckMs: shardStuckMs, nudgeIntervalMs: shardNudgeIntervalMs };
     this.doctor = new ShardDoctor(this.config.cluster.name, link, this.publisher, this.inbound, limits, this.log.child('doctor'));
+    this.doctor.escalate = (why) => this.restartEmbeddedNats(why);
     // The schema stream can stop delivering the same way (seed 303: one node never got the last entry).
     this.schemaDoctor = this.schemaInbound
       ? new ShardDoctor(this.config.cluster.name, link, null, this.schemaInbound, limits, this.log.child('schema-doctor'), () => schemaStreamName(this.config.cluster.name))
@@ -715,6 +719,16 @@ export class BurrowNode {
       this.noteError(`apply: ${errorMessage(err)}`);
       throw err;
     }
+  }
+
+  /**
+   * The doctor's last resort for a stream this node's server cannot reach for minutes: restart the
+   * embedded nats-server (store kept), at most once per natsRestartIntervalMs. External NATS: only logged.
+   */
+  private async restartEmbeddedNats(why: string): Promise<void> {
+    if (!this.supervisor || Date.now() - this.lastNatsRestartMs < natsRestartIntervalMs) return;
+    this.lastNatsRestartMs = Date.now();
+    await this.supervisor.restartKeepingStore(why);
   }
 
   /** Batch numbers of `origin` settled as never to be applied (tracking goes on); a snapshot restore brings their effect. */

@@ -105,6 +105,22 @@ test('doctor: a stream that does not answer twice gets its leader stepped down',
   assert.equal(d.stats.streamStepDowns, 1);
 });
 
+test('doctor: a stream still without an answer after escalateAfterChecks checks escalates (the node restarts its nats-server)', async () => {
+  const st = state();
+  st.silent = [3];
+  st.streams.set(3, 'no-answer');
+  const d = doctor(st);
+  const why: string[] = [];
+  d.escalate = async (w) => { why.push(w); };
+  for (let i = 0; i < d.escalateAfterChecks - 1; i++) await d.tick();
+  assert.deepEqual(why, []);
+  await d.tick();
+  assert.deepEqual(why, ['stream burrow_t_3 has not answered for 4 checks']);
+  st.streams.delete(3);
+  await d.tick();
+  assert.equal(why.length, 1, 'answering again: no more escalation');
+});
+
 test('doctor: a shard whose publishes keep failing gets its stream leader stepped down, at most once per interval', async () => {
   const st = state();
   st.stuckPublish = [9];
