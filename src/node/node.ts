@@ -514,8 +514,23 @@ export class BurrowNode {
     if (this.schemaPublisher) return;
     const store = this.replica.schema!.store;
     const c = this.config.cluster.name;
+    let numbered = false;
     this.schemaPublisher = new SchemaPublisher(link.js, {
-      next: () => store.nextToPublish(),
+      next: () => {
+        // This node's own numbers are known once the schema stream is read to its end (a replaced
+        // database starts numbering at 1 again): nothing goes out before, and colliding entries
+        // are numbered again above what the stream folded for this node (chaos seed 505).
+        if (!this.schemaInbound?.ready()) return null;
+        if (!numbered) {
+          this.db.writeTx(() => {
+            const tables = store.renumberUnpublishedAbove(store.folded(this.node.id));
+            for (const t of tables) this.applier.restamp(t);
+            if (tables.length > 0) this.log.warn('schema entries made before this replica knew its own numbers are numbered again', { tables });
+          });
+          numbered = true;
+        }
+        return store.nextToPublish();
+      },
       published: (n) => this.db.writeTx(() => store.markPublished(n)),
     }, { subject: schemaSubject(c, this.node.id), msgId: (n, payload) => `${c}.${this.node.id}.schema.${n}.${createHash('sha256').update(payload).digest('hex').slice(0, 16)}`, timeoutMs: this.config.replication.publishTimeoutMs, retryDelayMsMax: 1000,
       seal: this.seal.on ? (payload) => this.seal.seal('schema', payload) : undefined }, this.log.child('schema'));

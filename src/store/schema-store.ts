@@ -199,6 +199,22 @@ export class SchemaStore {
     this.ownTables = null;
   }
 
+  /**
+   * Before this node publishes anything: when an unpublished own entry has a number the stream
+   * already folded for this node (made after its database was replaced, numbered from 1 again),
+   * every unpublished entry is numbered again above `folded`, in the same order — numbering only
+   * the colliding ones would put them behind later entries that build on them. Returns the
+   * tables the renumbered entries touched (their rows are stamped again under the new numbers).
+   */
+  renumberUnpublishedAbove(folded: number): string[] {
+    this.raiseOwnNumber(folded);
+    const unpublished = this.pendingOwn().filter((p) => !p.published);
+    if (!unpublished.some((p) => p.n <= folded)) return [];
+    for (const p of unpublished) this.removeOwn(p.n);
+    for (const p of unpublished) this.queueOwn((num) => encodeSchemaEntry({ ...p.entry, n: num }));
+    return [...new Set(unpublished.flatMap((p) => p.entry.ops.map((op) => op.tbl)))];
+  }
+
   /** The oldest own entry not published yet (published one at a time, in order). */
   nextToPublish(): { n: number; payload: Buffer } | null {
     const r = this.db.prepare('SELECT n, payload FROM __burrow_schema_out WHERE published = 0 ORDER BY n LIMIT 1').get() as { n: bigint; payload: Buffer } | undefined;

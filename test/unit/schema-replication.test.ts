@@ -253,6 +253,19 @@ test('DDL an application ran on a wiped node before its restore finished goes ou
   for (const id of rs.ids) assert.equal(rs.node(id).schema!.store.conflictCount(), 0, `${id}: no conflict`);
 }));
 
+test('unpublished own entries whose numbers the stream already folded are all numbered again above it, in their order (chaos seed 505)', () => withReplicas(['n1'], (rs) => {
+  for (const t of ['t1', 't2', 't3']) {
+    rs.app('n1').exec(`CREATE TABLE ${t}(id INTEGER PRIMARY KEY)`);
+    while (rs.node('n1').applier.stampLocal().logRows > 0) { /* stamp */ }
+  }
+  const store = rs.node('n1').schema!.store;
+  const order = () => store.pendingOwn().map((p) => `${p.n}:${p.entry.n}:${p.entry.ops[0]!.name}`);
+  assert.deepEqual(order(), ['1:1:t1', '2:2:t2', '3:3:t3']);
+  assert.deepEqual(store.renumberUnpublishedAbove(0), [], 'no collision: nothing moves');
+  assert.deepEqual(store.renumberUnpublishedAbove(2).sort(), ['t1', 't2', 't3']);
+  assert.deepEqual(order(), ['4:4:t1', '5:5:t2', '6:6:t3'], 'all of them, above 3 (the highest number used), in order');
+}));
+
 test('a column renamed by a node that did not have the index yet: the index follows the rename everywhere (R rewrites dependents as SQLite does)', () => withReplicas(['n1', 'n2', 'n3'], (rs) => {
   rs.app('n1').exec("CREATE TABLE t(id INTEGER PRIMARY KEY, a TEXT); INSERT INTO t VALUES (1, 'x'), (2, 'y');");
   rs.sync();
