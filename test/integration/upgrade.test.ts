@@ -51,10 +51,14 @@ test('streams with the subjects of an older burrow: their messages are read, and
   c.startNode('n1');
   await c.waitReady(60_000, ['n1']);
   await c.waitFor('the outbox drains', async () => (await c!.status('n1'))?.pending.outboxBatches === 0, 30_000);
-  for (let s = 0; s < shards; s++) assert.deepEqual((await jsm.streams.info(streamName(cl, s))).config.subjects, shardStreamSubjects(cl, s));
+  // A fresh connection: the first one lost its server with the node.
+  await nc.close();
+  nc = await connect({ servers: c.node('n1').natsUrl });
+  const jsm2 = await jetstreamManager(nc);
+  for (let s = 0; s < shards; s++) assert.deepEqual((await jsm2.streams.info(streamName(cl, s))).config.subjects, shardStreamSubjects(cl, s));
   assert.match(c.logs(400), /stream moves to per-publisher subjects/);
   const s8 = router.shardOf('t', encodeValues([8n]));
-  const last = await jsm.streams.getMessage(streamName(cl, s8), { last_by_subj: `burrow.${cl}.s.${s8}.n1` });
+  const last = await jsm2.streams.getMessage(streamName(cl, s8), { last_by_subj: `burrow.${cl}.s.${s8}.n1` });
   assert.ok(last && last.seq > 0, 'the waiting batch went out on the per-publisher subject');
   assert.deepEqual(c.query('n1', 'SELECT id, v FROM t ORDER BY id'), [{ id: 7n, v: 'legacy' }, { id: 8n, v: 'after' }]);
 });
