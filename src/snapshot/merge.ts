@@ -192,11 +192,10 @@ function forgetStaleOwn(t: MergeTarget, n: number): void {
   st.raiseOwnNumber(n);
   const unpublished = st.pendingOwn().filter((p) => !p.published);
   if (!unpublished.some((p) => p.n <= n)) return;
-  // All of them: one made after a stale one may build on it, and must not go out before it.
-  const stale = unpublished;
   const seen = st.seen();
   const tables = new Set<string>();
-  for (const p of stale) {
+  // All of them: one made after a stale one may build on it, and must not go out before it.
+  for (const p of unpublished) {
     st.removeOwn(p.n);
     for (const op of p.entry.ops) {
       seen.delete(SchemaStore.key(op.type, op.name));
