@@ -16,7 +16,7 @@ import { RowWriter } from './row-writer.ts';
 import { UniqueResolver } from './unique-resolver.ts';
 import { WaitingRoom } from './waiting-room.ts';
 import type { FoldOutcome, SchemaApplier } from './schema-applier.ts';
-import type { SchemaStore } from '../store/schema-store.ts';
+import type { SchemaEvent, SchemaStore } from '../store/schema-store.ts';
 import type { SchemaCapture } from '../capture/schema-capture.ts';
 
 /** Schema replication's parts the applier uses (absent: a change for a missing table or column waits). */
@@ -644,20 +644,23 @@ export class Applier {
 
   /**
    * A table as a change names it, followed through the renames folded since the schema it was made
-   * under (R at q, or the origin's own entry m where that entry was folded) — tables and columns —
-   * or null when the table was dropped since (a table created again under that name is another table).
+   * under — R at q plus the origin's own entries up to m (their events are in its view already) —
+   * tables and columns; or null when the table was dropped since (a table created again under that
+   * name is another table). Events before the origin's own entry that created this table are about
+   * another table of that name: skipped.
    */
   private translate(t: WireTable, origin: string): WireTable | null {
     const st = this.p.schema!.store;
-    // The table as the origin's own entry m left it (made there before the entry was ordered), or as R defined it at q.
-    const since = (t.m ?? 0) > 0 ? st.entrySeq(origin, t.m!) ?? t.q ?? 0 : t.q ?? 0;
-    const events = st.eventsAfter(since);
+    const m = t.m ?? 0;
+    const events = st.eventsAfter(t.q ?? 0);
     if (events.length === 0) return t;
+    const mine = (ev: SchemaEvent) => ev.origin === origin && ev.n <= m;
+    const born = createdAt(events.filter(mine), t.n);
     let name = t.n;
     let cols = t.c;
     let keys = t.k;
     for (const ev of events) {
-      if (ev.origin === origin && ev.n <= (t.m ?? 0)) continue; // the origin's own DDL: already in its view
+      if (ev.seq <= born || mine(ev)) continue;
       if (ev.kind === 'rename-table' && ev.a === name) name = ev.b!;
       else if (ev.kind === 'drop' && ev.tbl === name) return null;
       else if (ev.kind === 'rename-column' && ev.tbl === name) {
@@ -734,4 +737,18 @@ export class Applier {
     this.p.quarantine.deadLetter(d);
     this.p.log.warn('change dead-lettered', { shard: d.shard ?? undefined, seq: d.seq ?? undefined, origin: d.origin ?? undefined, table: d.table ?? undefined, reason: d.reason });
   }
+}
+
+/**
+ * Where the origin's own entries (`own`, oldest first) created the table it now calls `name`
+ * (followed back through its own table renames), or 0 when they did not.
+ */
+function createdAt(own: readonly SchemaEvent[], name: string): number {
+  let n = name;
+  for (let i = own.length - 1; i >= 0; i--) {
+    const ev = own[i]!;
+    if (ev.kind === 'rename-table' && ev.b === n) n = ev.a!;
+    else if (ev.kind === 'create' && ev.tbl === n) return ev.seq;
+  }
+  return 0;
 }

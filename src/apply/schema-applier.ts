@@ -3,7 +3,7 @@ import { decodeSchemaEntry, type SchemaEntry, type SchemaObjectType, type Schema
 import { SchemaStore, type SchemaEvent, type SchemaObject } from '../store/schema-store.ts';
 import type { Capture } from '../capture/capture.ts';
 import { diffSchema, localObjects } from '../capture/schema-capture.ts';
-import { rewriteDependents, spelledQuoted, type Rename } from './schema-dependents.ts';
+import { rebaseDependent, rewriteDependents, spelledQuoted, type Rename } from './schema-dependents.ts';
 import { errorMessage } from '../util/errors.ts';
 import type { Logger } from '../util/log.ts';
 
@@ -86,6 +86,8 @@ export class SchemaApplier {
       return 'duplicate';
     }
     if (e.sql !== undefined) return this.foldMigration(seq, e, data);
+    const made = e;
+    e = this.rebased(e);
     const problem = this.check(e, this.store.replicated());
     let implied: string[] = [];
     if (problem === null) {
@@ -103,7 +105,7 @@ export class SchemaApplier {
     const mine = e.o === this.nodeId && this.store.isPendingOwn(e.n, data);
     if (mine) this.store.removeOwn(e.n);
     else if (e.o === this.nodeId) this.store.renumberOwnAbove(e.n);
-    if (!mine || problem !== null) this.converge(e);
+    if (!mine || problem !== null || e !== made) this.converge(e);
     // Dependents the renames rewrote in R: every node brings its own copy there, the origin too
     // (it may not have had them when it made the entry).
     this.convergeObjects(implied, new Set(this.store.pendingOwn().flatMap((p) => touched(p.entry))), this.store.replicated(), null);
@@ -156,6 +158,33 @@ export class SchemaApplier {
     return out;
   }
 
+  /**
+   * The entry with its indexes, triggers and views rewritten through the renames others made
+   * that were ordered after what its origin had folded (e.q) — as SQLite rewrites them — so R
+   * never defines one on a column or table that no longer has that name. Unchanged: `e` itself.
+   */
+  private rebased(e: SchemaEntry): SchemaEntry {
+    if (e.q === undefined || e.ops.every((op) => op.type === 'table')) return e;
+    const r = this.store.replicated();
+    const renames: Rename[] = [];
+    for (const ev of this.store.eventsAfter(e.q)) {
+      if (ev.origin === e.o) continue;
+      if (ev.kind === 'rename-table') renames.push({ kind: 'table', from: ev.a!, to: ev.b! });
+      else if (ev.kind === 'rename-column') renames.push({ kind: 'column', table: ev.tbl, from: ev.a!, to: ev.b!, quoted: spelledQuoted(r.get(SchemaStore.key('table', ev.tbl))?.sql ?? '', ev.b!) });
+    }
+    if (renames.length === 0) return e;
+    let changed = false;
+    const ops = e.ops.map((op) => {
+      if (op.type === 'table') return op;
+      const from = op.from === null ? null : rebaseDependent(r, renames, op.from, op.tbl);
+      const to = op.to === null ? null : rebaseDependent(r, renames, op.to, op.tbl);
+      const next = { ...op, tbl: to?.tbl ?? from?.tbl ?? op.tbl, from: from?.sql ?? null, to: to?.sql ?? null };
+      changed ||= next.from !== op.from || next.to !== op.to || next.tbl !== op.tbl;
+      return next;
+    });
+    return changed ? { ...e, ops } : e;
+  }
+
   /** Why the entry does not apply to R, or null. */
   private check(e: SchemaEntry, r: ReadonlyMap<string, SchemaObject>): string | null {
     const sqlOf = (type: string, name: string) => r.get(SchemaStore.key(type, name))?.sql ?? null;
@@ -188,7 +217,8 @@ export class SchemaApplier {
       if (op.renamedFrom !== undefined) renames.push({ kind: 'table', from: op.renamedFrom, to: op.name });
       if (op.from !== null && op.to !== null) for (const [a, b] of renamedColumns(op.from, op.to)) renames.push({ kind: 'column', table: op.name, from: a, to: b, quoted: spelledQuoted(op.to, b) });
     }
-    const dependents = rewriteDependents(this.store.replicated(), renames, new Set(touched(e)));
+    const before = this.store.replicated();
+    const dependents = rewriteDependents(before, renames, new Set(touched(e)));
     for (const op of e.ops) {
       if (op.renamedFrom !== undefined) {
         this.store.setReplicated('table', op.renamedFrom, op.renamedFrom, null, seq);
@@ -196,6 +226,8 @@ export class SchemaApplier {
         if (op.from !== null && op.to !== null) for (const [a, b] of renamedColumns(op.from, op.to)) event('rename-column', op.name, a, b);
       } else if (op.type === 'table' && op.from !== null && op.to === null) {
         event('drop', op.name, null, null);
+      } else if (op.type === 'table' && op.from === null && op.to !== null && !before.has(SchemaStore.key('table', op.name))) {
+        event('create', op.name, null, null);
       } else if (op.type === 'table' && op.from !== null && op.to !== null) {
         for (const [a, b] of renamedColumns(op.from, op.to)) event('rename-column', op.name, a, b);
       }
@@ -216,12 +248,44 @@ export class SchemaApplier {
       const target = r.get(k)?.sql ?? null;
       if (target !== null && this.localSql('table', op.renamedFrom) === op.from && this.localSql('table', op.name) === null) {
         this.guarded(`rename table ${op.renamedFrom} to ${op.name}`, () => {
-          this.db.exec(`ALTER TABLE main.${quoteIdent(op.renamedFrom!)} RENAME TO ${quoteIdent(op.name)}`);
+          this.renameTable(op.renamedFrom!, op.name);
           this.capture.renameTable(op.renamedFrom!, op.name);
+        });
+      } else if (e.o === this.nodeId && target === null && r.has(SchemaStore.key('table', op.renamedFrom))
+        && this.localSql('table', op.renamedFrom) === null && this.localSql('table', op.name) !== null) {
+        // Our own rename lost in the stream order: the table goes back to its old name with its
+        // rows (then to R's definition), and its rows are sent again under that name.
+        this.guarded(`rename table ${op.name} back to ${op.renamedFrom}`, () => {
+          this.renameTable(op.name, op.renamedFrom!);
+          this.capture.renameTable(op.name, op.renamedFrom!);
+          this.restamp.add(op.renamedFrom!);
         });
       }
     }
     this.convergeObjects(touched(e), busy, r, e);
+  }
+
+  /**
+   * ALTER TABLE … RENAME TO; when SQLite refuses because another object no longer parses against
+   * the schema (a view naming a column this table lacks), the legacy rename, which leaves other
+   * objects alone — the rows must move with the table, never be dropped with its old name.
+   */
+  private renameTable(from: string, to: string): void {
+    const sql = `ALTER TABLE main.${quoteIdent(from)} RENAME TO ${quoteIdent(to)}`;
+    this.db.exec('SAVEPOINT burrow_rename');
+    try {
+      this.db.exec(sql);
+    } catch {
+      this.db.exec('ROLLBACK TO burrow_rename');
+      this.db.conn.pragma('legacy_alter_table = ON');
+      try {
+        this.db.exec(sql);
+      } finally {
+        this.db.conn.pragma('legacy_alter_table = OFF');
+      }
+    } finally {
+      this.db.exec('RELEASE burrow_rename');
+    }
   }
 
   /**
@@ -267,7 +331,8 @@ export class SchemaApplier {
   private lostChange(e: SchemaEntry, name: string): LostChange | null {
     const op = e.ops.find((x) => x.type === 'table' && x.name === name);
     if (!op) return null;
-    const before = op.from === null ? [] : (declaredColumns(op.from) ?? []).map((c) => c.name);
+    // A table this node created that lost to another definition: its columns carry values by name.
+    const before = (declaredColumns(op.from ?? op.to ?? '') ?? []).map((c) => c.name);
     const renames = e.q !== undefined ? this.renamesSince(e.q, name) : new Map<string, string>();
     return { columns: new Set(before), renames };
   }
@@ -354,6 +419,11 @@ export class SchemaApplier {
     // Columns renamed keep their values; the others are copied by name.
     const renamed = new Map((lost ? [...lost.renames] : renamedColumns(local, target)).map(([a, b]) => [b, a]));
     const pairs = cols.map((c) => [c.name, renamed.get(c.name) ?? c.name] as const).filter(([, from]) => oldCols.has(from));
+    const keyless = cols.filter((c) => c.pk && !pairs.some(([to]) => to === c.name));
+    // Rows without their key would be other rows (NULL keys, or new rowids): never copy them so.
+    if (keyless.length > 0 && !(keyless.length === 1 && /^INTEGER$/i.test(keyless[0]!.type))) {
+      throw new Error(`cannot rebuild table ${name}: its rows have no value for key column(s) ${keyless.map((c) => c.name).join(', ')} of the cluster's definition`);
+    }
     const oldWr = this.withoutRowid(name);
     this.db.conn.pragma('legacy_alter_table = ON');
     try {

@@ -60,3 +60,46 @@ export function spelledQuoted(tableSql: string, column: string): boolean {
   const q = quoteIdent(column).replace(/[.*+?^${}()|[\]\\]/g, '\\$&');
   return new RegExp(`(^|[(,\\s])${q}[\\s,)]`).test(tableSql);
 }
+
+/**
+ * An index, trigger or view an entry defines against the tables as its origin saw them, while
+ * renames ordered before the entry (unseen there) have renamed those tables or columns since: the
+ * definition (and its table) as SQLite would have rewritten it had it existed before the renames.
+ * R's tables and views are created in a scratch database, the renames undone (newest first), the
+ * definition created, the renames run again, and its SQL read back; one that does not run there
+ * is returned as it is.
+ */
+export function rebaseDependent(r: ReadonlyMap<string, SchemaObject>, renames: readonly Rename[], sql: string, tbl: string): { sql: string; tbl: string } {
+  const scratch = new BetterSqlite3(':memory:');
+  try {
+    for (const o of [...r.values()].filter((x) => x.type === 'table' || x.type === 'view').sort((a, b) => rank[a.type] - rank[b.type])) {
+      try {
+        scratch.exec(o.sql);
+      } catch { /* not creatable here: left out */ }
+    }
+    for (const rn of [...renames].reverse()) run(scratch, undo(rn));
+    const names = () => scratch.prepare('SELECT name FROM sqlite_schema').pluck().all() as string[];
+    const before = new Set(names());
+    scratch.exec(sql);
+    const name = names().find((n) => !before.has(n));
+    for (const rn of renames) run(scratch, rn);
+    const after = name === undefined ? undefined : scratch.prepare('SELECT sql, tbl_name AS tbl FROM sqlite_schema WHERE name = ?').get(name) as { sql: string; tbl: string } | undefined;
+    return after ?? { sql, tbl };
+  } catch {
+    return { sql, tbl };
+  } finally {
+    scratch.close();
+  }
+}
+
+function undo(rn: Rename): Rename {
+  return rn.kind === 'table' ? { kind: 'table', from: rn.to, to: rn.from } : { kind: 'column', table: rn.table, from: rn.to, to: rn.from, quoted: true };
+}
+
+function run(db: BetterSqlite3.Database, rn: Rename): void {
+  try {
+    db.exec(rn.kind === 'table'
+      ? `ALTER TABLE ${quoteIdent(rn.from)} RENAME TO ${quoteIdent(rn.to)}`
+      : `ALTER TABLE ${quoteIdent(rn.table)} RENAME COLUMN ${quoteIdent(rn.from)} TO ${rn.quoted ? quoteIdent(rn.to) : rn.to}`);
+  } catch { /* not that way in this scratch copy */ }
+}

@@ -1,6 +1,5 @@
 import type { Inbound } from '../replication/inbound.ts';
 import type { NatsLink } from '../replication/nats-link.ts';
-import type { Publisher } from '../replication/publisher.ts';
 import { streamName } from '../shard/shard-router.ts';
 import { errorMessage } from '../util/errors.ts';
 import type { Logger } from '../util/log.ts';
@@ -13,7 +12,9 @@ import type { Logger } from '../util/log.ts';
  * election) unsticks it within seconds. The doctor never touches data: it only reads shards again
  * and asks for elections.
  *
- * - publish side: a shard whose publishes have failed for `stuckMs` → stream leader step-down.
+ * - publish side: a shard whose publishes have failed for `stuckMs` → stream leader step-down;
+ *   still failing after `escalateAfterChecks` × `stuckMs` → `escalate` (seed 202: the schema
+ *   stream refused every publish for minutes after quorum kills while it still delivered).
  * - read side: a shard silent for `stuckMs` whose stream holds messages beyond this node's
  *   position → read it again with a new consumer, and if it is still stuck at the next check, a
  *   stream leader step-down. A stream that does not answer at all (no leader) for two checks in a
@@ -25,6 +26,11 @@ export interface DoctorLimits {
   readonly stuckMs: number;
   /** Least time between two nudges of the same shard (each kind). */
   readonly nudgeIntervalMs: number;
+}
+
+/** The publish side the doctor watches: shards whose publishes have failed for at least `ms`. */
+export interface StuckPublishes {
+  stuckShards(ms: number): number[];
 }
 
 export interface DoctorStats {
@@ -49,7 +55,7 @@ export class ShardDoctor {
     private readonly cluster: string,
     private readonly link: NatsLink,
     /** null: a reader without a publisher of its own to watch (the schema stream's). */
-    private readonly publisher: Publisher | null,
+    private readonly publisher: StuckPublishes | null,
     private readonly inbound: Inbound,
     private readonly limits: DoctorLimits,
     private readonly log: Logger,
@@ -71,6 +77,11 @@ export class ShardDoctor {
   private async publishSide(): Promise<void> {
     for (const shard of this.publisher?.stuckShards(this.limits.stuckMs) ?? []) {
       await this.stepDownStream(shard, 'shard publishes failing for long');
+    }
+    const long = this.publisher?.stuckShards(this.limits.stuckMs * this.escalateAfterChecks) ?? [];
+    if (long.length > 0 && this.escalate) {
+      await this.escalate(`publishes to ${long.map((s) => this.streamOf(s)).join(', ')} have failed for ${Math.round(this.limits.stuckMs * this.escalateAfterChecks / 1000)} s`)
+        .catch((e) => this.log.warn('escalation failed', { error: errorMessage(e) }));
     }
   }
 

@@ -588,10 +588,13 @@ export class BurrowNode {
     const limits = { stuckMs: shardStuckMs, nudgeIntervalMs: shardNudgeIntervalMs };
     this.doctor = new ShardDoctor(this.config.cluster.name, link, this.publisher, this.inbound, limits, this.log.child('doctor'));
     this.doctor.escalate = (why) => this.restartEmbeddedNats(why);
-    // The schema stream can stop delivering the same way (seed 303: one node never got the last entry).
+    // The schema stream can stop delivering (seed 303: one node never got the last entry) or
+    // accepting this node's entries (seed 202) the same way.
+    const schemaPublishes = { stuckShards: (ms: number) => this.schemaPublisher?.stuckShards(ms) ?? [] };
     this.schemaDoctor = this.schemaInbound
-      ? new ShardDoctor(this.config.cluster.name, link, null, this.schemaInbound, limits, this.log.child('schema-doctor'), () => schemaStreamName(this.config.cluster.name))
+      ? new ShardDoctor(this.config.cluster.name, link, schemaPublishes, this.schemaInbound, limits, this.log.child('schema-doctor'), () => schemaStreamName(this.config.cluster.name))
       : null;
+    if (this.schemaDoctor) this.schemaDoctor.escalate = (why) => this.restartEmbeddedNats(why);
   }
 
   private async streamBounds(link: NatsLink): Promise<StreamBounds[]> {

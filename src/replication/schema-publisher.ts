@@ -29,6 +29,8 @@ export class SchemaPublisher {
   private running = false;
   private wake: (() => void) | null = null;
   private loop: Promise<void> | null = null;
+  /** When the current streak of failed publishes began (null: the last publish succeeded). */
+  private failingSince: number | null = null;
 
   constructor(private readonly js: JetStreamClient, private readonly outbox: SchemaOutbox, private readonly o: SchemaPublisherOptions,
     private readonly log: Logger) {}
@@ -54,6 +56,7 @@ export class SchemaPublisher {
     while (this.running) {
       const next = this.safeNext();
       if (!next) {
+        this.failingSince = null; // nothing to publish: not stuck
         await new Promise<void>((r) => {
           this.wake = r;
           setTimeout(r, 1000);
@@ -65,15 +68,22 @@ export class SchemaPublisher {
         await this.js.publish(this.o.subject, this.o.seal ? this.o.seal(next.payload) : next.payload, { msgID: this.o.msgId(next.n, next.payload), timeout: this.o.timeoutMs });
         this.outbox.published(next.n);
         this.stats.published++;
+        this.failingSince = null;
         delay = 50;
       } catch (err) {
         this.stats.retries++;
+        this.failingSince ??= Date.now();
         this.stats.lastError = errorMessage(err);
         if (this.stats.retries === 1 || this.stats.retries % 20 === 0) this.log.warn('publishing a schema entry failed; retrying', { n: next.n, error: this.stats.lastError });
         await new Promise((r) => setTimeout(r, delay));
         delay = Math.min(delay * 2, this.o.retryDelayMsMax);
       }
     }
+  }
+
+  /** [0] (the schema stream's one "shard") when publishes have failed for at least `ms` with an entry waiting; else []. */
+  stuckShards(ms: number): number[] {
+    return this.failingSince !== null && Date.now() - this.failingSince >= ms ? [0] : [];
   }
 
   private safeNext(): { n: number; payload: Uint8Array } | null {

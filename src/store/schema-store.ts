@@ -20,8 +20,11 @@ export interface SchemaEvent {
   readonly seq: number;
   readonly origin: string;
   readonly n: number;
-  /** 'entry': an entry of `origin` numbered `n` was folded at `seq` (where changes made after it start). */
-  readonly kind: 'rename-table' | 'rename-column' | 'drop' | 'entry';
+  /**
+   * 'entry': an entry of `origin` numbered `n` was folded at `seq`; 'create': it created table
+   * `tbl` in R (a table of that name before it is another table).
+   */
+  readonly kind: 'rename-table' | 'rename-column' | 'drop' | 'entry' | 'create';
   readonly tbl: string;
   readonly a: string | null;
   readonly b: string | null;
@@ -62,13 +65,6 @@ export class SchemaStore {
     const last = this.events[this.events.length - 1];
     if (!last || last.seq <= q) return [];
     return this.events.filter((e) => e.seq > q);
-  }
-
-  /** Where entry n of `origin` was folded (its 'entry' event), or null when not in the history. */
-  entrySeq(origin: string, n: number): number | null {
-    this.eventsAfter(0);
-    const ev = this.events!.find((e) => e.kind === 'entry' && e.origin === origin && e.n === n);
-    return ev ? ev.seq : null;
   }
 
   /** A rolled-back transaction may have added events: read them again next time. */

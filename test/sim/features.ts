@@ -8,7 +8,7 @@ export const allFeatures = [
   // values
   'nulls', 'non-utf8', 'blobs', 'neg-zero',
   // operations
-  'replace', 'pk-change', 'add-column', 'late-create', 'transactions',
+  'replace', 'pk-change', 'add-column', 'late-create', 'transactions', 'ddl',
   // faults
   'reorder', 'duplicate', 'drop', 'restart', 'skew', 'down',
 ] as const;

@@ -52,6 +52,7 @@ export class Oracle {
     const b = decodeBatch(data);
     for (const c of b.changes) {
       const t = b.tables[c.t]!;
+      if (!this.schema.has(t.n)) continue; // a DDL table (compared across nodes, not here)
       const w = this.winners(t.n, t.k);
       const key = decodeValues(c.k);
       const where = t.k.map((_, i) => `k${i} = ${ph(key[i]!)}`).join(' AND ');

@@ -9,6 +9,7 @@ import { silentLogger } from '../../src/util/log.ts';
 import type { Features } from './features.ts';
 import { dumpTable, Oracle } from './oracle.ts';
 import { Rng } from './rng.ts';
+import { isDdlTable, SimDdl, userObjects } from './ddl.ts';
 import { acceptableWriteError, buildWorkload, randomStatement, schemaAt, type Workload } from './workload.ts';
 
 /**
@@ -17,6 +18,9 @@ import { acceptableWriteError, buildWorkload, randomStatement, schemaAt, type Wo
  * in-memory transport that delays, reorders, duplicates and drops (then repairs) batches. Nodes
  * restart with clock skew and go down while their application keeps writing. After quiescence
  * every replica must hold the same bytes, the same checksums, and what the oracle computes.
+ * With feature `ddl`, schema replication is on: one node at a time migrates tables of their own
+ * (ddl.ts) while every node writes them, entries travel through an in-memory schema stream folded
+ * with lag, and every node must end with the same schema objects and rows in those tables.
  * Everything draws from one Rng and simulated clocks, so a seed replays exactly.
  */
 
@@ -40,6 +44,9 @@ export interface SimResult {
   readonly restarts: number;
   readonly rows: number;
   readonly shadowed: number;
+  readonly ddlApplied: number;
+  readonly ddlWrites: number;
+  readonly schemaEntries: number;
 }
 
 export class SimFailure extends Error {
@@ -69,7 +76,7 @@ interface SimNode {
 
 const shards = 4;
 const startMs = 1_800_000_000_000;
-const traceMax = 400;
+const traceMax = Number(process.env.SIM_TRACE_MAX ?? 400);
 
 export async function simulate(o: SimOptions): Promise<SimResult> {
   const sim = new Simulation(o);
@@ -94,11 +101,15 @@ class Simulation {
   /** Faults have ended: nothing is lost any more (gap repair has caught up). */
   private settling = false;
   private readonly stats = { writes: 0, writesRefused: 0, deliveries: 0, dropped: 0, duplicated: 0, restarts: 0 };
+  /** Feature `ddl`: schema changes on one node at a time, replicated through an in-memory schema stream. */
+  private readonly ddl: SimDdl | null;
+  private readonly schemaLog: Buffer[] = [];
 
   constructor(private readonly o: SimOptions) {
     this.rng = new Rng(o.seed);
     this.f = o.features;
     this.w = buildWorkload(o.features, this.rng);
+    this.ddl = this.f.has('ddl') ? new SimDdl(this.rng) : null;
   }
 
   private note(s: string): void {
@@ -117,7 +128,8 @@ class Simulation {
     for (let i = 0; i < actions; i++) await this.step();
     await this.settle();
     const { rows, shadowed } = await this.check();
-    return { seed: this.o.seed, nodes: n, actions, batches: this.published.length, rows, shadowed, ...this.stats };
+    const ddl = { ddlApplied: this.ddl?.applied ?? 0, ddlWrites: this.ddl?.writes ?? 0, schemaEntries: this.schemaLog.length };
+    return { seed: this.o.seed, nodes: n, actions, batches: this.published.length, rows, shadowed, ...this.stats, ...ddl };
   }
 
   private async addNode(id: string): Promise<void> {
@@ -137,6 +149,7 @@ class Simulation {
       file: node.file, sqlite: { synchronous: 'NORMAL', busyTimeoutMs: 1000 }, nodeId: node.id, clusterName: 'sim', shards,
       members: this.memberIds(), hlcSkewMsMax: 60_000,
       limits: { ingestChangesMax: 1000, batchChangesMax: 100, batchBytesMax: 64 * 1024 }, clock: node.clock, log: silentLogger,
+      replicateSchema: this.ddl !== null,
     });
   }
 
@@ -162,6 +175,10 @@ class Simulation {
       [this.lost.length > 0 ? 3 : 0, () => this.repair()],
       [this.f.has('restart') ? 2 : 0, () => this.restart(node)],
       [this.f.has('down') ? 2 : 0, () => this.toggle(node)],
+      [this.ddl ? 3 : 0, () => this.note(`${node.id} ${this.ddl!.step(node.app)}`)],
+      [this.ddl ? 10 : 0, () => this.ddlWrite(node)],
+      [this.ddl ? 6 : 0, () => void this.publishSchema(node)],
+      [this.ddl ? 8 : 0, () => void this.deliverSchema(node, this.rng.between(1, 4))],
     ];
     let r = this.rng.int(choices.reduce((s, [wgt]) => s + wgt, 0));
     for (const [wgt, act] of choices) {
@@ -186,6 +203,47 @@ class Simulation {
       }
     }
     if (group > 1) node.app.exec('COMMIT');
+  }
+
+  /** Debugging a seed: SIM_WATCH_SQL's result on a node's file is traced after each step that changes it (with SIM_TRACE_MAX). */
+  private watch(node: SimNode, what: string): void {
+    if (!process.env.SIM_WATCH_SQL) return;
+    try {
+      this.note(`  watch ${node.id} after ${what}: ${JSON.stringify(node.app.prepare(process.env.SIM_WATCH_SQL).raw(true).all(), (_k, v) => (typeof v === 'bigint' ? v.toString() : v))}`);
+    } catch (e) { this.note(`  watch ${node.id}: ${(e as Error).message}`); }
+  }
+
+  private ddlWrite(node: SimNode): void {
+    const sql = this.ddl!.write(node.app);
+    if (sql !== null) this.note(`${node.id} ${sql}`);
+  }
+
+  /** A node's schema entries (its captured DDL) appended to the schema stream, in order. */
+  private publishSchema(node: SimNode): number {
+    const r = node.replica;
+    if (!r?.schema) return 0;
+    r.applier.stampLocal();
+    let n = 0;
+    for (let next = r.db.writeTx(() => r.schema!.store.nextToPublish()); next; next = r.db.writeTx(() => r.schema!.store.nextToPublish())) {
+      this.schemaLog.push(Buffer.from(next.payload));
+      r.db.writeTx(() => r.schema!.store.markPublished(next!.n));
+      this.note(`${node.id} publishes schema entry ${next.n} at ${this.schemaLog.length}`);
+      n++;
+    }
+    return n;
+  }
+
+  /** A node folds up to `count` entries of the schema stream from its position on. */
+  private deliverSchema(node: SimNode, count = Infinity): number {
+    const r = node.replica;
+    if (!r?.schema) return 0;
+    const from = r.schema.store.position();
+    const entries = this.schemaLog.slice(from, from + count).map((data, i) => ({ seq: from + i + 1, data }));
+    if (entries.length === 0) return 0;
+    this.note(`${node.id} folds schema ${from + 1}..${from + entries.length}`);
+    r.applier.applySchema(entries);
+    this.watch(node, 'schema');
+    return entries.length;
   }
 
   private publish(node: SimNode): void {
@@ -222,6 +280,7 @@ class Simulation {
     const batch = node.inbox.splice(0, count);
     this.note(`deliver ${node.id} ${batch.map((m) => `${m.origin}:${m.shard}/${m.seq}`).join(' ')}`);
     const outcomes = r.applier.applyMessages(batch);
+    this.watch(node, 'deliver');
     this.stats.deliveries += batch.length;
     outcomes.forEach((out, i) => {
       // Held (clock too far ahead): JetStream would redeliver it later.
@@ -238,8 +297,14 @@ class Simulation {
     const s = this.w.steps[node.stepsDone];
     if (!s) return;
     this.note(`${node.id} migrate: ${s.sql}`);
-    node.app.exec(s.sql);
+    try {
+      node.app.exec(s.sql);
+    } catch (err) {
+      // With schema replication the step may have reached this node from another one already.
+      if (!this.ddl || !/already exists|duplicate column/.test((err as Error).message)) throw err;
+    }
     node.stepsDone++;
+    this.watch(node, 'migrate');
   }
 
   private retry(node: SimNode): void {
@@ -281,6 +346,9 @@ class Simulation {
     for (const { to, m } of this.lost.splice(0)) to.inbox.push(m);
     for (let round = 0; round < 60; round++) {
       const before = this.published.length;
+      let schemaMoved = 0;
+      for (const node of this.nodes) schemaMoved += this.publishSchema(node);
+      for (const node of this.nodes) schemaMoved += this.deliverSchema(node);
       for (const node of this.nodes) this.publish(node);
       let delivered = 0;
       for (const node of this.nodes) {
@@ -291,14 +359,14 @@ class Simulation {
       }
       let unparked = 0;
       for (const node of this.nodes) unparked += node.replica!.applier.retryWaiting(true).applied;
-      if (this.published.length === before && delivered === 0 && unparked === 0) return;
+      if (this.published.length === before && delivered === 0 && unparked === 0 && schemaMoved === 0) return;
     }
     this.fail('did not settle in 60 rounds');
   }
 
   private userTables(db: BetterSqlite3.Database): Map<string, string> {
     const rows = db.prepare("SELECT name, sql FROM sqlite_master WHERE type = 'table' AND name NOT LIKE '\\_\\_burrow%' ESCAPE '\\' AND name NOT LIKE 'sqlite\\_%' ESCAPE '\\' ORDER BY name").raw(true).all() as [string, string][];
-    return new Map(rows);
+    return new Map(rows.filter(([name]) => !isDdlTable(name)));
   }
 
   private async check(): Promise<{ rows: number; shadowed: number }> {
@@ -312,6 +380,7 @@ class Simulation {
       if (r.applier.waitingCount() > 0) this.fail(`${node.id} still has ${r.applier.waitingCount()} change(s) waiting`);
       if (r.outbox.counts().batches > 0 || r.outbox.logRows() > 0) this.fail(`${node.id} has unsent changes`);
     }
+    if (this.ddl) this.checkDdl(first);
     const oracle = new Oracle(schema);
     try {
       for (const data of this.published) oracle.add(data);
@@ -334,6 +403,23 @@ class Simulation {
       return { rows, shadowed };
     } finally {
       oracle.close();
+    }
+  }
+
+  /** Schema replication: every node has the same schema objects and the same rows in the DDL tables. */
+  private checkDdl(first: SimNode): void {
+    const objects = userObjects(first.app);
+    for (const node of this.nodes.slice(1)) {
+      const got = userObjects(node.app);
+      if (got.join('\n') !== objects.join('\n')) this.fail(`schemas differ: ${node.id} vs ${first.id}:\n${diff(objects, got)}`);
+    }
+    const tables = first.app.prepare("SELECT name FROM sqlite_schema WHERE type = 'table' ORDER BY name").pluck().all() as string[];
+    for (const table of tables.filter(isDdlTable)) {
+      const mine = dumpTable(first.app, table);
+      for (const node of this.nodes.slice(1)) {
+        const got = dumpTable(node.app, table);
+        if (got.join('\n') !== mine.join('\n')) this.fail(`replicas differ: DDL table ${table} on ${node.id} vs ${first.id}:\n${diff(mine, got)}`);
+      }
     }
   }
 

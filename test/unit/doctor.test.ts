@@ -129,3 +129,22 @@ test('doctor: a shard whose publishes keep failing gets its stream leader steppe
   await d.tick();
   assert.deepEqual(st.calls, ['stream-stepdown burrow_t_9']);
 });
+
+test('doctor: publishes failing for escalateAfterChecks × stuckMs escalate (the schema stream refused entries for minutes: chaos seed 202)', async () => {
+  const st = state();
+  const f = fakes(st);
+  let failingMs = 1500;
+  const publishes = { stuckShards: (ms: number) => (failingMs >= ms ? [0] : []) };
+  const d = new ShardDoctor('t', f.link, publishes, f.inbound, { stuckMs: 1000, nudgeIntervalMs: 0 }, silentLogger, () => 'burrow_t_schema');
+  const why: string[] = [];
+  d.escalate = async (w) => { why.push(w); };
+  await d.tick();
+  assert.deepEqual(st.calls, ['stream-stepdown burrow_t_schema']);
+  assert.deepEqual(why, [], 'a step-down first');
+  failingMs = 4000;
+  await d.tick();
+  assert.deepEqual(why, ['publishes to burrow_t_schema have failed for 4 s']);
+  failingMs = 0;
+  await d.tick();
+  assert.equal(why.length, 1, 'publishing again: no more escalation');
+});

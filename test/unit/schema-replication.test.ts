@@ -287,6 +287,80 @@ test('a column renamed by a node that did not have the index yet: the index foll
   assert.equal(rs.dump('n1', 't').length, 2);
 }));
 
+test('a change made with an index of its origin\'s own, before a column rename from elsewhere was ordered: its value follows the rename (chaos seed 202)', () => withReplicas(['n1', 'n2', 'n3'], (rs) => {
+  rs.app('n1').exec("CREATE TABLE t(id INTEGER PRIMARY KEY, a TEXT); INSERT INTO t VALUES (1, 'x'), (2, 'y');");
+  rs.sync();
+  // n1's row is made while its own index on t is unordered; n2's rename of the column is ordered first.
+  rs.app('n1').exec("CREATE INDEX t_a ON t(a); INSERT INTO t VALUES (3, 'c');");
+  const late = rs.publish('n1');
+  rs.app('n2').exec('ALTER TABLE t RENAME COLUMN a TO label');
+  assert.equal(rs.publishSchema('n2'), 1);
+  assert.equal(rs.publishSchema('n1'), 1);
+  for (const id of rs.ids) rs.deliverSchema(id);
+  for (const id of ['n2', 'n3']) rs.deliver(id, late);
+  rs.sync();
+  assertSame(rs, ['t']);
+  for (const id of rs.ids) assert.deepEqual(rs.app(id).prepare('SELECT id, label FROM t ORDER BY id').raw(true).all(), [[1n, 'x'], [2n, 'y'], [3n, 'c']], id);
+}));
+
+test('a table its origin dropped and created again in entries of its own: changes to the new table are not dropped with the old one', () => withReplicas(['n1', 'n2'], (rs) => {
+  rs.app('n1').exec("CREATE TABLE t(id INTEGER PRIMARY KEY, a TEXT); INSERT INTO t VALUES (1, 'x');");
+  rs.sync();
+  // n2's drop of the old t is ordered first; n1 drops it too, creates a new t and writes it meanwhile.
+  rs.app('n2').exec('DROP TABLE t');
+  assert.equal(rs.publishSchema('n2'), 1);
+  rs.app('n1').exec('DROP TABLE t');
+  rs.node('n1').applier.stampLocal();
+  rs.app('n1').exec("CREATE TABLE t(id INTEGER PRIMARY KEY, a TEXT, b INTEGER); INSERT INTO t VALUES (7, 'new', 1);");
+  const late = rs.publish('n1');
+  assert.equal(rs.publishSchema('n1'), 2);
+  for (const id of rs.ids) rs.deliverSchema(id);
+  rs.deliver('n2', late);
+  rs.sync();
+  assertSame(rs, ['t']);
+  assert.deepEqual(rs.app('n2').prepare('SELECT id, a, b FROM t ORDER BY id').raw(true).all(), [[7n, 'new', 1n]]);
+}));
+
+test('a table renamed elsewhere while this node holds a view SQLite cannot rewrite: the rows move with the table (simulation seed 3)', () => withReplicas(['n1', 'n2'], (rs) => {
+  rs.app('n1').exec("CREATE TABLE t(id INTEGER PRIMARY KEY, a TEXT); INSERT INTO t VALUES (1, 'x'), (2, 'y');");
+  rs.sync();
+  // SQLite accepts a view naming a column the table lacks; a modern ALTER TABLE RENAME then fails on it.
+  rs.app('n2').exec('CREATE VIEW v AS SELECT id, label FROM t');
+  rs.app('n1').exec('ALTER TABLE t RENAME TO u');
+  assert.equal(rs.publishSchema('n1'), 1);
+  rs.deliverSchema('n2');
+  rs.sync();
+  assertSame(rs, ['u']);
+  assert.deepEqual(rs.app('n2').prepare('SELECT id, a FROM u ORDER BY id').raw(true).all(), [[1n, 'x'], [2n, 'y']]);
+}));
+
+test('this node\'s table rename that lost to a column rename: the table goes back to its name with its rows and its later write (simulation seed 7)', () => withReplicas(['n1', 'n2', 'n3'], (rs) => {
+  rs.app('n1').exec("CREATE TABLE t(id INTEGER PRIMARY KEY, a TEXT, b INTEGER); INSERT INTO t VALUES (1, 'x', 10), (2, 'y', 20);");
+  rs.sync();
+  rs.app('n1').exec('ALTER TABLE t RENAME COLUMN a TO label');
+  assert.equal(rs.publishSchema('n1'), 1);
+  rs.app('n2').exec('UPDATE t SET b = 99 WHERE id = 1; ALTER TABLE t RENAME TO t_r;');
+  rs.sync();
+  assertSame(rs, ['t']);
+  for (const id of rs.ids) {
+    assert.deepEqual(rs.app(id).prepare('SELECT id, label, b FROM t ORDER BY id').raw(true).all(), [[1n, 'x', 99n], [2n, 'y', 20n]], id);
+    assert.equal(rs.app(id).prepare("SELECT count(*) FROM sqlite_schema WHERE name = 't_r'").pluck().get(), 0n, `${id} has no t_r`);
+  }
+  assert.equal(rs.node('n2').schema!.store.conflictCount(), 1);
+}));
+
+test('a table this node created that lost to another definition keeps its rows by column name, never with NULL keys (simulation seed 23)', () => withReplicas(['n1', 'n2'], (rs) => {
+  rs.app('n1').exec("CREATE TABLE t(a INTEGER, b TEXT, v, PRIMARY KEY(a, b)); INSERT INTO t VALUES (1, 'x', 'one');");
+  assert.equal(rs.publishSchema('n1'), 1);
+  rs.app('n2').exec("CREATE TABLE t(a INTEGER, b TEXT, v, w TEXT DEFAULT 'd', PRIMARY KEY(a, b)); INSERT INTO t VALUES (2, 'y', 'two', 'mine');");
+  rs.sync();
+  assertSame(rs, ['t']);
+  for (const id of rs.ids) {
+    assert.deepEqual(rs.app(id).prepare('SELECT a, b, v FROM t ORDER BY a').raw(true).all(), [[1n, 'x', 'one'], [2n, 'y', 'two']], id);
+  }
+  assert.equal(rs.node('n2').schema!.store.conflictCount(), 1);
+}));
+
 test('a restore that takes a snapshot\'s schema further than this replica folded brings the local tables to it (they are not left behind)', () => withReplicas(['n1', 'n2'], async (rs) => {
   rs.app('n1').exec("CREATE TABLE x(id INTEGER PRIMARY KEY, a TEXT); INSERT INTO x VALUES (1, 'one');");
   rs.sync();
