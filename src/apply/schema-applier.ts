@@ -80,7 +80,7 @@ export class SchemaApplier {
     if (e.n <= this.store.folded(e.o)) {
       // An entry of ours the stream has under a number already folded (numbered again after a
       // database replacement): it goes out again under a fresh number.
-      if (e.o === this.nodeId && this.store.isPendingOwn(e.n, data)) this.store.renumberOwnAbove(this.store.folded(e.o));
+      if (e.o === this.nodeId && this.store.isPendingOwn(e.n, data)) this.renumberOwnAbove(this.store.folded(e.o));
       this.stats.duplicates++;
       this.store.setPosition(seq);
       return 'duplicate';
@@ -104,7 +104,7 @@ export class SchemaApplier {
     // anyone's entry, and new entries are numbered above it.
     const mine = e.o === this.nodeId && this.store.isPendingOwn(e.n, data);
     if (mine) this.store.removeOwn(e.n);
-    else if (e.o === this.nodeId) this.store.renumberOwnAbove(e.n);
+    else if (e.o === this.nodeId) this.renumberOwnAbove(e.n);
     if (!mine || problem !== null || e !== made) this.converge(e);
     // Dependents the renames rewrote in R: every node brings its own copy there, the origin too
     // (it may not have had them when it made the entry).
@@ -145,10 +145,15 @@ export class SchemaApplier {
     }
     this.store.addEvent({ seq, origin: e.o, n: e.n, kind: 'entry', tbl: '', a: null, b: null });
     if (e.o === this.nodeId && this.store.isPendingOwn(e.n, data)) this.store.removeOwn(e.n);
-    else if (e.o === this.nodeId) this.store.renumberOwnAbove(e.n);
+    else if (e.o === this.nodeId) this.renumberOwnAbove(e.n);
     this.store.setFolded(e.o, e.n);
     this.store.setPosition(seq);
     return problem === null ? 'applied' : 'conflict';
+  }
+
+  /** Own pending entries at or below n numbered again (store.renumberOwnAbove); their tables' rows are stamped again. */
+  private renumberOwnAbove(n: number): void {
+    for (const t of this.store.renumberOwnAbove(n)) this.restamp.add(t);
   }
 
   /** Tables to restamp whole (this node's own DDL on them lost): taken by the caller after capture syncs. */

@@ -182,17 +182,20 @@ export class SchemaStore {
    * An entry of this node numbered n came through the stream that this replica did not make (it
    * was made before the database was replaced): this node's numbering continues above it, and its
    * pending entries numbered at or below it are numbered again above it (re-encoded, published
-   * again) — otherwise every node would take them for that older entry.
+   * again) — otherwise every node would take them for that older entry — followed by the
+   * unpublished ones above it, so the order they were made in is kept (a later entry may build on
+   * an earlier one). Returns the tables the renumbered entries touch: their rows were stamped
+   * under the old numbers and are stamped again.
    */
-  renumberOwnAbove(n: number): void {
+  renumberOwnAbove(n: number): string[] {
     this.raiseOwnNumber(n);
-    const stale = (this.db.prepare('SELECT n, payload FROM __burrow_schema_out WHERE n <= ? ORDER BY n').all(BigInt(n)) as { n: bigint; payload: Buffer }[]);
-    for (const r of stale) {
-      const entry = decodeSchemaEntry(r.payload);
-      this.db.prepare('DELETE FROM __burrow_schema_out WHERE n = ?').run(r.n);
-      this.queueOwn((num) => encodeSchemaEntry({ ...entry, n: num }));
-    }
+    const own = this.pendingOwn();
+    const moved = [...own.filter((p) => p.n <= n), ...own.filter((p) => p.n > n && !p.published)];
+    if (!own.some((p) => p.n <= n)) return [];
+    for (const p of moved) this.removeOwn(p.n);
+    for (const p of moved) this.queueOwn((num) => encodeSchemaEntry({ ...p.entry, n: num }));
     this.ownTables = null;
+    return [...new Set(moved.flatMap((p) => p.entry.ops.map((op) => op.tbl)))];
   }
 
   /**

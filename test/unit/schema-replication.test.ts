@@ -266,6 +266,25 @@ test('unpublished own entries whose numbers the stream already folded are all nu
   assert.deepEqual(order(), ['4:4:t1', '5:5:t2', '6:6:t3'], 'all of them, above 3 (the highest number used), in order');
 }));
 
+test('an entry of this node\'s earlier life folded while later ones wait: they are numbered again above it in their order, their rows sent again', () => withReplicas(['n1', 'n2'], (rs) => {
+  // The stream holds n1's entry 1 from before its database was replaced (another table).
+  rs.schemaLog.push(encodeSchemaEntry({ v: schemaEntryVersion, o: 'n1', n: 1, q: 0, ops: [{ type: 'table', name: 'old', tbl: 'old', from: null, to: 'CREATE TABLE old(id INTEGER PRIMARY KEY)' }] }));
+  rs.app('n1').exec("CREATE TABLE t(id INTEGER PRIMARY KEY, a TEXT); INSERT INTO t VALUES (1, 'x');");
+  rs.node('n1').applier.stampLocal();
+  rs.app('n1').exec("ALTER TABLE t ADD COLUMN c TEXT DEFAULT 'd'; UPDATE t SET c = 'new';");
+  rs.node('n1').applier.stampLocal();
+  const early = rs.publish('n1'); // stamped under entry numbers the stream already has
+  const store = rs.node('n1').schema!.store;
+  assert.deepEqual(store.pendingOwn().map((p) => p.n), [1, 2]);
+  rs.deliverSchema('n1');
+  assert.deepEqual(store.pendingOwn().map((p) => `${p.n}:${p.entry.ops[0]!.to?.includes(' c ') ? 'add' : 'create'}`), ['3:create', '4:add'], 'above every number used, CREATE before ADD COLUMN');
+  rs.deliver('n2', early);
+  rs.sync();
+  assertSame(rs, ['t']);
+  assert.deepEqual(rs.app('n2').prepare('SELECT id, a, c FROM t').raw(true).all(), [[1n, 'x', 'new']]);
+  for (const id of rs.ids) assert.equal(rs.node(id).schema!.store.conflictCount(), 0, `${id}: no conflict`);
+}));
+
 test('a column renamed by a node that did not have the index yet: the index follows the rename everywhere (R rewrites dependents as SQLite does)', () => withReplicas(['n1', 'n2', 'n3'], (rs) => {
   rs.app('n1').exec("CREATE TABLE t(id INTEGER PRIMARY KEY, a TEXT); INSERT INTO t VALUES (1, 'x'), (2, 'y');");
   rs.sync();
