@@ -88,15 +88,27 @@ export class SchemaApplier {
     if (e.sql !== undefined) return this.foldMigration(seq, e, data);
     const made = e;
     e = this.rebased(e);
-    const problem = this.check(e, this.store.replicated());
-    let implied: string[] = [];
-    if (problem === null) {
-      implied = this.foldIntoReplicated(e, seq);
-      this.stats.applied++;
-    } else {
+    // Each table (with its indexes and triggers, and names a rename links) fits or conflicts on its
+    // own: an entry that also creates other tables does not lose them with it (simulation seed 381).
+    const r = this.store.replicated();
+    const fits: SchemaOp[] = [];
+    const lost: SchemaOp[] = [];
+    const problems: string[] = [];
+    for (const ops of independentGroups(e.ops)) {
+      const why = this.check({ ...e, ops }, r);
+      if (why === null) fits.push(...ops);
+      else {
+        lost.push(...ops);
+        problems.push(why);
+      }
+    }
+    const problem = problems.length > 0 ? problems.join('; ') : null;
+    const implied = fits.length > 0 ? this.foldIntoReplicated({ ...e, ops: fits }, seq) : [];
+    if (problem === null) this.stats.applied++;
+    else {
       this.stats.conflicts++;
-      this.store.conflict(seq, e.o, e.n, e.ops.map((op) => `${op.type} ${op.name}`).join(', '), problem);
-      this.log.warn('schema entry not applied (conflict): every node keeps the schema as the stream ordered it', { origin: e.o, n: e.n, problem });
+      this.store.conflict(seq, e.o, e.n, lost.map((op) => `${op.type} ${op.name}`).join(', '), problem);
+      this.log.warn('schema entry not applied (conflict): every node keeps the schema as the stream ordered it', { origin: e.o, n: e.n, problem, applied: fits.map((op) => `${op.type} ${op.name}`).join(', ') || undefined });
     }
     this.store.addEvent({ seq, origin: e.o, n: e.n, kind: 'entry', tbl: '', a: null, b: null });
     // Ours and still pending here: this replica made it (its schema has it). Ours but not pending:
@@ -105,7 +117,8 @@ export class SchemaApplier {
     const mine = e.o === this.nodeId && this.store.isPendingOwn(e.n, data);
     if (mine) this.store.removeOwn(e.n);
     else if (e.o === this.nodeId) this.renumberOwnAbove(e.n);
-    if (!mine || problem !== null || e !== made) this.converge(e);
+    if (!mine || e !== made) this.converge(e);
+    else if (lost.length > 0) this.converge({ ...e, ops: lost });
     // Dependents the renames rewrote in R: every node brings its own copy there, the origin too
     // (it may not have had them when it made the entry).
     this.convergeObjects(implied, new Set(this.store.pendingOwn().flatMap((p) => touched(p.entry))), this.store.replicated(), null);
@@ -459,6 +472,31 @@ export class SchemaApplier {
     const row = (this.db.conn.prepare('PRAGMA main.table_list').all() as { name: string; wr: bigint }[]).find((t) => t.name === name);
     return row?.wr === 1n;
   }
+}
+
+/**
+ * An entry's ops in groups that fit or conflict independently: ops are linked when they name the
+ * same table (its own name, the table an index or trigger is on, a renamed table's old name).
+ */
+export function independentGroups(ops: readonly SchemaOp[]): SchemaOp[][] {
+  const parent = new Map<string, string>();
+  const find = (x: string): string => {
+    let p = parent.get(x) ?? x;
+    while (p !== (parent.get(p) ?? p)) p = parent.get(p)!;
+    parent.set(x, p);
+    return p;
+  };
+  const names = (op: SchemaOp) => [`t:${op.tbl}`, ...(op.type === 'table' ? [`t:${op.name}`] : [`${op.type}:${op.name}`]), ...(op.renamedFrom !== undefined ? [`t:${op.renamedFrom}`] : [])];
+  for (const op of ops) {
+    const [first, ...rest] = names(op).map(find);
+    for (const x of rest) if (x !== first) parent.set(x, first!);
+  }
+  const groups = new Map<string, SchemaOp[]>();
+  for (const op of ops) {
+    const root = find(names(op)[0]!);
+    groups.set(root, [...(groups.get(root) ?? []), op]);
+  }
+  return [...groups.values()];
 }
 
 /**

@@ -33,13 +33,7 @@ export function rewriteDependents(r: ReadonlyMap<string, SchemaObject>, renames:
         scratch.exec(o.sql!);
       } catch { /* not creatable here (a module, a collation): left out, and left as it is in R */ }
     }
-    for (const rn of renames) {
-      try {
-        scratch.exec(rn.kind === 'table'
-          ? `ALTER TABLE ${quoteIdent(rn.from)} RENAME TO ${quoteIdent(rn.to)}`
-          : `ALTER TABLE ${quoteIdent(rn.table)} RENAME COLUMN ${quoteIdent(rn.from)} TO ${rn.quoted ? quoteIdent(rn.to) : rn.to}`);
-      } catch { /* R does not have it that way (the entry was a conflict, or is done already) */ }
-    }
+    for (const rn of renames) run(scratch, rn);
     const after = scratch.prepare("SELECT type, name, tbl_name AS tbl, sql FROM sqlite_schema WHERE sql IS NOT NULL AND type IN ('index', 'trigger', 'view')").all() as
       { type: SchemaObjectType; name: string; tbl: string; sql: string }[];
     for (const a of after) {
@@ -96,10 +90,29 @@ function undo(rn: Rename): Rename {
   return rn.kind === 'table' ? { kind: 'table', from: rn.to, to: rn.from } : { kind: 'column', table: rn.table, from: rn.to, to: rn.from, quoted: true };
 }
 
+/**
+ * Run one rename in a scratch database. SQLite refuses a rename while any view or trigger does
+ * not parse against the schema ("error in view v: no such column: c" — SQLite accepts such views
+ * when they are created): that object is left out of the scratch copy (it stays as it is in R)
+ * and the rename is tried again. A rename that still fails is not R's (the entry conflicted, or
+ * it is done already).
+ */
 function run(db: BetterSqlite3.Database, rn: Rename): void {
-  try {
-    db.exec(rn.kind === 'table'
-      ? `ALTER TABLE ${quoteIdent(rn.from)} RENAME TO ${quoteIdent(rn.to)}`
-      : `ALTER TABLE ${quoteIdent(rn.table)} RENAME COLUMN ${quoteIdent(rn.from)} TO ${rn.quoted ? quoteIdent(rn.to) : rn.to}`);
-  } catch { /* not that way in this scratch copy */ }
+  const sql = rn.kind === 'table'
+    ? `ALTER TABLE ${quoteIdent(rn.from)} RENAME TO ${quoteIdent(rn.to)}`
+    : `ALTER TABLE ${quoteIdent(rn.table)} RENAME COLUMN ${quoteIdent(rn.from)} TO ${rn.quoted ? quoteIdent(rn.to) : rn.to}`;
+  for (let attempt = 0; attempt < 20; attempt++) {
+    try {
+      db.exec(sql);
+      return;
+    } catch (err) {
+      const broken = /error in (view|trigger) (.+?): /.exec((err as Error).message);
+      if (!broken) return;
+      try {
+        db.exec(`DROP ${broken[1]!.toUpperCase()} ${quoteIdent(broken[2]!)}`);
+      } catch {
+        return;
+      }
+    }
+  }
 }
