@@ -1,3 +1,4 @@
+import BetterSqlite3 from 'better-sqlite3';
 import { declaredColumns, quoteIdent, type Database } from '../sqlite/database.ts';
 import { decodeSchemaEntry, type SchemaEntry, type SchemaObjectType, type SchemaOp } from '../codec/schema-codec.ts';
 import { SchemaStore, type SchemaEvent, type SchemaObject } from '../store/schema-store.ts';
@@ -177,30 +178,35 @@ export class SchemaApplier {
   }
 
   /**
-   * The entry with its indexes, triggers and views rewritten through the renames others made
-   * that were ordered after what its origin had folded (e.q) — as SQLite rewrites them — so R
-   * never defines one on a column or table that no longer has that name. Unchanged: `e` itself.
+   * The entry as it applies to R now: a table its origin created that R already has, defined as
+   * R's plus added columns, is that ADD COLUMN (a node that first met the cluster with its own
+   * copy migrated further: simulation seed 645 — its columns are not dropped); and its indexes,
+   * triggers and views rewritten through the renames others made that were ordered after what
+   * its origin had folded (e.q) — as SQLite rewrites them — so R never defines one on a column or
+   * table that no longer has that name. Unchanged: `e` itself.
    */
   private rebased(e: SchemaEntry): SchemaEntry {
-    if (e.q === undefined || e.ops.every((op) => op.type === 'table')) return e;
     const r = this.store.replicated();
+    const ops = this.rebaseDependents(e, e.ops.map((op) => asAddColumn(op, r)), r);
+    return ops.every((op, i) => op === e.ops[i]) ? e : { ...e, ops };
+  }
+
+  private rebaseDependents(e: SchemaEntry, ops: readonly SchemaOp[], r: ReadonlyMap<string, SchemaObject>): readonly SchemaOp[] {
+    if (e.q === undefined || ops.every((op) => op.type === 'table')) return ops;
     const renames: Rename[] = [];
     for (const ev of this.store.eventsAfter(e.q)) {
       if (ev.origin === e.o) continue;
       if (ev.kind === 'rename-table') renames.push({ kind: 'table', from: ev.a!, to: ev.b! });
       else if (ev.kind === 'rename-column') renames.push({ kind: 'column', table: ev.tbl, from: ev.a!, to: ev.b!, quoted: spelledQuoted(r.get(SchemaStore.key('table', ev.tbl))?.sql ?? '', ev.b!) });
     }
-    if (renames.length === 0) return e;
-    let changed = false;
-    const ops = e.ops.map((op) => {
+    if (renames.length === 0) return ops;
+    return ops.map((op) => {
       if (op.type === 'table') return op;
       const from = op.from === null ? null : rebaseDependent(r, renames, op.from, op.tbl);
       const to = op.to === null ? null : rebaseDependent(r, renames, op.to, op.tbl);
       const next = { ...op, tbl: to?.tbl ?? from?.tbl ?? op.tbl, from: from?.sql ?? null, to: to?.sql ?? null };
-      changed ||= next.from !== op.from || next.to !== op.to || next.tbl !== op.tbl;
-      return next;
+      return next.from !== op.from || next.to !== op.to || next.tbl !== op.tbl ? next : op;
     });
-    return changed ? { ...e, ops } : e;
   }
 
   /** Why the entry does not apply to R, or null. */
@@ -497,6 +503,31 @@ export function independentGroups(ops: readonly SchemaOp[]): SchemaOp[][] {
     groups.set(root, [...(groups.get(root) ?? []), op]);
   }
   return [...groups.values()];
+}
+
+/**
+ * A table created by an entry that R already has: when the entry's definition is R's with columns
+ * added (one ADD COLUMN yields it exactly), the op becomes that change of R's table; else it is
+ * left as it is (a conflict). Never a DROP: a node's older copy must not remove a column.
+ */
+function asAddColumn(op: SchemaOp, r: ReadonlyMap<string, SchemaObject>): SchemaOp {
+  if (op.type !== 'table' || op.from !== null || op.to === null || op.renamedFrom !== undefined) return op;
+  const cur = r.get(SchemaStore.key('table', op.name))?.sql;
+  if (cur === undefined || cur === op.to) return op;
+  const a = declaredColumns(cur);
+  const b = declaredColumns(op.to);
+  if (!a || !b || b.length <= a.length) return op;
+  const scratch = new BetterSqlite3(':memory:');
+  try {
+    scratch.exec(cur);
+    for (const alter of alterFor(op.name, cur, op.to)) {
+      scratch.exec(alter);
+      if (scratch.prepare("SELECT sql FROM sqlite_schema WHERE type = 'table' AND name = ?").pluck().get(op.name) === op.to) return { ...op, from: cur };
+    }
+  } catch { /* not that change */ } finally {
+    scratch.close();
+  }
+  return op;
 }
 
 /**

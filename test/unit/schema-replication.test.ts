@@ -370,12 +370,23 @@ test('a column rename with a view in the cluster\'s schema that does not parse: 
 test('an entry whose one table conflicts keeps its other tables: each table fits or conflicts on its own (simulation seed 381)', () => withReplicas(['n1', 'n2'], (rs) => {
   rs.app('n1').exec('CREATE TABLE a(id INTEGER PRIMARY KEY, x TEXT)');
   assert.equal(rs.publishSchema('n1'), 1);
-  rs.app('n2').exec("CREATE TABLE a(id INTEGER PRIMARY KEY, x TEXT, y TEXT); CREATE TABLE b(id INTEGER PRIMARY KEY, v TEXT); INSERT INTO b VALUES (1, 'kept');");
+  rs.app('n2').exec("CREATE TABLE a(id INTEGER PRIMARY KEY, x INTEGER); CREATE TABLE b(id INTEGER PRIMARY KEY, v TEXT); INSERT INTO b VALUES (1, 'kept');");
   rs.sync();
   assertSame(rs, ['a', 'b']);
   for (const id of rs.ids) assert.deepEqual(rs.app(id).prepare('SELECT id, v FROM b').raw(true).all(), [[1n, 'kept']], id);
   assert.ok(schemaOf(rs, 'n2').includes('table a a: CREATE TABLE a(id INTEGER PRIMARY KEY, x TEXT)'));
   assert.equal(rs.node('n2').schema!.store.conflictCount(), 1, 'the conflict on a is recorded');
+}));
+
+test('a node whose own copy of a table has columns added beyond the cluster\'s: that is an ADD COLUMN, its values kept (simulation seed 645)', () => withReplicas(['n1', 'n2'], (rs) => {
+  rs.app('n1').exec("CREATE TABLE t(id INTEGER PRIMARY KEY, a TEXT); INSERT INTO t VALUES (1, 'x');");
+  assert.equal(rs.publishSchema('n1'), 1);
+  // n2 met the cluster with its own copy, migrated one step further (as a rolling migration would).
+  rs.app('n2').exec("CREATE TABLE t(id INTEGER PRIMARY KEY, a TEXT); ALTER TABLE t ADD COLUMN c TEXT DEFAULT 'd'; INSERT INTO t VALUES (2, 'y', 'mine');");
+  rs.sync();
+  assertSame(rs, ['t']);
+  for (const id of rs.ids) assert.deepEqual(rs.app(id).prepare('SELECT id, a, c FROM t ORDER BY id').raw(true).all(), [[1n, 'x', 'd'], [2n, 'y', 'mine']], id);
+  for (const id of rs.ids) assert.equal(rs.node(id).schema!.store.conflictCount(), 0, `${id}: no conflict`);
 }));
 
 test('this node\'s table rename that lost to a column rename: the table goes back to its name with its rows and its later write (simulation seed 7)', () => withReplicas(['n1', 'n2', 'n3'], (rs) => {
