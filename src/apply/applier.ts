@@ -639,6 +639,11 @@ export class Applier {
     if (st.ownPendingFor(wt.n) > 0) {
       return { wt, local: `waits for the schema: this node's own change of table ${wt.n} is not ordered by the schema stream yet`, underSchema: false };
     }
+    if (!this.p.capture.byName(wt.n)) {
+      // Not dropped since the change was made (the history says so), yet not here: its origin has
+      // it from a peer's DDL not ordered yet (a snapshot taken while that DDL was unpublished).
+      return { wt, local: `waits for the schema: table ${wt.n} is not in this node's schema yet`, underSchema: false };
+    }
     return { wt, local: this.resolveTable(wt), underSchema: true };
   }
 

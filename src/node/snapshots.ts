@@ -58,6 +58,8 @@ const bucketAttemptsMax = 5;
 
 /** How long a restoring node waits for a peer to take a snapshot for it. */
 const peerSnapshotTimeoutMs = 120_000;
+/** How long a snapshot waits for this node's own schema entries to be ordered before it is refused. */
+const schemaOrderWaitMs = 15_000;
 
 /**
  * Snapshots of the node's replica and restores from them (membership issue): takes consistent
@@ -165,9 +167,10 @@ export class SnapshotService {
     mkdirSync(this.workDir, { recursive: true });
     try {
       this.stampNow();
+      await this.untilSchemaOrdered();
       onProgress?.({ step: 'copy' });
       const c = this.config;
-      const facts = await copySnapshot({ dbFile: this.node.db, outFile: file, shards: c.cluster.shards, busyTimeoutMs: c.sqlite.busyTimeoutMs });
+      const facts = await copySnapshot({ dbFile: this.node.db, outFile: file, shards: c.cluster.shards, busyTimeoutMs: c.sqlite.busyTimeoutMs, orderedSchema: true });
       const manifest: Manifest = {
         v: manifestVersion, name, cluster: c.cluster.name, shards: c.cluster.shards, node: this.node.id, atMs,
         bytes: facts.bytes, sha256: facts.sha256, positions: facts.positions, received: facts.received, hlc: facts.hlc, tables: facts.tables,
@@ -184,6 +187,20 @@ export class SnapshotService {
       throw err;
     } finally {
       rmSync(file, { force: true });
+    }
+  }
+
+  /**
+   * This node's own schema entries come back through the schema stream within moments: wait for
+   * them (bounded) rather than refuse the copy — a copy with schema changes not ordered yet is
+   * refused (copy-worker.ts), and the caller (a restoring peer, the periodic tick) tries again.
+   */
+  private async untilSchemaOrdered(): Promise<void> {
+    const schema = this.replica.schema;
+    const deadline = Date.now() + schemaOrderWaitMs;
+    while (schema && Date.now() < deadline && schema.store.pendingCount() > 0) {
+      await new Promise((r) => setTimeout(r, 100));
+      this.stampNow();
     }
   }
 

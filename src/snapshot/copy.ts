@@ -7,7 +7,17 @@ export interface CopyRequest {
   readonly outFile: string;
   readonly shards: number;
   readonly busyTimeoutMs: number;
+  /**
+   * Refuse to copy while the replica has schema changes the schema stream has not ordered yet
+   * (its own entries not folded back, or DDL capture has not seen): a replica restored from such a
+   * copy would hold objects outside the cluster's schema (the node sets it; in-process tests
+   * without schema replication do not).
+   */
+  readonly orderedSchema?: boolean;
 }
+
+/** The message (part) a copy refused for unordered schema changes carries: the taker tries again later. */
+export const schemaNotOrdered = 'has schema changes the schema stream has not ordered yet';
 
 /** What the copy holds (the manifest is built from it). */
 export interface CopyFacts {

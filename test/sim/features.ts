@@ -10,7 +10,7 @@ export const allFeatures = [
   // operations
   'replace', 'pk-change', 'add-column', 'late-create', 'transactions', 'ddl',
   // faults
-  'reorder', 'duplicate', 'drop', 'restart', 'skew', 'down',
+  'reorder', 'duplicate', 'drop', 'restart', 'skew', 'down', 'wipe',
 ] as const;
 
 export type Feature = (typeof allFeatures)[number];

@@ -51,11 +51,12 @@ async function main(): Promise<void> {
   const flags = [a.features !== undefined ? `--features ${a.features}` : '', a.without !== undefined ? `--without ${a.without}` : '', a.actions !== undefined ? `--actions ${actions}` : ''].filter(Boolean).join(' ');
   const started = Date.now();
   const failed: number[] = [];
-  let totals = { writes: 0, batches: 0, deliveries: 0, rows: 0, shadowed: 0, restarts: 0 };
+  const summed = ['writes', 'batches', 'deliveries', 'rows', 'shadowed', 'restarts', 'wipes', 'restores', 'ddlApplied', 'ddlWrites', 'schemaEntries'] as const;
+  const totals = Object.fromEntries(summed.map((k) => [k, 0])) as Record<(typeof summed)[number], number>;
   for (let seed = from; seed < from + count; seed++) {
     try {
       const r = await simulate({ seed, features, actions });
-      totals = { writes: totals.writes + r.writes, batches: totals.batches + r.batches, deliveries: totals.deliveries + r.deliveries, rows: totals.rows + r.rows, shadowed: totals.shadowed + r.shadowed, restarts: totals.restarts + r.restarts };
+      for (const k of summed) totals[k] += r[k];
       if (count === 1) process.stdout.write(`${JSON.stringify(r)}\n`);
     } catch (err) {
       failed.push(seed);

@@ -5,6 +5,8 @@ import path from 'node:path';
 import { SimulatedClock } from '../../src/clock/clock.ts';
 import { Replica } from '../../src/node/replica.ts';
 import { takeOutbox } from '../helpers/replicas.ts';
+import { copySnapshot, schemaNotOrdered } from '../../src/snapshot/copy.ts';
+import { mergeSnapshot } from '../../src/snapshot/merge.ts';
 import { silentLogger } from '../../src/util/log.ts';
 import type { Features } from './features.ts';
 import { dumpTable, Oracle } from './oracle.ts';
@@ -47,6 +49,8 @@ export interface SimResult {
   readonly ddlApplied: number;
   readonly ddlWrites: number;
   readonly schemaEntries: number;
+  readonly wipes: number;
+  readonly restores: number;
 }
 
 export class SimFailure extends Error {
@@ -66,12 +70,16 @@ interface Msg {
 interface SimNode {
   readonly id: string;
   readonly file: string;
-  readonly app: BetterSqlite3.Database;
+  app: BetterSqlite3.Database;
   readonly clock: SimulatedClock;
   replica: Replica | null;
   skewMs: number;
   stepsDone: number;
   inbox: Msg[];
+  /** Wiped (feature `wipe`): empty until it restores from a peer's snapshot; its application writes only DDL tables meanwhile. */
+  restoring: boolean;
+  /** Since it started, its own schema numbers were checked against the stream read to its end (as the node's schema publisher does). */
+  numbered: boolean;
 }
 
 const shards = 4;
@@ -100,7 +108,9 @@ class Simulation {
   private elapsedMs = 0;
   /** Faults have ended: nothing is lost any more (gap repair has caught up). */
   private settling = false;
-  private readonly stats = { writes: 0, writesRefused: 0, deliveries: 0, dropped: 0, duplicated: 0, restarts: 0 };
+  private readonly stats = { writes: 0, writesRefused: 0, deliveries: 0, dropped: 0, duplicated: 0, restarts: 0, wipes: 0, restores: 0 };
+  /** Every message sent, in order: a restored node reads the streams again from the start (what its snapshot has is a no-op). */
+  private readonly history: Msg[] = [];
   /** Feature `ddl`: schema changes on one node at a time, replicated through an in-memory schema stream. */
   private readonly ddl: SimDdl | null;
   private readonly schemaLog: Buffer[] = [];
@@ -134,16 +144,15 @@ class Simulation {
 
   private async addNode(id: string): Promise<void> {
     const file = path.join(this.dir, `${id}.db`);
-    const app = new BetterSqlite3(file);
-    app.defaultSafeIntegers(true);
-    app.pragma('busy_timeout = 1000');
+    const app = openApp(file);
     for (const t of this.w.initial) app.exec(t.create);
-    const node: SimNode = { id, file, app, clock: new SimulatedClock(startMs), replica: null, skewMs: 0, stepsDone: 0, inbox: [] };
+    const node: SimNode = { id, file, app, clock: new SimulatedClock(startMs), replica: null, skewMs: 0, stepsDone: 0, inbox: [], restoring: false, numbered: false };
     this.nodes.push(node);
     await this.up(node);
   }
 
   private async up(node: SimNode): Promise<void> {
+    node.numbered = false;
     node.clock.set(startMs + this.elapsedMs + node.skewMs);
     node.replica = await Replica.open({
       file: node.file, sqlite: { synchronous: 'NORMAL', busyTimeoutMs: 1000 }, nodeId: node.id, clusterName: 'sim', shards,
@@ -179,6 +188,8 @@ class Simulation {
       [this.ddl ? 10 : 0, () => this.ddlWrite(node)],
       [this.ddl ? 6 : 0, () => void this.publishSchema(node)],
       [this.ddl ? 8 : 0, () => void this.deliverSchema(node, this.rng.between(1, 4))],
+      [this.f.has('wipe') && this.donors(node).length > 0 ? 1 : 0, () => this.wipe(node)],
+      [node.restoring ? 6 : 0, () => this.restore(node)],
     ];
     let r = this.rng.int(choices.reduce((s, [wgt]) => s + wgt, 0));
     for (const [wgt, act] of choices) {
@@ -188,6 +199,7 @@ class Simulation {
   }
 
   private write(node: SimNode): void {
+    if (node.restoring) return;
     const schema = schemaAt(this.w, node.stepsDone);
     const group = this.f.has('transactions') && this.rng.chance(0.2) ? this.rng.between(2, 4) : 1;
     if (group > 1) node.app.exec('BEGIN');
@@ -221,8 +233,18 @@ class Simulation {
   /** A node's schema entries (its captured DDL) appended to the schema stream, in order. */
   private publishSchema(node: SimNode): number {
     const r = node.replica;
-    if (!r?.schema) return 0;
+    if (!r?.schema || node.restoring) return 0;
     r.applier.stampLocal();
+    if (!node.numbered) {
+      // As the node's schema publisher: nothing goes out before the stream is read to its end, then
+      // entries made before this replica knew its own numbers are numbered again (node.ts).
+      if (r.schema.store.position() < this.schemaLog.length) return 0;
+      const store = r.schema.store;
+      r.db.writeTx(() => {
+        for (const t of store.renumberUnpublishedAbove(store.folded(node.id))) r.applier.restamp(t);
+      });
+      node.numbered = true;
+    }
     let n = 0;
     for (let next = r.db.writeTx(() => r.schema!.store.nextToPublish()); next; next = r.db.writeTx(() => r.schema!.store.nextToPublish())) {
       this.schemaLog.push(Buffer.from(next.payload));
@@ -236,7 +258,7 @@ class Simulation {
   /** A node folds up to `count` entries of the schema stream from its position on. */
   private deliverSchema(node: SimNode, count = Infinity): number {
     const r = node.replica;
-    if (!r?.schema) return 0;
+    if (!r?.schema || node.restoring) return 0; // a wiped node reads the streams from its snapshot's positions
     const from = r.schema.store.position();
     const entries = this.schemaLog.slice(from, from + count).map((data, i) => ({ seq: from + i + 1, data }));
     if (entries.length === 0) return 0;
@@ -254,6 +276,7 @@ class Simulation {
   /** A stream message reaches every node's inbox (its origin's too), maybe lost or twice. */
   private send(m: Msg): void {
     this.published.push(m.data);
+    this.history.push(m);
     this.note(`publish ${m.origin} shard ${m.shard} seq ${m.seq}`);
     for (const to of this.nodes) {
       if (this.f.has('drop') && !this.settling && this.rng.chance(0.04)) {
@@ -276,7 +299,7 @@ class Simulation {
 
   private deliver(node: SimNode, count = this.rng.between(1, 6)): void {
     const r = node.replica;
-    if (!r || node.inbox.length === 0) return;
+    if (!r || node.restoring || node.inbox.length === 0) return;
     const batch = node.inbox.splice(0, count);
     this.note(`deliver ${node.id} ${batch.map((m) => `${m.origin}:${m.shard}/${m.seq}`).join(' ')}`);
     const outcomes = r.applier.applyMessages(batch);
@@ -294,6 +317,7 @@ class Simulation {
   }
 
   private migrate(node: SimNode): void {
+    if (node.restoring) return;
     const s = this.w.steps[node.stepsDone];
     if (!s) return;
     this.note(`${node.id} migrate: ${s.sql}`);
@@ -329,6 +353,52 @@ class Simulation {
     await this.up(node);
   }
 
+  /** Live nodes a wiped node could restore from. */
+  private donors(node: SimNode): SimNode[] {
+    return this.nodes.filter((n) => n !== node && n.replica && !n.restoring);
+  }
+
+  /** As chaos wipe-rejoin does: drained, stopped, its files deleted, started empty (it restores later). */
+  private async wipe(node: SimNode): Promise<void> {
+    if (!node.replica || node.restoring) return;
+    this.deliverSchema(node); // its schema publisher goes once the stream is read to its end
+    this.publishSchema(node);
+    this.publish(node);
+    this.note(`${node.id} wiped`);
+    this.down(node);
+    node.app.close();
+    for (const ext of ['', '-wal', '-shm']) rmSync(node.file + ext, { force: true });
+    node.app = openApp(node.file);
+    node.inbox = [];
+    node.restoring = true;
+    this.stats.wipes++;
+    await this.up(node);
+  }
+
+  /** A wiped node merges a snapshot a live peer takes now, then reads every stream again from the start. */
+  private async restore(node: SimNode): Promise<void> {
+    const donors = this.donors(node);
+    if (!node.replica || !node.restoring || donors.length === 0) return;
+    const donor = this.rng.pick(donors);
+    while (donor.replica!.applier.stampLocal().logRows > 0) { /* what the donor's application wrote is in its snapshot */ }
+    const snap = path.join(this.dir, `${node.id}-from-${donor.id}.snapshot.db`);
+    try {
+      await copySnapshot({ dbFile: donor.file, outFile: snap, shards, busyTimeoutMs: 1000, orderedSchema: this.ddl !== null });
+    } catch (err) {
+      if (!(err as Error).message.includes(schemaNotOrdered)) throw err;
+      this.note(`${node.id} cannot restore from ${donor.id} yet: ${(err as Error).message}`);
+      rmSync(snap, { force: true });
+      return;
+    }
+    await mergeSnapshot(node.replica, snap, { nodeId: node.id, cluster: 'sim', shards, log: silentLogger });
+    rmSync(snap, { force: true });
+    this.note(`${node.id} restored from ${donor.id}`);
+    node.restoring = false;
+    node.stepsDone = donor.stepsDone;
+    node.inbox = [...this.history];
+    this.stats.restores++;
+  }
+
   private async toggle(node: SimNode): Promise<void> {
     this.note(`${node.id} ${node.replica ? 'down' : 'up'}`);
     if (node.replica) this.down(node);
@@ -339,19 +409,19 @@ class Simulation {
   private async settle(): Promise<void> {
     this.note('settle');
     this.settling = true;
-    for (const node of this.nodes) {
-      if (!node.replica) await this.up(node);
-      while (node.stepsDone < this.w.steps.length) this.migrate(node);
-    }
+    for (const node of this.nodes) if (!node.replica) await this.up(node);
     for (const { to, m } of this.lost.splice(0)) to.inbox.push(m);
     for (let round = 0; round < 60; round++) {
       const before = this.published.length;
-      let schemaMoved = 0;
+      // A wiped node restores once a peer can give a snapshot (none while its DDL is unordered).
+      for (const node of this.nodes) if (node.restoring) await this.restore(node);
+      for (const node of this.nodes) while (!node.restoring && node.stepsDone < this.w.steps.length) this.migrate(node);
+      let schemaMoved = this.nodes.filter((n) => n.restoring).length;
       for (const node of this.nodes) schemaMoved += this.publishSchema(node);
       for (const node of this.nodes) schemaMoved += this.deliverSchema(node);
       for (const node of this.nodes) this.publish(node);
       let delivered = 0;
-      for (const node of this.nodes) {
+      for (const node of this.nodes.filter((n) => !n.restoring)) {
         for (let guard = 0; node.inbox.length > 0 && guard < 10_000; guard++) {
           delivered += Math.min(node.inbox.length, 50);
           this.deliver(node, 50);
@@ -430,6 +500,13 @@ class Simulation {
     }
     rmSync(this.dir, { recursive: true, force: true });
   }
+}
+
+function openApp(file: string): BetterSqlite3.Database {
+  const app = new BetterSqlite3(file);
+  app.defaultSafeIntegers(true);
+  app.pragma('busy_timeout = 1000');
+  return app;
 }
 
 function diff(want: readonly string[], got: readonly string[]): string {

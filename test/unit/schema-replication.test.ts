@@ -225,6 +225,31 @@ test('a snapshot taken while its node\'s own DDL is unpublished: the restored re
   assert.ok(!schemaOf(rs, 'n3').some((o) => o.includes('pend')), 'pend dropped on n3');
 }));
 
+test('a snapshot is refused while its replica has schema changes not ordered yet; a change for a table not here and never dropped waits for it (simulation seed 32)', () => withReplicas(['n1', 'n2', 'n3'], async (rs) => {
+  rs.app('n1').exec('CREATE TABLE base(id INTEGER PRIMARY KEY)');
+  rs.sync();
+  await rs.close('n3');
+  for (const ext of ['', '-wal', '-shm']) rmSync(rs.file('n3') + ext, { force: true });
+  rs.app('n2').exec("CREATE TABLE pend(id INTEGER PRIMARY KEY, v TEXT); INSERT INTO pend VALUES (1, 'x');");
+  while (rs.node('n2').applier.stampLocal().logRows > 0) { /* stamp */ }
+  const snap = path.join(rs.dir, 'n2.unordered.db');
+  await assert.rejects(copySnapshot({ dbFile: rs.file('n2'), outFile: snap, shards: 4, busyTimeoutMs: 1000, orderedSchema: true }),
+    /has schema changes the schema stream has not ordered yet \(1 own schema entry not folded back/);
+  // Taken anyway (as a snapshot of an older burrow could be): n3 gets pend before the cluster has it and writes it.
+  await copySnapshot({ dbFile: rs.file('n2'), outFile: snap, shards: 4, busyTimeoutMs: 1000 });
+  const n3 = await rs.open('n3');
+  await mergeSnapshot(n3, snap, { nodeId: 'n3', cluster: 't', shards: 4, log: silentLogger });
+  rs.app('n3').exec("INSERT INTO pend VALUES (2, 'from n3')");
+  const early = rs.publish('n3');
+  const out = rs.deliver('n1', early);
+  assert.ok(out.every((o) => o.kind === 'applied'));
+  assert.equal(rs.node('n1').applier.waitingCount(), 1, 'n1 has no table pend yet: the change waits, it is not dropped');
+  rs.deliver('n2', early);
+  rs.sync(); // n2's entry goes out: pend reaches n1, the change applies
+  assertSame(rs, ['pend']);
+  assert.deepEqual(rs.app('n1').prepare('SELECT id, v FROM pend ORDER BY id').raw(true).all(), [[1n, 'x'], [2n, 'from n3']]);
+}));
+
 test('DDL an application ran on a wiped node before its restore finished goes out after it, renumbered, with later DDL in order (chaos seed 606)', () => withReplicas(['n1', 'n2', 'n3'], async (rs) => {
   // n3's first life: two entries of its own, folded everywhere.
   rs.app('n3').exec('CREATE TABLE a3(id INTEGER PRIMARY KEY)');

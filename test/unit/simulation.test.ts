@@ -20,7 +20,7 @@ test(`simulation: seeds 1..${shortSeeds} with every feature converge to the (hlc
   assert.ok(sum('writes') > 50 * shortSeeds, `writes: ${sum('writes')}`);
   assert.ok(sum('writesRefused') > 0, 'some writes were refused (UNIQUE, NULL keys)');
   assert.ok(sum('rows') > 10 * shortSeeds, `rows at the end: ${sum('rows')}`);
-  for (const k of ['shadowed', 'dropped', 'duplicated', 'restarts', 'ddlApplied', 'ddlWrites', 'schemaEntries'] as const) assert.ok(sum(k) > 0, `${k}: ${sum(k)}`);
+  for (const k of ['shadowed', 'dropped', 'duplicated', 'restarts', 'ddlApplied', 'ddlWrites', 'schemaEntries', 'wipes', 'restores'] as const) assert.ok(sum(k) > 0, `${k}: ${sum(k)}`);
   assert.ok(results.some((r) => r.nodes === 3) && results.some((r) => r.nodes === 5), 'runs with 3 and 5 nodes');
 });
 
