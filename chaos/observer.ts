@@ -46,6 +46,8 @@ export class Observer {
   malformed = 0;
   /** Readers started again because they had stopped while their stream held more (pending()). */
   restarts = 0;
+  /** pending() calls that failed in a row. */
+  private failures = 0;
 
   private constructor(private readonly nc: NatsConnection, private readonly cluster: string, private readonly shards: number) {
     this.lastSeq = Array.from({ length: shards }, () => 0);
@@ -108,6 +110,20 @@ export class Observer {
    * consumer did not always come back after the chaos killed its server: seed 606).
    */
   async pending(): Promise<number> {
+    try {
+      const n = await this.pendingOnce();
+      this.failures = 0;
+      return n;
+    } catch (err) {
+      // A server whose JetStream API stopped answering keeps its clients (seed 606, after member
+      // removals on nats-server 2.9.10: every stream info timed out for 5 minutes while the nodes
+      // replicated): after three failures in a row, move to another server.
+      if (++this.failures % 3 === 0) await this.nc.reconnect().catch(() => {});
+      throw err;
+    }
+  }
+
+  private async pendingOnce(): Promise<number> {
     const jsm = await jetstreamManager(this.nc, { timeout: 5000 });
     let n = 0;
     for (let s = 0; s < this.shards; s++) {

@@ -174,7 +174,8 @@ export async function runChaos(opts: ChaosOptions): Promise<ChaosResult> {
         const s = await Promise.all(ids.map((id) => c.status(id)));
         const drained = s.every((x) => x && x.ready && x.pending.logRows === 0 && x.pending.outboxBatches === 0
           && x.pending.publishInFlight === 0 && x.pending.inboundQueued === 0);
-        const observerPending = drained ? await observer!.pending() : -1;
+        let observerPending: number | string = -1;
+        if (drained) observerPending = await observer!.pending().catch((err: unknown) => `error: ${(err as Error).message}`);
         if (Date.now() - lastReport > 5000) {
           lastReport = Date.now();
           note('waiting', `${s.map((x, i) => `${ids[i]}:${x ? `${x.ready ? 'ready' : x.phase} log=${x.pending.logRows} outbox=${x.pending.outboxBatches} `
