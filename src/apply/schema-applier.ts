@@ -455,7 +455,15 @@ export class SchemaApplier {
       this.db.exec(target);
       const rid = !oldWr && !this.withoutRowid(name) ? ['rowid'] : [];
       const into = [...rid, ...pairs.map(([to]) => quoteIdent(to))].join(', ');
-      const from = [...rid, ...pairs.map(([, f]) => quoteIdent(f))].join(', ');
+      // A NOT NULL column with a DEFAULT takes its default for a NULL here, as SQLite does when it
+      // adds such a column (chaos seed 505: a row this node had with a NULL became a NOT NULL column).
+      const decl = new Map((this.db.conn.prepare(`PRAGMA main.table_info(${quoteIdent(name)})`).all() as { name: string; notnull: bigint | number; dflt_value: string | null }[])
+        .map((c) => [c.name, c]));
+      const value = (to: string, f: string) => {
+        const d = decl.get(to);
+        return d && Number(d.notnull) === 1 && d.dflt_value !== null ? `coalesce(${quoteIdent(f)}, ${d.dflt_value})` : quoteIdent(f);
+      };
+      const from = [...rid, ...pairs.map(([to, f]) => value(to, f))].join(', ');
       if (into.length > 0) this.db.exec(`INSERT INTO main.${quoteIdent(name)}(${into}) SELECT ${from} FROM main.${rebuildName}`);
       this.db.exec(`DROP TABLE main.${rebuildName}`);
     } finally {

@@ -49,6 +49,8 @@ export interface NodeOptions {
 
 /** The shard doctor (doctor.ts) looks every interval; a shard stuck this long gets nudged, at most once per nudge interval. */
 const shardDoctorIntervalMs = 5_000;
+/** A node whose server has not given JetStream for this long while connecting restarts that server. */
+const jetStreamMissingRestartMs = 60_000;
 const shardStuckMs = 30_000;
 const shardNudgeIntervalMs = 60_000;
 
@@ -395,6 +397,8 @@ export class BurrowNode {
   private async connectLoop(): Promise<void> {
     const servers = this.config.nats.urls ?? [this.supervisor!.clientUrl()];
     let delay = 250;
+    /** Since when this node's server has not given JetStream (it restarts that server after a while). */
+    let jsMissingSince: number | null = null;
     while (this.phase === 'connecting') {
       try {
         if (!this.link) this.link = await NatsLink.connect(servers, `burrow-${this.config.cluster.name}-${this.node.id}`, this.log.child('nats'), natsClientOptions(this.config, this.node));
@@ -477,6 +481,15 @@ export class BurrowNode {
           this.schemaInbound = null;
         }
         this.log.warn('JetStream not ready; retrying', { error: errorMessage(err), retryInMs: delay });
+        // nats-server 2.9.10 can leave a restarted member's JetStream API timing out for minutes
+        // while it takes part in the cluster (chaos seed 404): restart the embedded server (store kept).
+        if (errorMessage(err).includes('JetStream not available')) {
+          jsMissingSince ??= Date.now();
+          if (Date.now() - jsMissingSince >= jetStreamMissingRestartMs) {
+            jsMissingSince = null;
+            await this.restartEmbeddedNats(`JetStream has not been available for ${jetStreamMissingRestartMs / 1000} s`).catch((e) => this.log.warn('restarting nats-server failed', { error: errorMessage(e) }));
+          }
+        } else jsMissingSince = null;
         await sleep(delay);
         delay = Math.min(delay * 2, 5000);
       }
