@@ -283,9 +283,24 @@ export class TestCluster {
     for (const suffix of ['', '-wal', '-shm']) rmSync(this.node(id).db + suffix, { force: true });
   }
 
-  /** Run SQL on every node's replica (schema migrations: no DDL replication yet). */
+  /**
+   * Run SQL on every node's replica, as a migration run per node: each node's copy in one
+   * write transaction (burrow cannot apply between its statements). Schema changes replicate, so
+   * a later node may already have the DDL from an earlier one: its copy then fails with "already
+   * exists" / "duplicate column", is rolled back, and that node has what the earlier one sent.
+   */
   execAll(sql: string): void {
-    for (const n of this.nodes) this.db(n.id).exec(sql);
+    for (const n of this.nodes) {
+      const db = this.db(n.id);
+      db.exec('BEGIN IMMEDIATE');
+      try {
+        db.exec(sql);
+        db.exec('COMMIT');
+      } catch (err) {
+        if (db.inTransaction) db.exec('ROLLBACK');
+        if (!/already exists|duplicate column name/.test((err as Error).message)) throw err;
+      }
+    }
   }
 
   /** Run SQL through the sqlite3 shell (an outside writer that is not burrow, not even Node). */
