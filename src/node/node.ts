@@ -49,6 +49,8 @@ export interface NodeOptions {
 
 /** The shard doctor (doctor.ts) looks every interval; a shard stuck this long gets nudged, at most once per nudge interval. */
 const shardDoctorIntervalMs = 5_000;
+/** How long stop waits for the connect loop to notice (then it closes NATS under it). */
+const connectStopWaitMs = 3_000;
 /** A node whose server has not given JetStream for this long while connecting restarts that server. */
 const jetStreamMissingRestartMs = 60_000;
 const shardStuckMs = 30_000;
@@ -483,7 +485,7 @@ export class BurrowNode {
         this.log.warn('JetStream not ready; retrying', { error: errorMessage(err), retryInMs: delay });
         // nats-server 2.9.10 can leave a restarted member's JetStream API timing out for minutes
         // while it takes part in the cluster (chaos seed 404): restart the embedded server (store kept).
-        if (errorMessage(err).includes('JetStream not available')) {
+        if (this.phase === 'connecting' && errorMessage(err).includes('JetStream not available')) {
           jsMissingSince ??= Date.now();
           if (Date.now() - jsMissingSince >= jetStreamMissingRestartMs) {
             jsMissingSince = null;
@@ -1083,7 +1085,11 @@ export class BurrowNode {
     await this.peers?.stop();
     this.peers = null;
     this.repair?.stop();
-    await this.connectTask?.catch(() => {});
+    // The connect loop may be inside a long request (a peer asked for a snapshot, a JetStream API
+    // call to a server that does not answer): stop does not wait for it beyond a few seconds — closing
+    // the connection below ends those requests (chaos seed 404: a node did not stop in 30 s).
+    const connecting = this.connectTask?.catch(() => {});
+    await Promise.race([connecting, sleep(connectStopWaitMs)]);
     await this.schemaInbound?.stop().catch(() => {});
     await this.inbound?.stop().catch(() => {});
     if (this.db?.conn.open) {
@@ -1108,6 +1114,7 @@ export class BurrowNode {
     this.publisher?.stop();
     await this.schemaPublisher?.stop();
     await this.link?.close().catch(() => {});
+    await Promise.race([connecting, sleep(connectStopWaitMs)]);
     await this.supervisor?.stop().catch(() => {});
     await new Promise<void>((r) => {
       if (!this.httpServer) return r();
