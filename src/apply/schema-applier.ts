@@ -313,12 +313,15 @@ export class SchemaApplier {
   }
 
   /**
-   * After R was replaced (a restore took the snapshot's): every object R has that is different
-   * here, as capture last saw it (local = seen: not DDL of this node capture has yet to send), is
-   * brought to R — except those this node's own unfolded DDL touches and `skip` (objects the merge
-   * just created from the snapshot). Objects R lacks are left alone.
+   * After a restore (merge): every object R has that is different here, as capture last saw it
+   * (local = seen: not DDL of this node capture has yet to send), is brought to R — except those
+   * this node's own unfolded DDL touches and `skip` (objects the merge just created from the
+   * snapshot). When the snapshot's R replaced this replica's (`jumped`: positions it never folded),
+   * objects R lacks that capture has seen and no own entry touches were renamed or dropped in that
+   * history: they go too (chaos seed 404: a table the cluster had renamed and dropped stayed on
+   * the restored node with its rows, and a later snapshot of it spread it again).
    */
-  convergeToReplicated(skip: ReadonlySet<string>): void {
+  convergeToReplicated(skip: ReadonlySet<string>, jumped = false): void {
     const r = this.store.replicated();
     const seen = this.store.seen();
     const busy = new Set([...skip, ...this.store.pendingOwn().flatMap((p) => touched(p.entry))]);
@@ -326,7 +329,11 @@ export class SchemaApplier {
       const local = this.localSql(o.type, o.name);
       return local !== o.sql && local === (seen.get(SchemaStore.key(o.type, o.name))?.sql ?? null);
     }).map((o) => SchemaStore.key(o.type, o.name));
-    this.convergeObjects(differ, busy, r, null);
+    const gone = jumped ? localObjects(this.db.conn).filter((o) => {
+      const k = SchemaStore.key(o.type, o.name);
+      return !r.has(k) && seen.get(k)?.sql === o.sql;
+    }).map((o) => SchemaStore.key(o.type, o.name)) : [];
+    this.convergeObjects([...differ, ...gone], busy, r, null);
   }
 
   /** Local objects (store keys) brought to R, tables first; `e`: the entry, when its own lost change may be in them. */

@@ -148,7 +148,8 @@ function finishSchema(t: MergeTarget, snap: Connection, o: MergeOptions, created
   if (!schema || !hasTable(snap, '__burrow_schema_state')) return;
   const seq = Number((snap.prepare('SELECT seq FROM __burrow_schema_state WHERE id = 1').pluck().get() as bigint | undefined) ?? 0n);
   const st = schema.store;
-  if (seq > st.position()) {
+  const jumped = seq > st.position();
+  if (jumped) {
     const objs = (snap.prepare('SELECT type, name, tbl_name AS tbl, sql, seq FROM __burrow_schema').all() as (SchemaObject & { seq: bigint })[]).map((o) => ({ ...o, seq: Number(o.seq) }));
     st.replaceReplicated(objs);
     for (const [origin, n] of snap.prepare('SELECT origin, n FROM __burrow_schema_from').raw(true).all() as [string, bigint][]) {
@@ -163,17 +164,21 @@ function finishSchema(t: MergeTarget, snap: Connection, o: MergeOptions, created
   const fromSnapshot = new Set(created.map((c) => { const i = c.indexOf(' '); return SchemaStore.key(c.slice(0, i), c.slice(i + 1)); }));
   // Local objects R defines otherwise (this replica had folded another history: chaos seed 505)
   // follow the snapshot's R now, as they would have had it folded that history.
-  schema.applier.convergeToReplicated(fromSnapshot);
+  schema.applier.convergeToReplicated(fromSnapshot, jumped);
   const r = st.replicated();
   const seen = st.seen();
   // Objects the merge created are the snapshot's schema, not DDL of this node, even those its
   // replica had not folded yet (its own pending entries): they reach R through the stream, where
   // this node folds them like anyone's. Left unseen, capture would send them again as this node's
   // own entries, which could fold after the stream dropped or renamed them (seed 101).
-  for (const obj of localObjects(t.db.conn)) {
+  const local = localObjects(t.db.conn);
+  for (const obj of local) {
     const k = SchemaStore.key(obj.type, obj.name);
     if (r.get(k)?.sql === obj.sql || fromSnapshot.has(k)) seen.set(k, obj);
   }
+  // Gone here and from R (dropped by the history the snapshot folded): nothing for capture to send.
+  const here = new Set(local.map((o) => SchemaStore.key(o.type, o.name)));
+  for (const k of [...seen.keys()]) if (!here.has(k) && !r.has(k)) seen.delete(k);
   st.replaceSeen(seen.values());
 }
 

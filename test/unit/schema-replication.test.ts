@@ -473,6 +473,26 @@ test('a restore that takes a snapshot\'s schema further than this replica folded
   assert.equal(n2.schema!.store.pendingCount(), 0, 'following R is not DDL of n2');
 }));
 
+test('a restore past a rename and a drop this replica never folded takes the table away here too (chaos seed 404)', () => withReplicas(['n1', 'n2'], async (rs) => {
+  rs.app('n1').exec("CREATE TABLE t(id INTEGER PRIMARY KEY, a TEXT); INSERT INTO t VALUES (1, 'one'); CREATE TABLE keep(id INTEGER PRIMARY KEY);");
+  rs.sync();
+  // n1 renames t and drops it; n2 folds neither (it then restores past them).
+  rs.app('n1').exec('ALTER TABLE t RENAME TO t_r');
+  rs.publishSchema('n1');
+  rs.deliverSchema('n1');
+  rs.app('n1').exec('DROP TABLE t_r');
+  rs.publishSchema('n1');
+  rs.deliverSchema('n1');
+  while (rs.node('n1').applier.stampLocal().logRows > 0) { /* stamp */ }
+  const snap = path.join(rs.dir, 'n1.past-drop.db');
+  await copySnapshot({ dbFile: rs.file('n1'), outFile: snap, shards: 4, busyTimeoutMs: 1000, orderedSchema: true });
+  await mergeSnapshot(rs.node('n2'), snap, { nodeId: 'n2', cluster: 't', shards: 4, log: silentLogger });
+  assert.deepEqual(schemaOf(rs, 'n2'), schemaOf(rs, 'n1'), 't is gone on n2 as on n1; keep stays');
+  assert.ok(schemaOf(rs, 'n2').some((o) => o.startsWith('table keep')));
+  rs.node('n2').applier.stampLocal();
+  assert.equal(rs.node('n2').schema!.store.pendingCount(), 0, 'following R is not DDL of n2');
+}));
+
 test('a schema entry from a node that is not a member is rejected and recorded; nothing changes', () => withReplicas(['n1', 'n2'], (rs) => {
   rs.schemaLog.push(encodeSchemaEntry({ v: schemaEntryVersion, o: 'intruder', n: 1, ops: [{ type: 'table', name: 'evil', tbl: 'evil', from: null, to: 'CREATE TABLE evil(x)' }] }));
   rs.deliverSchema('n2');
