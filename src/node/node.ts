@@ -484,8 +484,9 @@ export class BurrowNode {
         }
         this.log.warn('JetStream not ready; retrying', { error: errorMessage(err), retryInMs: delay });
         // nats-server 2.9.10 can leave a restarted member's JetStream API timing out for minutes
-        // while it takes part in the cluster (chaos seed 404): restart the embedded server (store kept).
-        if (this.phase === 'connecting' && errorMessage(err).includes('JetStream not available')) {
+        // while it takes part in the cluster (chaos seed 404, twice: "not available", then plain
+        // request timeouts): restart the embedded server (store kept). Restore failures are not its doing.
+        if (this.phase === 'connecting' && !errorMessage(err).startsWith('restore:')) {
           jsMissingSince ??= Date.now();
           if (Date.now() - jsMissingSince >= jetStreamMissingRestartMs) {
             jsMissingSince = null;
