@@ -301,12 +301,7 @@ export class SchemaApplier {
       this.db.exec(sql);
     } catch {
       this.db.exec('ROLLBACK TO burrow_rename');
-      this.db.conn.pragma('legacy_alter_table = ON');
-      try {
-        this.db.exec(sql);
-      } finally {
-        this.db.conn.pragma('legacy_alter_table = OFF');
-      }
+      this.legacyAlter(() => this.db.exec(sql));
     } finally {
       this.db.exec('RELEASE burrow_rename');
     }
@@ -456,8 +451,7 @@ export class SchemaApplier {
       throw new Error(`cannot rebuild table ${name}: its rows have no value for key column(s) ${keyless.map((c) => c.name).join(', ')} of the cluster's definition`);
     }
     const oldWr = this.withoutRowid(name);
-    this.db.conn.pragma('legacy_alter_table = ON');
-    try {
+    this.legacyAlter(() => {
       this.db.exec(`ALTER TABLE main.${quoteIdent(name)} RENAME TO ${rebuildName}`);
       this.db.exec(target);
       const rid = !oldWr && !this.withoutRowid(name) ? ['rowid'] : [];
@@ -473,9 +467,7 @@ export class SchemaApplier {
       const from = [...rid, ...pairs.map(([to, f]) => value(to, f))].join(', ');
       if (into.length > 0) this.db.exec(`INSERT INTO main.${quoteIdent(name)}(${into}) SELECT ${from} FROM main.${rebuildName}`);
       this.db.exec(`DROP TABLE main.${rebuildName}`);
-    } finally {
-      this.db.conn.pragma('legacy_alter_table = OFF');
-    }
+    });
     this.restoreDependents(name, r);
     this.capture.adopt(name);
     this.stats.rebuilds++;
@@ -486,6 +478,16 @@ export class SchemaApplier {
     for (const o of r.values()) {
       if (o.tbl !== name || (o.type !== 'index' && o.type !== 'trigger') || this.localSql(o.type, o.name) !== null) continue;
       this.db.exec(o.sql);
+    }
+  }
+
+  /** Run `fn` with legacy_alter_table on: renames leave other objects' references alone. */
+  private legacyAlter(fn: () => void): void {
+    this.db.conn.pragma('legacy_alter_table = ON');
+    try {
+      fn();
+    } finally {
+      this.db.conn.pragma('legacy_alter_table = OFF');
     }
   }
 
