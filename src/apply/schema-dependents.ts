@@ -25,14 +25,8 @@ const rank: Record<SchemaObjectType, number> = { table: 0, view: 1, index: 2, tr
 export function rewriteDependents(r: ReadonlyMap<string, SchemaObject>, renames: readonly Rename[], skip: ReadonlySet<string>): Map<string, SchemaObject> {
   const out = new Map<string, SchemaObject>();
   if (renames.length === 0) return out;
-  const scratch = new BetterSqlite3(':memory:');
+  const scratch = scratchOf(r, () => true);
   try {
-    const objs = [...r.values()].filter((o) => o.sql !== null).sort((a, b) => rank[a.type] - rank[b.type]);
-    for (const o of objs) {
-      try {
-        scratch.exec(o.sql!);
-      } catch { /* not creatable here (a module, a collation): left out, and left as it is in R */ }
-    }
     for (const rn of renames) run(scratch, rn);
     const after = scratch.prepare("SELECT type, name, tbl_name AS tbl, sql FROM sqlite_schema WHERE sql IS NOT NULL AND type IN ('index', 'trigger', 'view')").all() as
       { type: SchemaObjectType; name: string; tbl: string; sql: string }[];
@@ -64,13 +58,8 @@ export function spelledQuoted(tableSql: string, column: string): boolean {
  * is returned as it is.
  */
 export function rebaseDependent(r: ReadonlyMap<string, SchemaObject>, renames: readonly Rename[], sql: string, tbl: string): { sql: string; tbl: string } {
-  const scratch = new BetterSqlite3(':memory:');
+  const scratch = scratchOf(r, (o) => o.type === 'table' || o.type === 'view');
   try {
-    for (const o of [...r.values()].filter((x) => x.type === 'table' || x.type === 'view').sort((a, b) => rank[a.type] - rank[b.type])) {
-      try {
-        scratch.exec(o.sql);
-      } catch { /* not creatable here: left out */ }
-    }
     for (const rn of [...renames].reverse()) run(scratch, undo(rn));
     const names = () => scratch.prepare('SELECT name FROM sqlite_schema').pluck().all() as string[];
     const before = new Set(names());
@@ -84,6 +73,17 @@ export function rebaseDependent(r: ReadonlyMap<string, SchemaObject>, renames: r
   } finally {
     scratch.close();
   }
+}
+
+/** An in-memory database with R's objects `keep` selects, tables first; one not creatable here (a module, a collation) is left out. */
+function scratchOf(r: ReadonlyMap<string, SchemaObject>, keep: (o: SchemaObject) => boolean): BetterSqlite3.Database {
+  const scratch = new BetterSqlite3(':memory:');
+  for (const o of [...r.values()].filter(keep).sort((a, b) => rank[a.type] - rank[b.type])) {
+    try {
+      scratch.exec(o.sql);
+    } catch { /* left out, and left as it is in R */ }
+  }
+  return scratch;
 }
 
 function undo(rn: Rename): Rename {
