@@ -651,8 +651,9 @@ export class Applier {
    * A table as a change names it, followed through the renames folded since the schema it was made
    * under — R at q plus the origin's own entries up to m (their events are in its view already) —
    * tables and columns; or null when the table was dropped since (a table created again under that
-   * name is another table). Events before the origin's own entry that created this table are about
-   * another table of that name: skipped.
+   * name is another table). The origin's own events are undone first (back to R at q), then every
+   * event after q is followed in stream order. Events before the origin's own entry that created
+   * this table are about another table of that name: skipped.
    */
   private translate(t: WireTable, origin: string): WireTable | null {
     const st = this.p.schema!.store;
@@ -660,20 +661,29 @@ export class Applier {
     const events = st.eventsAfter(t.q ?? 0);
     if (events.length === 0) return t;
     const mine = (ev: SchemaEvent) => ev.origin === origin && ev.n <= m;
-    const born = createdAt(events.filter(mine), t.n);
-    let name = t.n;
-    let cols = t.c;
-    let keys = t.k;
-    for (const ev of events) {
-      if (ev.seq <= born || mine(ev)) continue;
-      if (ev.kind === 'rename-table' && ev.a === name) name = ev.b!;
-      else if (ev.kind === 'drop' && ev.tbl === name) return null;
-      else if (ev.kind === 'rename-column' && ev.tbl === name) {
-        cols = cols.map((c) => (c === ev.a ? ev.b! : c));
-        keys = keys.map((c) => (c === ev.a ? ev.b! : c));
+    // The change's names in R as of q: the origin's own events undone, newest first (simulation
+    // seed 7: another node's column rename was ordered between q and the origin's own table rename;
+    // skipping own events instead left the change under the old column name, and it was dropped).
+    const at = { name: t.n, cols: t.c, keys: t.k, from: 0 };
+    const own = events.filter(mine);
+    for (let i = own.length - 1; i >= 0; i--) {
+      const ev = own[i]!;
+      if ((ev.kind === 'rename-table' || ev.kind === 'lost-rename') && ev.b === at.name) at.name = ev.a!;
+      else if (ev.kind === 'rename-column' && ev.tbl === at.name) renameIn(at, ev.b!, ev.a!);
+      else if (ev.kind === 'create' && ev.tbl === at.name) {
+        // Created by the origin itself: events before are about another table of that name.
+        at.from = ev.seq;
+        break;
       }
     }
-    return name === t.n && cols === t.c && keys === t.k ? t : { n: name, k: keys, c: cols };
+    // Then every event since, in stream order (a rename the stream refused, 'lost-rename', is not one).
+    for (const ev of events) {
+      if (ev.seq <= at.from) continue;
+      if (ev.kind === 'rename-table' && ev.a === at.name) at.name = ev.b!;
+      else if (ev.kind === 'drop' && ev.tbl === at.name) return null;
+      else if (ev.kind === 'rename-column' && ev.tbl === at.name) renameIn(at, ev.a!, ev.b!);
+    }
+    return at.name === t.n && at.cols === t.c && at.keys === t.k ? t : { n: at.name, k: at.keys, c: at.cols };
   }
 
   /**
@@ -748,12 +758,8 @@ export class Applier {
  * Where the origin's own entries (`own`, oldest first) created the table it now calls `name`
  * (followed back through its own table renames), or 0 when they did not.
  */
-function createdAt(own: readonly SchemaEvent[], name: string): number {
-  let n = name;
-  for (let i = own.length - 1; i >= 0; i--) {
-    const ev = own[i]!;
-    if (ev.kind === 'rename-table' && ev.b === n) n = ev.a!;
-    else if (ev.kind === 'create' && ev.tbl === n) return ev.seq;
-  }
-  return 0;
+/** A column of a change renamed (its column list and key columns). */
+function renameIn(at: { cols: readonly string[]; keys: readonly string[] }, from: string, to: string): void {
+  if (at.cols.includes(from)) at.cols = at.cols.map((c) => (c === from ? to : c));
+  if (at.keys.includes(from)) at.keys = at.keys.map((c) => (c === from ? to : c));
 }

@@ -4,7 +4,7 @@ import { SchemaStore, type SchemaEvent, type SchemaObject } from '../store/schem
 import type { Capture } from '../capture/capture.ts';
 import { diffSchema, localObjects } from '../capture/schema-capture.ts';
 import { rebaseDependent, rewriteDependents, spelledQuoted, type Rename } from './schema-dependents.ts';
-import { alterFor, asAddColumn, independentGroups, renamedColumns } from './schema-ops.ts';
+import { alterFor, asAddColumn, independentGroups, rebaseTableOp, renamedColumns, type ColumnRename } from './schema-ops.ts';
 import { errorMessage } from '../util/errors.ts';
 import type { Logger } from '../util/log.ts';
 
@@ -14,7 +14,9 @@ const typeRank: Record<SchemaObjectType, number> = { table: 0, view: 1, index: 2
 
 /** What this node's own lost change leaves to copy (see SchemaApplier.lostChange). */
 interface LostChange {
+  /** Local columns that carry values (those of the definition the change was made on, as named here). */
   readonly columns: ReadonlySet<string>;
+  /** Local column name → its name in R, where they differ. */
   readonly renames: ReadonlyMap<string, string>;
 }
 const rebuildName = '__burrow_rebuild';
@@ -41,6 +43,8 @@ export class SchemaApplier {
   readonly stats = { entries: 0, applied: 0, conflicts: 0, rejected: 0, duplicates: 0, rebuilds: 0, localErrors: 0, migrations: 0 };
   /** Tables whose rows must be restamped once capture follows the new schema (takeRestamp). */
   private readonly restamp = new Set<string>();
+  /** This node's tables its lost renames moved (during one converge): R's name → the name it had here. */
+  private readonly movedHome = new Map<string, string>();
 
   constructor(private readonly db: Database, private readonly store: SchemaStore, private readonly capture: Capture,
     private readonly nodeId: string,
@@ -109,6 +113,8 @@ export class SchemaApplier {
     else {
       this.stats.conflicts++;
       this.store.conflict(seq, e.o, e.n, lost.map((op) => `${op.type} ${op.name}`).join(', '), problem);
+      // Changes the origin made under a table name its refused rename gave are about the old name.
+      for (const op of lost) if (op.renamedFrom !== undefined) this.store.addEvent({ seq, origin: e.o, n: e.n, kind: 'lost-rename', tbl: op.name, a: op.renamedFrom, b: op.name });
       this.log.warn('schema entry not applied (conflict): every node keeps the schema as the stream ordered it', { origin: e.o, n: e.n, problem, applied: fits.map((op) => `${op.type} ${op.name}`).join(', ') || undefined });
     }
     this.store.addEvent({ seq, origin: e.o, n: e.n, kind: 'entry', tbl: '', a: null, b: null });
@@ -118,8 +124,14 @@ export class SchemaApplier {
     const mine = e.o === this.nodeId && this.store.isPendingOwn(e.n, data);
     if (mine) this.store.removeOwn(e.n);
     else if (e.o === this.nodeId) this.renumberOwnAbove(e.n);
-    if (!mine || e !== made) this.converge(e);
-    else if (lost.length > 0) this.converge({ ...e, ops: lost });
+    if (!mine) this.converge(e);
+    else {
+      if (lost.length > 0) this.converge({ ...e, ops: lost });
+      // What stood may differ here from R still: rebased through others' renames, or rewritten
+      // here by a rename folded while it was pending (simulation seed 7: SQLite rewrote this
+      // node's view, R has it as made). Brought to R like anyone's change (ALTER where it gets there).
+      if (fits.length > 0) this.convergeObjects(touched({ ...e, ops: fits }), new Set(this.store.pendingOwn().flatMap((p) => touched(p.entry))), this.store.replicated(), null);
+    }
     // Dependents the renames rewrote in R: every node brings its own copy there, the origin too
     // (it may not have had them when it made the entry).
     this.convergeObjects(implied, new Set(this.store.pendingOwn().flatMap((p) => touched(p.entry))), this.store.replicated(), null);
@@ -187,8 +199,17 @@ export class SchemaApplier {
    */
   private rebased(e: SchemaEntry): SchemaEntry {
     const r = this.store.replicated();
-    const ops = this.rebaseDependents(e, e.ops.map((op) => asAddColumn(op, r)), r);
+    const tables = e.ops.map((op) => rebaseTableOp(asAddColumn(op, r), r, this.othersColumnRenames(e, op.renamedFrom ?? op.name, r)));
+    const ops = this.rebaseDependents(e, tables, r);
     return ops.every((op, i) => op === e.ops[i]) ? e : { ...e, ops };
+  }
+
+  /** Column renames of table `name` other nodes made that were ordered after what e's origin had folded (e.q). */
+  private othersColumnRenames(e: SchemaEntry, name: string, r: ReadonlyMap<string, SchemaObject>): ColumnRename[] {
+    if (e.q === undefined) return [];
+    const quotedIn = r.get(SchemaStore.key('table', name))?.sql ?? '';
+    return this.store.eventsAfter(e.q).filter((ev) => ev.origin !== e.o && ev.kind === 'rename-column' && ev.tbl === name)
+      .map((ev) => ({ from: ev.a!, to: ev.b!, quoted: spelledQuoted(quotedIn, ev.b!) }));
   }
 
   private rebaseDependents(e: SchemaEntry, ops: readonly SchemaOp[], r: ReadonlyMap<string, SchemaObject>): readonly SchemaOp[] {
@@ -265,28 +286,50 @@ export class SchemaApplier {
   private converge(e: SchemaEntry): void {
     const busy = new Set(this.store.pendingOwn().flatMap((p) => touched(p.entry)));
     const r = this.store.replicated();
+    const keys = touched(e);
+    this.movedHome.clear();
     for (const op of e.ops) {
       if (op.renamedFrom === undefined) continue;
       const k = SchemaStore.key('table', op.name);
-      if (busy.has(k) || busy.has(SchemaStore.key('table', op.renamedFrom))) continue;
+      if (busy.has(SchemaStore.key('table', op.renamedFrom))) {
+        // The old table is this node's own pending DDL's: it moves when that is ordered, not now
+        // (creating the new name empty here would leave this node's rows behind).
+        busy.add(k);
+        continue;
+      }
+      if (busy.has(k)) continue;
       const target = r.get(k)?.sql ?? null;
       if (target !== null && this.localSql('table', op.renamedFrom) === op.from && this.localSql('table', op.name) === null) {
         this.guarded(`rename table ${op.renamedFrom} to ${op.name}`, () => {
           this.renameTable(op.renamedFrom!, op.name);
           this.capture.renameTable(op.renamedFrom!, op.name);
         });
-      } else if (e.o === this.nodeId && target === null && r.has(SchemaStore.key('table', op.renamedFrom))
-        && this.localSql('table', op.renamedFrom) === null && this.localSql('table', op.name) !== null) {
-        // Our own rename lost in the stream order: the table goes back to its old name with its
-        // rows (then to R's definition), and its rows are sent again under that name.
-        this.guarded(`rename table ${op.name} back to ${op.renamedFrom}`, () => {
-          this.renameTable(op.name, op.renamedFrom!);
-          this.capture.renameTable(op.name, op.renamedFrom!);
-          this.restamp.add(op.renamedFrom!);
+      } else if (e.o === this.nodeId && target === null && this.localSql('table', op.renamedFrom) === null && this.localSql('table', op.name) !== null) {
+        // Our own rename lost in the stream order: the table goes, with its rows, to where R has
+        // the table it renamed — its old name, or the name another node's rename gave it — then
+        // to R's definition, and its rows are sent again under that name.
+        const home = this.whereNow(op.renamedFrom, e.q ?? 0, r);
+        if (home === null || busy.has(SchemaStore.key('table', home)) || this.localSql('table', home) !== null) continue;
+        this.guarded(`rename table ${op.name} back to ${home}`, () => {
+          this.renameTable(op.name, home);
+          this.capture.renameTable(op.name, home);
+          this.restamp.add(home);
+          this.movedHome.set(home, op.name);
+          keys.push(SchemaStore.key('table', home));
         });
       }
     }
-    this.convergeObjects(touched(e), busy, r, e);
+    this.convergeObjects(keys, busy, r, e);
+  }
+
+  /** Where R has table `name` of position q now: followed through the table renames since; null: dropped. */
+  private whereNow(name: string, q: number, r: ReadonlyMap<string, SchemaObject>): string | null {
+    let cur = name;
+    for (const ev of this.store.eventsAfter(q)) {
+      if (ev.kind === 'rename-table' && ev.a === cur) cur = ev.b!;
+      else if (ev.kind === 'drop' && ev.tbl === cur) return null;
+    }
+    return r.has(SchemaStore.key('table', cur)) ? cur : null;
   }
 
   /**
@@ -355,12 +398,21 @@ export class SchemaApplier {
    * as everywhere else).
    */
   private lostChange(e: SchemaEntry, name: string): LostChange | null {
-    const op = e.ops.find((x) => x.type === 'table' && x.name === name);
+    const op = e.ops.find((x) => x.type === 'table' && (x.name === name || x.name === this.movedHome.get(name)));
     if (!op) return null;
     // A table this node created that lost to another definition: its columns carry values by name.
     const before = (declaredColumns(op.from ?? op.to ?? '') ?? []).map((c) => c.name);
-    const renames = e.q !== undefined ? this.renamesSince(e.q, name) : new Map<string, string>();
-    return { columns: new Set(before), renames };
+    const since = e.q !== undefined ? this.renamesSince(e.q, name) : new Map<string, string>();
+    // A column this lost change renamed holds the values of the column it was: they go to that
+    // column's name in R (a column renamed here and elsewhere keeps its values under R's name).
+    const own = new Map(op.from !== null && op.to !== null ? renamedColumns(op.from, op.to) : []);
+    const renames = new Map<string, string>();
+    for (const c of before) {
+      const here = own.get(c) ?? c;
+      const there = since.get(c) ?? c;
+      if (here !== there) renames.set(here, there);
+    }
+    return { columns: new Set(before.map((c) => own.get(c) ?? c)), renames };
   }
 
   private localSql(type: string, name: string): string | null {

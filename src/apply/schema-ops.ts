@@ -96,3 +96,44 @@ export function renamedColumns(from: string, to: string): [string, string][] {
   const names = new Set(a.map((c) => c.name));
   return a.map((c, i) => [c.name, b[i]!.name] as [string, string]).filter(([x, y]) => x !== y && !names.has(y));
 }
+
+/** A column rename another node made, as the fold's history has it (`quoted`: as SQLite spelled it in R). */
+export interface ColumnRename {
+  readonly from: string;
+  readonly to: string;
+  readonly quoted: boolean;
+}
+
+/**
+ * A table op made against a definition other nodes have since renamed columns of (ordered after
+ * what its origin had folded): the op as it applies to R — its before and after definitions with
+ * those renames run on them, as SQLite would have written them — when its before is then R's.
+ * Else the op as it is (a real conflict: the same column renamed twice, a column dropped, …).
+ * Simulation seed 7: a table rename ordered after another node's column rename was refused, and
+ * the origin's table went back to its old name.
+ */
+export function rebaseTableOp(op: SchemaOp, r: ReadonlyMap<string, SchemaObject>, renames: readonly ColumnRename[]): SchemaOp {
+  if (op.type !== 'table' || op.from === null || renames.length === 0) return op;
+  const base = op.renamedFrom ?? op.name;
+  const cur = r.get(SchemaStore.key('table', base))?.sql;
+  if (cur === undefined || cur === op.from) return op;
+  const from = withRenames(op.from, base, renames);
+  if (from !== cur) return op;
+  const to = op.to === null ? null : withRenames(op.to, op.name, renames);
+  if (op.to !== null && to === null) return op;
+  return { ...op, from, to };
+}
+
+/** A table definition with column renames run on it in a scratch database; null: one does not run. */
+function withRenames(sql: string, name: string, renames: readonly ColumnRename[]): string | null {
+  const scratch = new BetterSqlite3(':memory:');
+  try {
+    scratch.exec(sql);
+    for (const rn of renames) scratch.exec(`ALTER TABLE main.${quoteIdent(name)} RENAME COLUMN ${quoteIdent(rn.from)} TO ${rn.quoted ? quoteIdent(rn.to) : rn.to}`);
+    return (scratch.prepare("SELECT sql FROM sqlite_schema WHERE type = 'table' AND name = ?").pluck().get(name) as string | undefined) ?? null;
+  } catch {
+    return null;
+  } finally {
+    scratch.close();
+  }
+}

@@ -22,9 +22,10 @@ export interface SchemaEvent {
   readonly n: number;
   /**
    * 'entry': an entry of `origin` numbered `n` was folded at `seq`; 'create': it created table
-   * `tbl` in R (a table of that name before it is another table).
+   * `tbl` in R (a table of that name before it is another table); 'lost-rename': its rename of
+   * table `a` to `b` was refused (R did not take it; its origin's changes under `b` are about `a`).
    */
-  readonly kind: 'rename-table' | 'rename-column' | 'drop' | 'entry' | 'create';
+  readonly kind: 'rename-table' | 'rename-column' | 'drop' | 'entry' | 'create' | 'lost-rename';
   readonly tbl: string;
   readonly a: string | null;
   readonly b: string | null;

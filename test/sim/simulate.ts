@@ -447,7 +447,7 @@ class Simulation {
       const s = this.userTables(node.app);
       if ([...s.keys()].join() !== [...schema.keys()].join()) this.fail(`${node.id} has tables ${[...s.keys()].join(',')}, ${first.id} has ${[...schema.keys()].join(',')}`);
       if (r.quarantine.deadCount() > 0) this.fail(`${node.id} dead-lettered ${r.quarantine.deadCount()} change(s): ${JSON.stringify(r.quarantine.recentDead(3))}`);
-      if (r.applier.waitingCount() > 0) this.fail(`${node.id} still has ${r.applier.waitingCount()} change(s) waiting`);
+      if (r.applier.waitingCount() > 0) this.fail(`${node.id} still has ${r.applier.waitingCount()} change(s) waiting: ${JSON.stringify(node.app.prepare('SELECT origin, tbl, reason FROM __burrow_waiting LIMIT 3').all())}`);
       if (r.outbox.counts().batches > 0 || r.outbox.logRows() > 0) this.fail(`${node.id} has unsent changes`);
     }
     if (this.ddl) this.checkDdl(first);

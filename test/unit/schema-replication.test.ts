@@ -181,15 +181,29 @@ test('changes made under an old name reach the renamed table and column (concurr
   assert.deepEqual(rs.app('n1').prepare('SELECT id, label FROM b ORDER BY id').raw(true).all(), [[1n, 'ONE'], [2n, 'two']]);
 }));
 
-test('a node whose own DDL lost to a rename keeps its values under the renamed column (converges with the winner)', () => withReplicas(['n1', 'n2'], (rs) => {
+test('an ADD COLUMN made before another node\'s column rename was ordered applies after it: both stand, values kept everywhere', () => withReplicas(['n1', 'n2'], (rs) => {
   rs.app('n1').exec("CREATE TABLE t(id INTEGER PRIMARY KEY, a TEXT); INSERT INTO t VALUES (1, 'x'), (2, 'y');");
   rs.sync();
   rs.app('n2').exec('ALTER TABLE t ADD COLUMN b INTEGER DEFAULT 0; UPDATE t SET b = 5;');
   rs.app('n1').exec('ALTER TABLE t RENAME COLUMN a TO label');
-  rs.publishSchema('n1'); // the rename is ordered first: n2's ADD COLUMN no longer fits
+  rs.publishSchema('n1'); // the rename is ordered first: n2's ADD COLUMN is rebased on it
   rs.sync();
   assertSame(rs, ['t']);
-  assert.deepEqual(rs.app('n2').prepare('SELECT id, label FROM t ORDER BY id').raw(true).all(), [[1n, 'x'], [2n, 'y']]);
+  for (const id of rs.ids) {
+    assert.deepEqual(rs.app(id).prepare('SELECT id, label, b FROM t ORDER BY id').raw(true).all(), [[1n, 'x', 5n], [2n, 'y', 5n]], id);
+    assert.equal(rs.node(id).schema!.store.conflictCount(), 0, `${id}: no conflict`);
+  }
+}));
+
+test('a column renamed twice (both renames of the same column): the second conflicts, the loser keeps its values under the winner', () => withReplicas(['n1', 'n2'], (rs) => {
+  rs.app('n1').exec("CREATE TABLE t(id INTEGER PRIMARY KEY, a TEXT); INSERT INTO t VALUES (1, 'x'), (2, 'y');");
+  rs.sync();
+  rs.app('n2').exec("ALTER TABLE t RENAME COLUMN a TO mine; UPDATE t SET mine = 'z' WHERE id = 2;");
+  rs.app('n1').exec('ALTER TABLE t RENAME COLUMN a TO label');
+  rs.publishSchema('n1');
+  rs.sync();
+  assertSame(rs, ['t']);
+  for (const id of rs.ids) assert.deepEqual(rs.app(id).prepare('SELECT id, label FROM t ORDER BY id').raw(true).all(), [[1n, 'x'], [2n, 'z']], id);
   assert.equal(rs.node('n2').schema!.store.conflictCount(), 1);
 }));
 
@@ -427,17 +441,50 @@ test('a node whose own copy of a table has columns added beyond the cluster\'s: 
   for (const id of rs.ids) assert.equal(rs.node(id).schema!.store.conflictCount(), 0, `${id}: no conflict`);
 }));
 
-test('this node\'s table rename that lost to a column rename: the table goes back to its name with its rows and its later write (simulation seed 7)', () => withReplicas(['n1', 'n2', 'n3'], (rs) => {
+test('a table rename made before another node\'s column rename was ordered applies after it; writes under both old names arrive (simulation seed 7)', () => withReplicas(['n1', 'n2', 'n3'], (rs) => {
   rs.app('n1').exec("CREATE TABLE t(id INTEGER PRIMARY KEY, a TEXT, b INTEGER); INSERT INTO t VALUES (1, 'x', 10), (2, 'y', 20);");
   rs.sync();
   rs.app('n1').exec('ALTER TABLE t RENAME COLUMN a TO label');
   assert.equal(rs.publishSchema('n1'), 1);
-  rs.app('n2').exec('UPDATE t SET b = 99 WHERE id = 1; ALTER TABLE t RENAME TO t_r;');
+  rs.app('n2').exec("UPDATE t SET b = 99 WHERE id = 1; ALTER TABLE t RENAME TO t_r; UPDATE t_r SET a = 'w' WHERE id = 2;");
+  rs.sync();
+  assertSame(rs, ['t_r']);
+  for (const id of rs.ids) {
+    assert.deepEqual(rs.app(id).prepare('SELECT id, label, b FROM t_r ORDER BY id').raw(true).all(), [[1n, 'x', 99n], [2n, 'w', 20n]], id);
+    assert.equal(rs.node(id).schema!.store.conflictCount(), 0, `${id}: no conflict`);
+    assert.equal(rs.node(id).applier.waitingCount(), 0, `${id}: nothing waits`);
+  }
+}));
+
+test('this node\'s table rename that lost (the table was dropped and created again first): its writes under the refused name reach the old name', () => withReplicas(['n1', 'n2', 'n3'], (rs) => {
+  rs.app('n1').exec("CREATE TABLE t(id INTEGER PRIMARY KEY, a TEXT); INSERT INTO t VALUES (1, 'x'), (2, 'y');");
+  rs.sync();
+  // n1 rebuilds t (another definition, same name): n2's rename of the old t no longer fits.
+  rs.app('n1').exec("BEGIN; CREATE TABLE t_new(id INTEGER PRIMARY KEY, a TEXT, c TEXT DEFAULT 'c'); INSERT INTO t_new(id, a) SELECT id, a FROM t; DROP TABLE t; ALTER TABLE t_new RENAME TO t; COMMIT;");
+  assert.equal(rs.publishSchema('n1'), 1);
+  rs.app('n2').exec("ALTER TABLE t RENAME TO t_r; UPDATE t_r SET a = 'w' WHERE id = 2; INSERT INTO t_r VALUES (3, 'z');");
   rs.sync();
   assertSame(rs, ['t']);
   for (const id of rs.ids) {
-    assert.deepEqual(rs.app(id).prepare('SELECT id, label, b FROM t ORDER BY id').raw(true).all(), [[1n, 'x', 99n], [2n, 'y', 20n]], id);
+    assert.deepEqual(rs.app(id).prepare('SELECT id, a FROM t ORDER BY id').raw(true).all(), [[1n, 'x'], [2n, 'w'], [3n, 'z']], id);
     assert.equal(rs.app(id).prepare("SELECT count(*) FROM sqlite_schema WHERE name = 't_r'").pluck().get(), 0n, `${id} has no t_r`);
+    assert.equal(rs.node(id).applier.waitingCount(), 0, `${id}: nothing waits`);
+  }
+  assert.equal(rs.node('n2').schema!.store.conflictCount(), 1);
+}));
+
+test('the same table renamed on two nodes: the second rename conflicts, the loser\'s rows and writes go to the winner\'s name', () => withReplicas(['n1', 'n2', 'n3'], (rs) => {
+  rs.app('n1').exec("CREATE TABLE t(id INTEGER PRIMARY KEY, a TEXT); INSERT INTO t VALUES (1, 'x'), (2, 'y');");
+  rs.sync();
+  rs.app('n1').exec('ALTER TABLE t RENAME TO t_x');
+  assert.equal(rs.publishSchema('n1'), 1);
+  rs.app('n2').exec("ALTER TABLE t RENAME TO t_r; UPDATE t_r SET a = 'w' WHERE id = 2; INSERT INTO t_r VALUES (3, 'z');");
+  rs.sync();
+  assertSame(rs, ['t_x']);
+  for (const id of rs.ids) {
+    assert.deepEqual(rs.app(id).prepare('SELECT id, a FROM t_x ORDER BY id').raw(true).all(), [[1n, 'x'], [2n, 'w'], [3n, 'z']], id);
+    assert.equal(rs.app(id).prepare("SELECT count(*) FROM sqlite_schema WHERE name IN ('t', 't_r')").pluck().get(), 0n, `${id} has no t, t_r`);
+    assert.equal(rs.node(id).applier.waitingCount(), 0, `${id}: nothing waits`);
   }
   assert.equal(rs.node('n2').schema!.store.conflictCount(), 1);
 }));
