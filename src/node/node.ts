@@ -402,6 +402,8 @@ export class BurrowNode {
     /** Since when this node's server has not given JetStream (it restarts that server after a while). */
     let jsMissingSince: number | null = null;
     while (this.phase === 'connecting') {
+      // A failed attempt counts from its start: one stream check alone may retry for 60 s.
+      const attemptStart = Date.now();
       try {
         if (!this.link) this.link = await NatsLink.connect(servers, `burrow-${this.config.cluster.name}-${this.node.id}`, this.log.child('nats'), natsClientOptions(this.config, this.node));
         await this.link.waitForJetStream(Date.now() + 10_000, () => this.phase !== 'connecting');
@@ -487,7 +489,7 @@ export class BurrowNode {
         // while it takes part in the cluster (chaos seed 404, twice: "not available", then plain
         // request timeouts): restart the embedded server (store kept). Restore failures are not its doing.
         if (this.phase === 'connecting' && !errorMessage(err).startsWith('restore:')) {
-          jsMissingSince ??= Date.now();
+          jsMissingSince ??= attemptStart;
           if (Date.now() - jsMissingSince >= jetStreamMissingRestartMs) {
             jsMissingSince = null;
             await this.restartEmbeddedNats(`JetStream has not been available for ${jetStreamMissingRestartMs / 1000} s`).catch((e) => this.log.warn('restarting nats-server failed', { error: errorMessage(e) }));
