@@ -26,6 +26,7 @@ import { GapRepair } from '../replication/repair.ts';
 import { FatalSetupError, NatsLink, sleep } from '../replication/nats-link.ts';
 import { Publisher } from '../replication/publisher.ts';
 import { SchemaPublisher } from '../replication/schema-publisher.ts';
+import { SchemaLossWatch } from '../replication/schema-loss.ts';
 import { schemaStreamName, schemaSubject, shardSubject } from '../shard/shard-router.ts';
 import { localObjects } from '../capture/schema-capture.ts';
 import { encodeSchemaEntry, schemaEntryVersion } from '../codec/schema-codec.ts';
@@ -38,7 +39,7 @@ import { JetStreamPeers } from './peers.ts';
 import { streamName } from '../shard/shard-router.ts';
 import { errorMessage, StartupError, type BurrowError } from '../util/errors.ts';
 import { createLogger, type Logger } from '../util/log.ts';
-import { sabotageActive } from '../util/sabotage.ts';
+import { sabotage, sabotageActive } from '../util/sabotage.ts';
 
 export interface NodeOptions {
   readonly config: Config;
@@ -129,6 +130,7 @@ export class BurrowNode {
   /** Reads the schema stream (one "shard") and folds its entries. */
   private schemaInbound: Inbound | null = null;
   private schemaPublisher: SchemaPublisher | null = null;
+  private schemaLoss: SchemaLossWatch | null = null;
   private tailTimer: NodeJS.Timeout | null = null;
   private connectTask: Promise<void> | null = null;
   private logBacklog = true;
@@ -460,6 +462,7 @@ export class BurrowNode {
           if (this.phase !== 'running') return;
           void this.doctor?.tick().catch((err) => this.log.warn('shard doctor failed', { error: errorMessage(err) }));
           void this.schemaDoctor?.tick().catch((err) => this.log.warn('schema stream doctor failed', { error: errorMessage(err) }));
+          void this.schemaLoss?.tick().catch((err) => this.log.warn('schema loss watch failed', { error: errorMessage(err) }));
         }, shardDoctorIntervalMs);
         this.phase = 'running';
         this.snapshots.serve();
@@ -533,6 +536,8 @@ export class BurrowNode {
     const store = this.replica.schema!.store;
     const c = this.config.cluster.name;
     let numbered = false;
+    // Entries published again because the stream lost them go out under new msgIDs (one per lost entry).
+    const republished = new Map<number, number>();
     this.schemaPublisher = new SchemaPublisher(link.js, {
       next: () => {
         // This node's own numbers are known once the schema stream is read to its end (a replaced
@@ -550,9 +555,21 @@ export class BurrowNode {
         return store.nextToPublish();
       },
       published: (n) => this.db.writeTx(() => store.markPublished(n)),
-    }, { subject: schemaSubject(c, this.node.id), msgId: (n, payload) => `${c}.${this.node.id}.schema.${n}.${createHash('sha256').update(payload).digest('hex').slice(0, 16)}`, timeoutMs: this.config.replication.publishTimeoutMs, retryDelayMsMax: 1000,
-      seal: this.seal.on ? (payload) => this.seal.seal('schema', payload) : undefined }, this.log.child('schema'));
+    }, { subject: schemaSubject(c, this.node.id), msgId: (n, payload) => `${c}.${this.node.id}.schema.${n}.${createHash('sha256').update(payload).digest('hex').slice(0, 16)}${republished.has(n) ? `.r${republished.get(n)}` : ''}`, timeoutMs: this.config.replication.publishTimeoutMs, retryDelayMsMax: 1000,
+      seal: this.seal.on ? (payload) => this.seal.seal('schema', payload) : undefined,
+      lose: sabotage.loseSchemaEntry ? (n) => n === sabotage.loseSchemaEntry && !republished.has(n) : undefined }, this.log.child('schema'));
     this.schemaPublisher.start();
+    this.schemaLoss = new SchemaLossWatch({
+      ready: () => this.schemaInbound?.ready() ?? false,
+      position: () => store.position(),
+      publishedPending: () => store.publishedPending(),
+      streamLastSeq: async () => (await link.streamState(schemaStreamName(c))).lastSeq,
+      republish: (ns) => {
+        this.db.writeTx(() => store.unpublish(ns));
+        for (const n of ns) republished.set(n, (republished.get(n) ?? 0) + 1);
+        this.schemaPublisher?.kick();
+      },
+    }, this.log.child('schema'));
   }
 
   private applySchemaMessages(msgs: readonly { seq: number; data: Uint8Array; origin?: string }[]): { kind: 'applied' }[] {
@@ -1050,6 +1067,7 @@ export class BurrowNode {
       conflictsRecent: schema.store.recentConflicts(5),
       fold: schema.applier.stats,
       publish: this.schemaPublisher?.stats ?? null,
+      lostEntriesRepublished: this.schemaLoss?.stats.republished ?? 0,
       caughtUp: this.schemaInbound?.ready() ?? false,
     };
   }

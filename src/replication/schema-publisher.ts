@@ -17,6 +17,8 @@ export interface SchemaPublisherOptions {
   readonly seal?: (payload: Uint8Array) => Uint8Array;
   readonly timeoutMs: number;
   readonly retryDelayMsMax: number;
+  /** TEST ONLY (sabotage lose-schema-entry): entry n is treated as acknowledged without being published. */
+  readonly lose?: (n: number) => boolean;
 }
 
 /**
@@ -65,7 +67,7 @@ export class SchemaPublisher {
         continue;
       }
       try {
-        await this.js.publish(this.o.subject, this.o.seal ? this.o.seal(next.payload) : next.payload, { msgID: this.o.msgId(next.n, next.payload), timeout: this.o.timeoutMs });
+        if (!this.o.lose?.(next.n)) await this.js.publish(this.o.subject, this.o.seal ? this.o.seal(next.payload) : next.payload, { msgID: this.o.msgId(next.n, next.payload), timeout: this.o.timeoutMs });
         this.outbox.published(next.n);
         this.stats.published++;
         this.failingSince = null;

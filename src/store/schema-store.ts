@@ -225,6 +225,17 @@ export class SchemaStore {
     this.db.prepare('UPDATE __burrow_schema_out SET published = 1 WHERE n = ?').run(BigInt(n));
   }
 
+  /** Own entries the schema stream acknowledged that have not come back through it yet. */
+  publishedPending(): number[] {
+    return (this.db.prepare('SELECT n FROM __burrow_schema_out WHERE published = 1 ORDER BY n').pluck().all() as bigint[]).map(Number);
+  }
+
+  /** Own entries to be published again (the stream lost them after acknowledging them). */
+  unpublish(ns: readonly number[]): void {
+    const st = this.db.prepare('UPDATE __burrow_schema_out SET published = 0 WHERE n = ?');
+    for (const n of ns) st.run(BigInt(n));
+  }
+
   removeOwn(n: number): void {
     this.db.prepare('DELETE FROM __burrow_schema_out WHERE n = ?').run(BigInt(n));
     this.ownTables = null;

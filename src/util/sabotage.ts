@@ -8,6 +8,8 @@
  *   corrupt-published:N    about 1 in N batches is published as garbage (the sent log keeps the
  *                          real one, so repair recovers it; the observer must report it)
  *   no-echo-suppression    applied remote changes are captured again as local ones: phantom changes
+ *   lose-schema-entry:N    this node's schema entry number N is treated as acknowledged the first
+ *                          time without being published (a server that lost it after its ack)
  *
  * Which batches: a hash of the batch's msgID, so the publisher and the outbox pick the same ones.
  */
@@ -17,23 +19,25 @@ export interface Sabotage {
   readonly dropAcked: number;
   readonly corruptPublished: number;
   readonly noEchoSuppression: boolean;
+  readonly loseSchemaEntry: number;
 }
 
-const kinds = ['invert-lww', 'drop-acked', 'corrupt-published', 'no-echo-suppression'] as const;
+const kinds = ['invert-lww', 'drop-acked', 'corrupt-published', 'no-echo-suppression', 'lose-schema-entry'] as const;
 
 export function parseSabotage(spec: string | undefined, invertLwwAlias: string | undefined): Sabotage {
-  const s = { invertLww: invertLwwAlias === '1', dropAcked: 0, corruptPublished: 0, noEchoSuppression: false };
+  const s = { invertLww: invertLwwAlias === '1', dropAcked: 0, corruptPublished: 0, noEchoSuppression: false, loseSchemaEntry: 0 };
   for (const item of (spec ?? '').split(',').map((x) => x.trim()).filter(Boolean)) {
     const [kind, arg] = item.split(':') as [string, string | undefined];
     const n = arg === undefined ? NaN : Number(arg);
-    const needsN = kind === 'drop-acked' || kind === 'corrupt-published';
+    const needsN = kind === 'drop-acked' || kind === 'corrupt-published' || kind === 'lose-schema-entry';
     if (!(kinds as readonly string[]).includes(kind) || (needsN && !(Number.isInteger(n) && n >= 1)) || (!needsN && arg !== undefined)) {
-      throw new Error(`BURROW_TEST_SABOTAGE: cannot use "${item}" (known: invert-lww, drop-acked:N, corrupt-published:N, no-echo-suppression)`);
+      throw new Error(`BURROW_TEST_SABOTAGE: cannot use "${item}" (known: invert-lww, drop-acked:N, corrupt-published:N, no-echo-suppression, lose-schema-entry:N)`);
     }
     if (kind === 'invert-lww') s.invertLww = true;
     if (kind === 'drop-acked') s.dropAcked = n;
     if (kind === 'corrupt-published') s.corruptPublished = n;
     if (kind === 'no-echo-suppression') s.noEchoSuppression = true;
+    if (kind === 'lose-schema-entry') s.loseSchemaEntry = n;
   }
   return s;
 }
@@ -47,6 +51,7 @@ export function sabotageActive(s: Sabotage = sabotage): string[] {
   if (s.dropAcked) out.push(`drop-acked:${s.dropAcked}`);
   if (s.corruptPublished) out.push(`corrupt-published:${s.corruptPublished}`);
   if (s.noEchoSuppression) out.push('no-echo-suppression');
+  if (s.loseSchemaEntry) out.push(`lose-schema-entry:${s.loseSchemaEntry}`);
   return out;
 }
 

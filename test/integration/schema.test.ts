@@ -167,4 +167,18 @@ db.execute('COMMIT')
     assert.deepEqual(j.drift, ['tags']);
     assert.deepEqual(j.driftObjects, ['index tags_tag']);
   });
+
+  test('a schema entry the stream acknowledged but lost is published again: the table reaches every node', async () => {
+    // The next entry n1 makes is "lost by the server" (sabotage: acknowledged, never stored).
+    const next = Number(c.query<{ n: bigint }>('n1', 'SELECT own_n AS n FROM __burrow_schema_state')[0]!.n) + 1;
+    await c.stopNode('n1');
+    c.node('n1').env = { ...c.node('n1').env, BURROW_TEST_SABOTAGE: `lose-schema-entry:${next}` };
+    c.startNode('n1');
+    await c.waitReady(60_000, ['n1']);
+    c.sqlite3('n1', "CREATE TABLE lost_once(id INTEGER PRIMARY KEY, v TEXT); INSERT INTO lost_once VALUES (1, 'kept');");
+    await c.waitFor('n2 and n3 have lost_once', () => has('n2', 'lost_once') && has('n3', 'lost_once'), 60_000, 100);
+    await c.waitConverged('SELECT * FROM lost_once', 30_000);
+    const st = await c.status('n1');
+    assert.equal(st?.schema?.lostEntriesRepublished, 1, JSON.stringify(st?.schema));
+  });
 });

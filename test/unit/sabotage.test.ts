@@ -7,10 +7,11 @@ test('sabotage: off unless asked; the old BURROW_TEST_INVERT_LWW=1 still inverts
   assert.deepEqual(sabotageActive(parseSabotage('', '1')), ['invert-lww']);
   assert.deepEqual(sabotageActive(parseSabotage('drop-acked:8, no-echo-suppression,corrupt-published:3', undefined)),
     ['drop-acked:8', 'corrupt-published:3', 'no-echo-suppression']);
+  assert.deepEqual(sabotageActive(parseSabotage('lose-schema-entry:2', undefined)), ['lose-schema-entry:2']);
 });
 
 test('sabotage: a bad item is an error naming the variable and the item', () => {
-  for (const bad of ['drop-acked', 'drop-acked:0', 'drop-acked:x', 'invert-lww:2', 'everything']) {
+  for (const bad of ['drop-acked', 'drop-acked:0', 'drop-acked:x', 'invert-lww:2', 'lose-schema-entry', 'everything']) {
     assert.throws(() => parseSabotage(bad, undefined), new RegExp(`BURROW_TEST_SABOTAGE: cannot use "${bad}"`));
   }
 });

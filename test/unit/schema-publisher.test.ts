@@ -40,3 +40,18 @@ test('schema publisher: entries go out in order, a failing stream is reported st
     await p.stop();
   }
 });
+
+test('schema publisher (sabotage lose-schema-entry): an entry "lost" is marked published without reaching the stream', async () => {
+  const out = [{ n: 1, payload: new Uint8Array([1]) }, { n: 2, payload: new Uint8Array([2]) }];
+  const sent: string[] = [];
+  const js = { publish: async (_s: string, _d: Uint8Array, opts: { msgID: string }) => { sent.push(opts.msgID); return { seq: sent.length }; } } as unknown as JetStreamClient;
+  const p = new SchemaPublisher(js, { next: () => out[0] ?? null, published: () => { out.shift(); } },
+    { subject: 's', msgId: (n) => `e${n}`, timeoutMs: 10, retryDelayMsMax: 20, lose: (n) => n === 1 }, silentLogger);
+  p.start();
+  try {
+    await until(() => out.length === 0, 'both entries marked published');
+    assert.deepEqual(sent, ['e2']);
+  } finally {
+    await p.stop();
+  }
+});
