@@ -289,9 +289,9 @@ export class SchemaApplier {
     const keys = touched(e);
     this.movedHome.clear();
     for (const op of e.ops) {
-      if (op.renamedFrom === undefined) continue;
+      if (op.type !== 'table') continue;
       const k = SchemaStore.key('table', op.name);
-      if (busy.has(SchemaStore.key('table', op.renamedFrom))) {
+      if (op.renamedFrom !== undefined && busy.has(SchemaStore.key('table', op.renamedFrom))) {
         // The old table is this node's own pending DDL's: it moves when that is ordered, not now
         // (creating the new name empty here would leave this node's rows behind).
         busy.add(k);
@@ -299,17 +299,18 @@ export class SchemaApplier {
       }
       if (busy.has(k)) continue;
       const target = r.get(k)?.sql ?? null;
-      if (target !== null && this.localSql('table', op.renamedFrom) === op.from && this.localSql('table', op.name) === null) {
+      if (op.renamedFrom !== undefined && target !== null && this.localSql('table', op.renamedFrom) === op.from && this.localSql('table', op.name) === null) {
         this.guarded(`rename table ${op.renamedFrom} to ${op.name}`, () => {
           this.renameTable(op.renamedFrom!, op.name);
           this.capture.renameTable(op.renamedFrom!, op.name);
         });
-      } else if (e.o === this.nodeId && target === null && this.localSql('table', op.renamedFrom) === null && this.localSql('table', op.name) !== null) {
-        // Our own rename lost in the stream order: the table goes, with its rows, to where R has
-        // the table it renamed — its old name, or the name another node's rename gave it — then
-        // to R's definition, and its rows are sent again under that name.
-        const home = this.whereNow(op.renamedFrom, e.q ?? 0, r);
-        if (home === null || busy.has(SchemaStore.key('table', home)) || this.localSql('table', home) !== null) continue;
+      } else if (e.o === this.nodeId && op.to !== null && target === null && this.localSql('table', op.name) !== null) {
+        // Our own change of a table lost in the stream order, and R has no table of that name:
+        // the table goes, with its rows, to where R has the table the change was made on — its
+        // old name, or the name another node's rename gave it — then to R's definition, and its
+        // rows are sent again under that name.
+        const home = this.whereNow(op.renamedFrom ?? op.name, e.q ?? 0, r);
+        if (home === null || home === op.name || busy.has(SchemaStore.key('table', home)) || this.localSql('table', home) !== null) continue;
         this.guarded(`rename table ${op.name} back to ${home}`, () => {
           this.renameTable(op.name, home);
           this.capture.renameTable(op.name, home);

@@ -489,6 +489,22 @@ test('the same table renamed on two nodes: the second rename conflicts, the lose
   assert.equal(rs.node('n2').schema!.store.conflictCount(), 1);
 }));
 
+test('an ADD COLUMN on a table another node renamed first: it conflicts, this node\'s rows and writes go to the new name', () => withReplicas(['n1', 'n2', 'n3'], (rs) => {
+  rs.app('n1').exec("CREATE TABLE t(id INTEGER PRIMARY KEY, a TEXT); INSERT INTO t VALUES (1, 'x'), (2, 'y');");
+  rs.sync();
+  rs.app('n1').exec('ALTER TABLE t RENAME TO t_x');
+  assert.equal(rs.publishSchema('n1'), 1);
+  rs.app('n2').exec("ALTER TABLE t ADD COLUMN c TEXT DEFAULT 'c'; UPDATE t SET a = 'w' WHERE id = 2; INSERT INTO t(id, a) VALUES (3, 'z');");
+  rs.sync();
+  assertSame(rs, ['t_x']);
+  for (const id of rs.ids) {
+    assert.deepEqual(rs.app(id).prepare('SELECT id, a FROM t_x ORDER BY id').raw(true).all(), [[1n, 'x'], [2n, 'w'], [3n, 'z']], id);
+    assert.equal(rs.app(id).prepare("SELECT count(*) FROM sqlite_schema WHERE name = 't'").pluck().get(), 0n, `${id} has no t`);
+    assert.equal(rs.node(id).applier.waitingCount(), 0, `${id}: nothing waits`);
+  }
+  assert.equal(rs.node('n2').schema!.store.conflictCount(), 1);
+}));
+
 test('a table this node created that lost to another definition keeps its rows by column name, never with NULL keys (simulation seed 23)', () => withReplicas(['n1', 'n2'], (rs) => {
   rs.app('n1').exec("CREATE TABLE t(a INTEGER, b TEXT, v, PRIMARY KEY(a, b)); INSERT INTO t VALUES (1, 'x', 'one');");
   assert.equal(rs.publishSchema('n1'), 1);
