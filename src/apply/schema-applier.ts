@@ -21,6 +21,24 @@ interface LostChange {
 }
 const rebuildName = '__burrow_rebuild';
 
+/** The renames an entry's table ops make, in the order the fold records them (a table's name, then its columns). */
+function tableRenames(ops: readonly SchemaOp[]): Rename[] {
+  const out: Rename[] = [];
+  for (const op of ops) {
+    if (op.type !== 'table') continue;
+    if (op.renamedFrom !== undefined) out.push({ kind: 'table', from: op.renamedFrom, to: op.name });
+    if (op.from !== null && op.to !== null) for (const [a, b] of renamedColumns(op.from, op.to)) out.push({ kind: 'column', table: op.name, from: a, to: b, quoted: spelledQuoted(op.to, b) });
+  }
+  return out;
+}
+
+/** Keys plus those of R's indexes and triggers on the tables among them. */
+function withDependents(keys: readonly string[], r: ReadonlyMap<string, SchemaObject>): string[] {
+  const tables = new Set(keys.filter((k) => k.startsWith(SchemaStore.key('table', ''))).map((k) => k.slice(SchemaStore.key('table', '').length)));
+  const deps = [...r.values()].filter((o) => (o.type === 'index' || o.type === 'trigger') && tables.has(o.tbl)).map((o) => SchemaStore.key(o.type, o.name));
+  return [...keys, ...deps];
+}
+
 /** Objects an entry touches, as store keys (a renamed table's old name included). */
 function touched(e: SchemaEntry): string[] {
   const out: string[] = [];
@@ -130,7 +148,11 @@ export class SchemaApplier {
       // What stood may differ here from R still: rebased through others' renames, or rewritten
       // here by a rename folded while it was pending (simulation seed 7: SQLite rewrote this
       // node's view, R has it as made). Brought to R like anyone's change (ALTER where it gets there).
-      if (fits.length > 0) this.convergeObjects(touched({ ...e, ops: fits }), new Set(this.store.pendingOwn().flatMap((p) => touched(p.entry))), this.store.replicated(), null);
+      // Indexes and triggers others made on its tables while it was pending waited for it (below).
+      if (fits.length > 0) {
+        const r = this.store.replicated();
+        this.convergeObjects(withDependents(touched({ ...e, ops: fits }), r), new Set(this.store.pendingOwn().flatMap((p) => touched(p.entry))), r, null);
+      }
     }
     // Dependents the renames rewrote in R: every node brings its own copy there, the origin too
     // (it may not have had them when it made the entry).
@@ -221,10 +243,11 @@ export class SchemaApplier {
       else if (ev.kind === 'rename-column') renames.push({ kind: 'column', table: ev.tbl, from: ev.a!, to: ev.b!, quoted: spelledQuoted(r.get(SchemaStore.key('table', ev.tbl))?.sql ?? '', ev.b!) });
     }
     if (renames.length === 0) return ops;
+    const own = { made: tableRenames(e.ops), rebased: tableRenames(ops) };
     return ops.map((op) => {
       if (op.type === 'table') return op;
       const from = op.from === null ? null : rebaseDependent(r, renames, op.from, op.tbl);
-      const to = op.to === null ? null : rebaseDependent(r, renames, op.to, op.tbl);
+      const to = op.to === null ? null : rebaseDependent(r, renames, op.to, op.tbl, own);
       const next = { ...op, tbl: to?.tbl ?? from?.tbl ?? op.tbl, from: from?.sql ?? null, to: to?.sql ?? null };
       return next.from !== op.from || next.to !== op.to || next.tbl !== op.tbl ? next : op;
     });
@@ -312,7 +335,12 @@ export class SchemaApplier {
         const home = this.whereNow(op.renamedFrom ?? op.name, e.q ?? 0, r);
         if (home === null || home === op.name || busy.has(SchemaStore.key('table', home)) || this.localSql('table', home) !== null) continue;
         this.guarded(`rename table ${op.name} back to ${home}`, () => {
+          // SQLite rewrites views and triggers naming the old name; R has them as the stream
+          // ordered them (simulation seed 141): those it rewrote here are brought to R too.
+          const views = () => new Map(localObjects(this.db.conn).filter((o) => o.type === 'view' || o.type === 'trigger').map((o) => [SchemaStore.key(o.type, o.name), o.sql]));
+          const before = views();
           this.renameTable(op.name, home);
+          for (const [k, sql] of views()) if (before.get(k) !== sql) keys.push(k);
           this.capture.renameTable(op.name, home);
           this.restamp.add(home);
           this.movedHome.set(home, op.name);
@@ -320,7 +348,7 @@ export class SchemaApplier {
         });
       }
     }
-    this.convergeObjects(keys, busy, r, e);
+    this.convergeObjects(e.o === this.nodeId ? withDependents(keys, r) : keys, busy, r, e);
   }
 
   /** Where R has table `name` of position q now: followed through the table renames since; null: dropped. */
@@ -377,10 +405,13 @@ export class SchemaApplier {
 
   /** Local objects (store keys) brought to R, tables first; `e`: the entry, when its own lost change may be in them. */
   private convergeObjects(keys: readonly string[], busy: ReadonlySet<string>, r: ReadonlyMap<string, SchemaObject>, e: SchemaEntry | null): void {
+    // An index or trigger on a table this node's own pending DDL touches waits with that table (it
+    // may name a column the table has only once that DDL is ordered: simulation seed 65).
     const objs = [...new Set(keys)].filter((k) => !busy.has(k)).map((k) => {
       const [type, name] = k.split('\u0000') as [SchemaObjectType, string];
       return { type, name, target: r.get(k) ?? null };
-    }).sort((a, b) => typeRank[a.type] - typeRank[b.type]);
+    }).filter((o) => o.type === 'table' || o.type === 'view' || !o.target || !busy.has(SchemaStore.key('table', o.target.tbl)))
+      .sort((a, b) => typeRank[a.type] - typeRank[b.type]);
     for (const o of objs) {
       const local = this.localSql(o.type, o.name);
       const target = o.target?.sql ?? null;

@@ -54,18 +54,23 @@ export function spelledQuoted(tableSql: string, column: string): boolean {
  * renames ordered before the entry (unseen there) have renamed those tables or columns since: the
  * definition (and its table) as SQLite would have rewritten it had it existed before the renames.
  * R's tables and views are created in a scratch database, the renames undone (newest first), the
- * definition created, the renames run again, and its SQL read back; one that does not run there
- * is returned as it is.
+ * entry's own renames run (`own.made`: a `to` is stated after them), the definition created, its
+ * own renames undone, the others' run again, then its own as rebased, and its SQL read back; one
+ * that does not run there is returned as it is.
  */
-export function rebaseDependent(r: ReadonlyMap<string, SchemaObject>, renames: readonly Rename[], sql: string, tbl: string): { sql: string; tbl: string } {
+export function rebaseDependent(r: ReadonlyMap<string, SchemaObject>, renames: readonly Rename[], sql: string, tbl: string,
+  own: OwnRenames = { made: [], rebased: [] }): { sql: string; tbl: string } {
   const scratch = scratchOf(r, (o) => o.type === 'table' || o.type === 'view');
   try {
     for (const rn of [...renames].reverse()) run(scratch, undo(rn));
+    for (const rn of own.made) run(scratch, rn);
     const names = () => scratch.prepare('SELECT name FROM sqlite_schema').pluck().all() as string[];
     const before = new Set(names());
     scratch.exec(sql);
     const name = names().find((n) => !before.has(n));
+    for (const rn of [...own.made].reverse()) run(scratch, undo(rn));
     for (const rn of renames) run(scratch, rn);
+    for (const rn of own.rebased) run(scratch, rn);
     const after = name === undefined ? undefined : scratch.prepare('SELECT sql, tbl_name AS tbl FROM sqlite_schema WHERE name = ?').get(name) as { sql: string; tbl: string } | undefined;
     return after ?? { sql, tbl };
   } catch {
@@ -73,6 +78,18 @@ export function rebaseDependent(r: ReadonlyMap<string, SchemaObject>, renames: r
   } finally {
     scratch.close();
   }
+}
+
+/**
+ * The renames an entry's own table changes make, for a definition that entry states after them (a
+ * `to`): as its origin made them (on R as of its q) and as they apply to R now (rebased). The
+ * definition is created where the origin had it, then moved as the stream ordered things: others'
+ * renames first, then the entry's own (chaos-like simulation seed 135: an index its table's own
+ * rename had rewritten kept naming a column another node had renamed first).
+ */
+export interface OwnRenames {
+  readonly made: readonly Rename[];
+  readonly rebased: readonly Rename[];
 }
 
 /** An in-memory database with R's objects `keep` selects, tables first; one not creatable here (a module, a collation) is left out. */

@@ -148,7 +148,7 @@ export class ChangeStamper {
         ti = b.tables.length;
         const st = this.schema?.store;
         b.tables.push({ n: table.schema.name, k: table.schema.keyColumns, c: table.schema.columns,
-          ...(st ? { q: st.tableSeq(table.schema.name), m: st.ownPendingFor(table.schema.name) } : {}) });
+          ...(st ? { q: st.changePosition(table.schema.name), m: st.ownPendingFor(table.schema.name) } : {}) });
         b.tableIndex.set(table.tid, ti);
         b.bytes += table.schema.columns.reduce((a, c) => a + c.length + 2, table.schema.name.length);
       }

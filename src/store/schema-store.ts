@@ -43,7 +43,7 @@ export class SchemaStore {
   /** The history, newest last (read once, then kept in step by addEvent). */
   private events: SchemaEvent[] | null = null;
   /** Tables this node's unfolded entries touch, with the last such entry (cached; dropped whenever the outbox changes). */
-  private ownTables: Map<string, number> | null = null;
+  private ownTables: Map<string, { n: number; q: number }> | null = null;
   /** Per replicated table: the stream position of the entry that last defined it (cached). */
   private tableSeqs: Map<string, number> | null = null;
   /** Read on every applied message: cached, kept in step by the setters, dropped with a rolled-back transaction. */
@@ -79,19 +79,40 @@ export class SchemaStore {
 
   /** This node's last entry not folded yet that touches table `name` (its name before or after), or 0. */
   ownPendingFor(name: string): number {
+    return this.ownPending().get(name)?.n ?? 0;
+  }
+
+  /** Per table name own pending entries touch: the last one's number, and the lowest position q any of them was made at. */
+  private ownPending(): Map<string, { n: number; q: number }> {
     if (!this.ownTables) {
       this.ownTables = new Map();
       for (const p of this.pendingOwn()) {
-        for (const op of p.entry.ops) for (const t of [op.tbl, ...(op.renamedFrom !== undefined ? [op.renamedFrom] : [])]) this.ownTables.set(t, p.n);
+        for (const op of p.entry.ops) {
+          for (const t of [op.tbl, ...(op.renamedFrom !== undefined ? [op.renamedFrom] : [])]) {
+            const q = Math.min(this.ownTables.get(t)?.q ?? Infinity, p.entry.q ?? Infinity);
+            this.ownTables.set(t, { n: p.n, q });
+          }
+        }
       }
     }
-    return this.ownTables.get(name) ?? 0;
+    return this.ownTables;
   }
 
   /** The stream position of the entry that last defined table `name` in R (0: not in R). */
   tableSeq(name: string): number {
     this.tableSeqs ??= new Map((this.db.prepare("SELECT name, seq FROM __burrow_schema WHERE type = 'table'").raw(true).all() as [string, bigint][]).map(([n, q]) => [n, Number(q)]));
     return this.tableSeqs.get(name) ?? 0;
+  }
+
+  /**
+   * The schema position a change of table `name` made here now is made under (its q): where R last
+   * defined the table — or, while this node's own DDL of it is pending, where the first of that DDL
+   * was made, if lower: the fold leaves such a table as it is meanwhile, so renames others made
+   * since are not in it (simulation seed 74: a column another node renamed was dropped from this
+   * node's writes on every other node).
+   */
+  changePosition(name: string): number {
+    return Math.min(this.tableSeq(name), this.ownPending().get(name)?.q ?? Infinity);
   }
 
   /** Replicated schema: every object, keyed by type and name. */

@@ -23,6 +23,19 @@ const steps: readonly ((t: string) => string)[] = [
   (t) => `DROP VIEW IF EXISTS ${t}_v; DROP TABLE ${t}_r;`,
 ];
 
+/**
+ * Rival migrations: now and then a node runs one of these on the current table instead of its next
+ * step — another name for the same column or table, another added column, another index — so two
+ * nodes' DDL of one table meet in the stream (the same column renamed twice, a table renamed on
+ * two nodes, an ADD COLUMN on a table renamed meanwhile): the stream order decides, every node agrees.
+ */
+const rivals: readonly ((t: string) => string)[] = [
+  (t) => `ALTER TABLE ${t} RENAME COLUMN a TO alt;`,
+  (t) => `ALTER TABLE ${t} RENAME TO ${t}_x;`,
+  (t) => `BEGIN; ALTER TABLE ${t} ADD COLUMN e TEXT DEFAULT 'e'; UPDATE ${t} SET e = 'e' || id; COMMIT;`,
+  (t) => `CREATE INDEX ${t}_b ON ${t}(b); UPDATE ${t} SET b = 7 WHERE id = 2;`,
+];
+
 /** Tables at a time: after that many, the oldest has been dropped by its last step. */
 const tablesMax = 2;
 
@@ -37,8 +50,9 @@ export class SimDdl {
   /** Run the next step (table d0's steps, then d1's, …) on a node's application connection. */
   step(app: BetterSqlite3.Database): string {
     const table = `d${Math.floor(this.next / steps.length) % tablesMax}`;
-    const sql = steps[this.next % steps.length]!(table);
-    this.next++;
+    const rival = this.rng.int(5) === 0;
+    const sql = rival ? this.rng.pick(rivals)(table) : steps[this.next % steps.length]!(table);
+    if (!rival) this.next++;
     try {
       app.exec(sql);
       this.applied++;
@@ -83,5 +97,5 @@ export function userObjects(db: BetterSqlite3.Database): string[] {
 
 /** The DDL tables of a database (they are compared across nodes, not against the oracle). */
 export function isDdlTable(name: string): boolean {
-  return /^d[0-9]+(_r)?$/.test(name);
+  return /^d[0-9]+(_r|_x)?$/.test(name);
 }

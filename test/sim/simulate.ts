@@ -7,7 +7,7 @@ import { Replica } from '../../src/node/replica.ts';
 import { takeOutbox } from '../helpers/replicas.ts';
 import { copySnapshot, schemaNotOrdered } from '../../src/snapshot/copy.ts';
 import { mergeSnapshot } from '../../src/snapshot/merge.ts';
-import { silentLogger } from '../../src/util/log.ts';
+import { createLogger, silentLogger } from '../../src/util/log.ts';
 import type { Features } from './features.ts';
 import { dumpTable, Oracle } from './oracle.ts';
 import { Rng } from './rng.ts';
@@ -157,7 +157,7 @@ class Simulation {
     node.replica = await Replica.open({
       file: node.file, sqlite: { synchronous: 'NORMAL', busyTimeoutMs: 1000 }, nodeId: node.id, clusterName: 'sim', shards,
       members: this.memberIds(), hlcSkewMsMax: 60_000,
-      limits: { ingestChangesMax: 1000, batchChangesMax: 100, batchBytesMax: 64 * 1024 }, clock: node.clock, log: silentLogger,
+      limits: { ingestChangesMax: 1000, batchChangesMax: 100, batchBytesMax: 64 * 1024 }, clock: node.clock, log: process.env.SIM_LOG ? createLogger(node.id, 'warn') : silentLogger,
       replicateSchema: this.ddl !== null,
     });
   }
