@@ -563,3 +563,52 @@ test('a schema entry from a node that is not a member is rejected and recorded; 
   assert.equal(rs.node('n2').schema!.store.conflictCount(), 1);
   assert.equal(rs.node('n2').schema!.store.position(), 1, 'the stream moves on');
 }));
+
+test('a write to a table whose own ADD COLUMN is pending, after another node\'s column rename was folded here: its value reaches the renamed column everywhere (simulation seed 74)', () => withReplicas(['n1', 'n2', 'n3'], (rs) => {
+  rs.app('n1').exec("CREATE TABLE t(id INTEGER PRIMARY KEY, a TEXT); INSERT INTO t VALUES (1, 'x'), (2, 'y');");
+  rs.sync();
+  rs.app('n2').exec('ALTER TABLE t ADD COLUMN b INTEGER DEFAULT 0');
+  rs.app('n1').exec('ALTER TABLE t RENAME COLUMN a TO label');
+  assert.equal(rs.publishSchema('n1'), 1);
+  rs.deliverSchema('n2'); // n2's own DDL of t is pending: t stays as it is here (column a) meanwhile
+  rs.app('n2').exec("UPDATE t SET a = 'w' WHERE id = 1");
+  rs.sync();
+  assertSame(rs, ['t']);
+  for (const id of rs.ids) assert.deepEqual(rs.app(id).prepare('SELECT id, label, b FROM t ORDER BY id').raw(true).all(), [[1n, 'w', 0n], [2n, 'y', 0n]], id);
+}));
+
+test('an index made on a column another node renamed, folded while this node\'s own DDL of the table is pending: it follows once that DDL is ordered (simulation seed 65)', () => withReplicas(['n1', 'n2'], (rs) => {
+  rs.app('n1').exec("CREATE TABLE t(id INTEGER PRIMARY KEY, a TEXT); INSERT INTO t VALUES (1, 'x');");
+  rs.sync();
+  rs.app('n2').exec('ALTER TABLE t ADD COLUMN b INTEGER DEFAULT 0');
+  rs.app('n1').exec('ALTER TABLE t RENAME COLUMN a TO label; CREATE INDEX t_label ON t(label);');
+  rs.publishSchema('n1');
+  rs.sync();
+  assertSame(rs, ['t']);
+  assert.ok(schemaOf(rs, 'n2').some((o) => o.startsWith('index t_label t: CREATE INDEX t_label ON t(label)')), schemaOf(rs, 'n2').join('\n'));
+  for (const id of rs.ids) assert.equal(rs.node(id).schema!.applier.stats.localErrors, 0, `${id}: every object applied`);
+}));
+
+test('a table renamed with its index, after another node renamed the indexed column: R\'s index names the renamed table and column (simulation seed 135)', () => withReplicas(['n1', 'n2'], (rs) => {
+  rs.app('n1').exec("CREATE TABLE t(id INTEGER PRIMARY KEY, a TEXT); CREATE INDEX t_a ON t(a); INSERT INTO t VALUES (1, 'x');");
+  rs.sync();
+  rs.app('n1').exec('ALTER TABLE t RENAME COLUMN a TO label');
+  rs.publishSchema('n1');
+  rs.app('n2').exec('ALTER TABLE t RENAME TO t_x'); // SQLite rewrites n2's index: ON "t_x"(a)
+  rs.sync();
+  assertSame(rs, ['t_x']);
+  assert.ok(schemaOf(rs, 'n1').includes('index t_a t_x: CREATE INDEX t_a ON "t_x"(label)'), schemaOf(rs, 'n1').join('\n'));
+  for (const id of rs.ids) assert.equal(rs.node(id).schema!.applier.stats.localErrors, 0, `${id}: every object applied`);
+}));
+
+test('this node\'s lost change moves its table to the name another node gave it: views SQLite rewrote on the way stay as the cluster has them (simulation seed 141)', () => withReplicas(['n1', 'n2'], (rs) => {
+  rs.app('n1').exec("CREATE TABLE t(id INTEGER PRIMARY KEY, a TEXT); INSERT INTO t VALUES (1, 'x');");
+  rs.sync();
+  rs.app('n2').exec('ALTER TABLE t RENAME COLUMN a TO label');
+  // n1 renames t, then makes a view naming the old name (SQLite accepts it): R keeps it so.
+  rs.app('n1').exec('ALTER TABLE t RENAME TO t_x; CREATE VIEW v AS SELECT id FROM t;');
+  rs.publishSchema('n1');
+  rs.sync();
+  assertSame(rs, ['t_x']);
+  assert.ok(schemaOf(rs, 'n2').includes('view v v: CREATE VIEW v AS SELECT id FROM t'), schemaOf(rs, 'n2').join('\n'));
+}));
