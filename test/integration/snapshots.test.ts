@@ -33,7 +33,7 @@ for (const external of [false, true]) describe(`snapshots and joining with an em
   const ids3 = ['n1', 'n2', 'n3'];
 
   test('a node started with an empty folder gets the schema and every row (a peer takes the snapshot), then replicates', async () => {
-    for (const id of ids3) c.sqlite3(id, "CREATE TABLE people(id INTEGER PRIMARY KEY, name TEXT, email TEXT UNIQUE); CREATE INDEX people_name ON people(name); CREATE TABLE kv(k TEXT PRIMARY KEY COLLATE NOCASE, v) WITHOUT ROWID;");
+    for (const id of ids3) c.sqlite3(id, "CREATE TABLE IF NOT EXISTS people(id INTEGER PRIMARY KEY, name TEXT, email TEXT UNIQUE); CREATE INDEX IF NOT EXISTS people_name ON people(name); CREATE TABLE IF NOT EXISTS kv(k TEXT PRIMARY KEY COLLATE NOCASE, v) WITHOUT ROWID;");
     await c.waitFor('n1..n3 capture both tables', async () => (await Promise.all(ids3.map((id) => c.status(id)))).every((s) => s?.capture.tables.length === 2));
     c.sqlite3('n1', "WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < 500) INSERT INTO people SELECT i, 'p' || i, i || '@x' FROM n;");
     c.sqlite3('n2', "INSERT INTO kv VALUES ('Alpha', x'ff00'), ('beta', 2);");
@@ -122,7 +122,7 @@ describe('membership by SIGHUP', () => {
 
   test('a bad file is refused and kept out; adding n4 by SIGHUP lets it join empty; removing it holds nothing back', async () => {
     const ids3 = ['n1', 'n2', 'n3'];
-    for (const id of ids3) c.sqlite3(id, 'CREATE TABLE t(id INTEGER PRIMARY KEY, v TEXT);');
+    for (const id of ids3) c.sqlite3(id, 'CREATE TABLE IF NOT EXISTS t(id INTEGER PRIMARY KEY, v TEXT);');
     await c.waitFor('t captured', async () => (await Promise.all(ids3.map((id) => c.status(id)))).every((s) => s?.capture.tables.includes('t')));
     c.sqlite3('n1', "WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < 200) INSERT INTO t SELECT i, 'v' || i FROM n;");
     await c.waitConverged('SELECT count(*) n FROM t', 30_000, ids3);
@@ -213,7 +213,7 @@ describe('restore under an application, SIGKILLed halfway; the bucket lost', () 
   });
 
   test('killed while merging, it restores again at restart; the app writes of the whole time are everywhere', async () => {
-    const ddl = 'CREATE TABLE big(id INTEGER PRIMARY KEY, pad BLOB);';
+    const ddl = 'CREATE TABLE IF NOT EXISTS big(id INTEGER PRIMARY KEY, pad BLOB);';
     for (const id of ids3) c.sqlite3(id, ddl);
     await c.waitFor('big captured', async () => (await Promise.all(ids3.map((id) => c.status(id)))).every((s) => s?.capture.tables.includes('big')));
     c.sqlite3('n1', 'WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < 30000) INSERT INTO big SELECT i, randomblob(100) FROM n;');
