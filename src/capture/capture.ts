@@ -108,7 +108,12 @@ export class Capture {
    * In the caller's write transaction, before the next refresh.
    */
   renameTable(from: string, to: string): void {
-    this.db.conn.prepare('DELETE FROM __burrow_tables WHERE name = ?').run(to);
+    // A registration the new name got before the rename was known (a refresh saw it first) goes, with its clocks.
+    const stale = this.db.conn.prepare('SELECT tid FROM __burrow_tables WHERE name = ?').pluck().get(to) as bigint | undefined;
+    if (stale !== undefined && to !== from) {
+      this.db.conn.prepare('DELETE FROM __burrow_tables WHERE tid = ?').run(stale);
+      this.clocks.drop(Number(stale));
+    }
     this.db.conn.prepare('UPDATE __burrow_tables SET name = ? WHERE name = ?').run(to, from);
   }
 
@@ -202,8 +207,9 @@ export class Capture {
     let tid = known;
     const isNew = tid === undefined;
     if (tid === undefined) {
-      tid = Number(this.db.conn.prepare('INSERT INTO __burrow_tables(name, key_columns) VALUES (?, ?) RETURNING tid')
-        .pluck().get(schema.name, JSON.stringify(schema.keyColumns)) as bigint);
+      const above = Math.max(this.clocks.highestTid(), Number(this.db.conn.prepare('SELECT coalesce(max(tid), 0) FROM __burrow_tables').pluck().get() as bigint));
+      tid = Number(this.db.conn.prepare('INSERT INTO __burrow_tables(tid, name, key_columns) VALUES (?, ?, ?) RETURNING tid')
+        .pluck().get(BigInt(above + 1), schema.name, JSON.stringify(schema.keyColumns)) as bigint);
     } else {
       this.db.conn.prepare('UPDATE __burrow_tables SET key_columns = ? WHERE tid = ?').run(JSON.stringify(schema.keyColumns), tid);
     }

@@ -59,6 +59,25 @@ export class ClockStore {
   }
 
   /**
+   * The highest table id any clock table has (0: none). A new table id is above it and above every
+   * registered one: an id given again would find the old table's clocks and take its rows as
+   * stamped (chaos seed 404: a table created after a rename's stale registration was removed never
+   * sent its rows).
+   */
+  highestTid(): number {
+    const names = this.db.conn.prepare("SELECT name FROM sqlite_master WHERE type = 'table' AND name GLOB '__burrow_clock_[0-9]*'").pluck().all() as string[];
+    return names.reduce((m, n) => Math.max(m, Number(n.slice('__burrow_clock_'.length)) || 0), 0);
+  }
+
+  /** The clock table of a table id no longer registered (inside the write transaction). */
+  drop(tid: number): void {
+    assert(this.db.conn.inTransaction, 'clock tables change inside a write transaction');
+    this.db.exec(`DROP TABLE IF EXISTS ${ClockStore.tableName(tid)}`);
+    this.schemas.delete(tid);
+    this.stmts.delete(tid);
+  }
+
+  /**
    * Make the clock table of `tid` match the key of `schema` (inside the write transaction).
    * 'rebuilt' means the key declaration changed and the old clocks are gone (the caller restamps).
    */
