@@ -12,6 +12,7 @@ import { defaultRowBytesMax } from './capture.ts';
 import { assert } from '../util/assert.ts';
 import type { Capture, CapturedTable } from './capture.ts';
 import type { SchemaCapture } from './schema-capture.ts';
+import type { RefreshResult } from './capture.ts';
 import type { SchemaStore } from '../store/schema-store.ts';
 
 /** Schema replication's parts the stamper uses (absent: schema changes are not replicated). */
@@ -89,15 +90,24 @@ export class ChangeStamper {
     return out;
   }
 
+  /**
+   * Local DDL becomes a schema entry first — capture then knows a renamed table as the same table
+   * (a refresh before would register the new name as a new table: chaos seed 404) — then capture
+   * follows the schema. Caller holds the write transaction.
+   */
+  syncSchema(): RefreshResult | null {
+    const ddl = this.schema?.capture.capture();
+    for (const op of ddl?.ops ?? []) if (op.renamedFrom !== undefined) this.capture.renameTable(op.renamedFrom, op.name);
+    return this.capture.sync();
+  }
+
   /** Stamp up to ingestChangesMax log rows. Caller holds the write transaction. */
   stampPending(): StampResult {
     assert(this.db.conn.inTransaction, 'stampPending outside a write transaction');
     // The schema is read inside this transaction: a migration committed while we waited for the
     // write lock is seen before any row is read with the old column list. Local DDL becomes a
     // schema entry first: the changes stamped next name it, so receivers apply them after it.
-    const ddl = this.schema?.capture.capture();
-    for (const op of ddl?.ops ?? []) if (op.renamedFrom !== undefined) this.capture.renameTable(op.renamedFrom, op.name);
-    this.capture.sync();
+    this.syncSchema();
     const rows = this.readLog();
     if (rows.length === 0) return { logRows: 0, changes: 0, batches: 0, tids: new Set() };
 

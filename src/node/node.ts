@@ -828,7 +828,7 @@ export class BurrowNode {
     if (!this.db.schemaChanged() && !this.schemaDirty) return;
     this.schemaDirty = true; // stays set until a refresh succeeds
     const gen = this.capture.generation;
-    const r = this.db.writeTx(() => this.capture.sync());
+    const r = this.db.writeTx(() => this.stamper.syncSchema());
     this.schemaDirty = false;
     this.db.schemaChanged(); // our own trigger DDL bumped it
     if (this.capture.generation !== gen) this.localStats.schemaRefreshes++;
