@@ -46,7 +46,10 @@ export async function runStart(configFile: string, nodeId: string): Promise<numb
       stopping = true;
       clearInterval(readyAt);
       log.info('stopping', { signal: sig });
-      node.stop().then(() => resolve(0), (err) => {
+      // Stopped is stopped: a handle something left open must not keep the process (and its
+      // supervisor's restart) waiting (chaos seed 202: "stopped" logged, the process alive 30 s on).
+      const exitSoon = () => setTimeout(() => process.exit(process.exitCode ?? 0), 2000).unref();
+      node.stop().finally(exitSoon).then(() => resolve(0), (err) => {
         log.error('stop failed', { error: errorMessage(err) });
         resolve(1);
       });

@@ -407,7 +407,15 @@ export class BurrowNode {
       // A failed attempt counts from its start: one stream check alone may retry for 60 s.
       const attemptStart = Date.now();
       try {
-        if (!this.link) this.link = await NatsLink.connect(servers, `burrow-${this.config.cluster.name}-${this.node.id}`, this.log.child('nats'), natsClientOptions(this.config, this.node));
+        if (!this.link) {
+          const link = await NatsLink.connect(servers, `burrow-${this.config.cluster.name}-${this.node.id}`, this.log.child('nats'), natsClientOptions(this.config, this.node));
+          // Stopped while connecting: stop() has closed what it saw; this connection would keep the process alive.
+          if (this.phase !== 'connecting') {
+            await link.close().catch(() => {});
+            return;
+          }
+          this.link = link;
+        }
         await this.link.waitForJetStream(Date.now() + 10_000, () => this.phase !== 'connecting');
         await this.link.ensureStreams({
           cluster: this.config.cluster.name, shards: this.config.cluster.shards, replicas: this.config.cluster.replicas,
