@@ -151,12 +151,12 @@ export class SchemaApplier {
       // Indexes and triggers others made on its tables while it was pending waited for it (below).
       if (fits.length > 0) {
         const r = this.store.replicated();
-        this.convergeObjects(withDependents(touched({ ...e, ops: fits }), r), new Set(this.store.pendingOwn().flatMap((p) => touched(p.entry))), r, null);
+        this.convergeObjects(withDependents(touched({ ...e, ops: fits }), r), this.ownBusy(), r, null);
       }
     }
     // Dependents the renames rewrote in R: every node brings its own copy there, the origin too
     // (it may not have had them when it made the entry).
-    this.convergeObjects(implied, new Set(this.store.pendingOwn().flatMap((p) => touched(p.entry))), this.store.replicated(), null);
+    this.convergeObjects(implied, this.ownBusy(), this.store.replicated(), null);
     this.store.setFolded(e.o, e.n);
     this.store.setPosition(seq);
     return problem === null ? 'applied' : 'conflict';
@@ -221,7 +221,7 @@ export class SchemaApplier {
    */
   private rebased(e: SchemaEntry): SchemaEntry {
     const r = this.store.replicated();
-    const tables = e.ops.map((op) => rebaseTableOp(asAddColumn(op, r), r, this.othersColumnRenames(e, op.renamedFrom ?? op.name, r)));
+    const tables = e.ops.map((op) => (op.type === 'table' ? rebaseTableOp(asAddColumn(op, r), r, this.othersColumnRenames(e, op.renamedFrom ?? op.name, r)) : op));
     const ops = this.rebaseDependents(e, tables, r);
     return ops.every((op, i) => op === e.ops[i]) ? e : { ...e, ops };
   }
@@ -253,6 +253,11 @@ export class SchemaApplier {
     });
   }
 
+  /** Objects this node's own unfolded entries touch (store keys): they converge when those come back. */
+  private ownBusy(): Set<string> {
+    return new Set(this.store.pendingOwn().flatMap((p) => touched(p.entry)));
+  }
+
   /** Why the entry does not apply to R, or null. */
   private check(e: SchemaEntry, r: ReadonlyMap<string, SchemaObject>): string | null {
     const sqlOf = (type: string, name: string) => r.get(SchemaStore.key(type, name))?.sql ?? null;
@@ -279,12 +284,7 @@ export class SchemaApplier {
    */
   private foldIntoReplicated(e: SchemaEntry, seq: number): string[] {
     const event = (kind: SchemaEvent['kind'], tbl: string, a: string | null, b: string | null) => this.store.addEvent({ seq, origin: e.o, n: e.n, kind, tbl, a, b });
-    const renames: Rename[] = [];
-    for (const op of e.ops) {
-      if (op.type !== 'table') continue;
-      if (op.renamedFrom !== undefined) renames.push({ kind: 'table', from: op.renamedFrom, to: op.name });
-      if (op.from !== null && op.to !== null) for (const [a, b] of renamedColumns(op.from, op.to)) renames.push({ kind: 'column', table: op.name, from: a, to: b, quoted: spelledQuoted(op.to, b) });
-    }
+    const renames = tableRenames(e.ops);
     const before = this.store.replicated();
     const dependents = rewriteDependents(before, renames, new Set(touched(e)));
     for (const op of e.ops) {
@@ -307,7 +307,7 @@ export class SchemaApplier {
 
   /** Bring the local objects the entry touched to R (skipping those own unfolded entries touch). */
   private converge(e: SchemaEntry): void {
-    const busy = new Set(this.store.pendingOwn().flatMap((p) => touched(p.entry)));
+    const busy = this.ownBusy();
     const r = this.store.replicated();
     const keys = touched(e);
     this.movedHome.clear();
@@ -391,7 +391,7 @@ export class SchemaApplier {
   convergeToReplicated(skip: ReadonlySet<string>, jumped = false): void {
     const r = this.store.replicated();
     const seen = this.store.seen();
-    const busy = new Set([...skip, ...this.store.pendingOwn().flatMap((p) => touched(p.entry))]);
+    const busy = new Set([...skip, ...this.ownBusy()]);
     const differ = [...r.values()].filter((o) => {
       const local = this.localSql(o.type, o.name);
       return local !== o.sql && local === (seen.get(SchemaStore.key(o.type, o.name))?.sql ?? null);

@@ -10,9 +10,8 @@ import type { MetaStore } from '../store/meta-store.ts';
 import type { Quarantine } from '../store/quarantine.ts';
 import { defaultRowBytesMax } from './capture.ts';
 import { assert } from '../util/assert.ts';
-import type { Capture, CapturedTable } from './capture.ts';
+import type { Capture, CapturedTable, RefreshResult } from './capture.ts';
 import type { SchemaCapture } from './schema-capture.ts';
-import type { RefreshResult } from './capture.ts';
 import type { SchemaStore } from '../store/schema-store.ts';
 
 /** Schema replication's parts the stamper uses (absent: schema changes are not replicated). */

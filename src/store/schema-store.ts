@@ -42,7 +42,7 @@ const key = (type: string, name: string) => `${type}\u0000${name}`;
 export class SchemaStore {
   /** The history, newest last (read once, then kept in step by addEvent). */
   private events: SchemaEvent[] | null = null;
-  /** Tables this node's unfolded entries touch, with the last such entry (cached; dropped whenever the outbox changes). */
+  /** Tables this node's unfolded entries touch, with the last such entry and the lowest q among them (cached; dropped whenever the outbox changes). */
   private ownTables: Map<string, { n: number; q: number }> | null = null;
   /** Per replicated table: the stream position of the entry that last defined it (cached). */
   private tableSeqs: Map<string, number> | null = null;
