@@ -21,6 +21,7 @@ import { burrowVersion } from '../util/version.ts';
 import { NatsSupervisor, pidAlive } from '../nats/nats-supervisor.ts';
 import { Inbound, type MessageSink } from '../replication/inbound.ts';
 import { ShardDoctor } from './doctor.ts';
+import { Membership } from './membership.ts';
 import type { GapTracker } from '../replication/gaps.ts';
 import { GapRepair } from '../replication/repair.ts';
 import { FatalSetupError, NatsLink, sleep } from '../replication/nats-link.ts';
@@ -63,6 +64,10 @@ const natsRestartIntervalMs = 10 * 60_000;
 const receivedAboveMax = 100_000;
 /** Heartbeat period; a batch number missing this long without progress is fetched from its origin (repair.ts). */
 const repairHeartbeatMs = 2_000;
+/** A restore while running that failed is retried after at most this long (backoff from 2 s). */
+const restoreRetryMaxMs = 30_000;
+/** After a restore while running succeeded, the next waits this long (what it left behind is settled first). */
+const restoreSpacingMs = 30_000;
 const repairGapMs = 20_000;
 /** Bounded history: how often tombstones are collected, and at most how many per pass (one transaction). */
 const historyIntervalMs = envInt('BURROW_HISTORY_INTERVAL_MS') ?? 60_000;
@@ -145,6 +150,8 @@ export class BurrowNode {
   private lastSentPruneMs = 0;
   /** Members as gap repair sees them (updated in place on reload). */
   private readonly repairMembers = new Set<string>();
+  /** Whose messages are accepted: members and, for history_s, former members (node/membership.ts). */
+  private membership!: Membership;
   private reloads: { count: number; last: { atMs: number; ok: boolean; message: string } | null } = { count: 0, last: null };
   private snapshots!: SnapshotService;
   private snapshotTimer: NodeJS.Timeout | null = null;
@@ -152,6 +159,9 @@ export class BurrowNode {
   private restoreFailures = 0;
   /** A restore asked for by `burrow restore` is running (the node is not ready meanwhile). */
   private forcedRestore: Promise<unknown> | null = null;
+  /** A restore the running node needs (fell past retention, batches lost): retried with backoff until one succeeds. */
+  private restoreWanted: { reason: string; attempts: number; nextMs: number } | null = null;
+  /** When the last restore while running succeeded (the next one waits restoreSpacingMs). */
   private lastAutoRestoreMs = 0;
   /** Embedded servers only: peer removal of members taken out of cluster.toml, rejoin after one's own. */
   private peers: JetStreamPeers | null = null;
@@ -223,7 +233,8 @@ export class BurrowNode {
         : 'database write failed (disk full or I/O error); everything is kept, the node retries', { file: node.db });
       if (ended) this.log.info(`database writable again after ${Date.now() - ended.sinceMs} ms`, { kind: ended.kind, failedWrites: ended.errors });
     };
-    for (const n of config.nodes) this.repairMembers.add(n.id);
+    this.membership = new Membership(this.replica.meta, config.cluster.historyS * 1000);
+    this.takeMembers(config);
     this.snapshots = new SnapshotService(config, node, this.replica, this.log.child('snapshots'),
       () => {
         // Clocks current and positions of own batches saved: the copy's positions are as high as they can be.
@@ -464,6 +475,7 @@ export class BurrowNode {
           if (this.phase !== 'running') return;
           void this.repair?.tick().catch((err) => this.log.warn('gap repair failed', { error: errorMessage(err) }));
           this.boundReceivedAbove();
+          this.restoreIfWanted();
         }, repairHeartbeatMs);
         this.makeDoctor(this.link);
         this.doctorTimer = setInterval(() => {
@@ -681,12 +693,31 @@ export class BurrowNode {
     }
   }
 
-  /** A running node that must restore (fell past retention, unpublishable changes): at most once a minute. */
+  /** A running node that must restore (fell past retention, unpublishable changes, lost batches). */
   private restoreLater(reason: string): void {
-    if (this.phase !== 'running' || this.forcedRestore || Date.now() - this.lastAutoRestoreMs < 60_000) return;
-    this.lastAutoRestoreMs = Date.now();
-    this.log.warn('restoring while running', { reason });
-    void this.restoreNow(undefined, () => {}, reason).catch((err) => this.log.warn('restore while running failed; retried in a minute', { error: errorMessage(err) }));
+    if (this.restoreWanted || Date.now() - this.lastAutoRestoreMs < restoreSpacingMs) return;
+    this.restoreWanted = { reason, attempts: 0, nextMs: 0 };
+    this.restoreIfWanted();
+  }
+
+  /**
+   * Runs the wanted restore when it is due (called again every repair heartbeat). A failure (no
+   * peer could take a snapshot yet, the bucket timed out) is retried after 2, 4, 8 … 30 s: a minute
+   * of waiting kept a node behind after the cluster had healed (chaos seed 303).
+   */
+  private restoreIfWanted(): void {
+    const w = this.restoreWanted;
+    if (!w || this.phase !== 'running' || this.forcedRestore || Date.now() < w.nextMs) return;
+    w.attempts++;
+    this.log.warn('restoring while running', { reason: w.reason, attempt: w.attempts });
+    void this.restoreNow(undefined, () => {}, w.reason).then(() => {
+      this.restoreWanted = null;
+      this.lastAutoRestoreMs = Date.now();
+    }, (err) => {
+      const waitMs = Math.min(restoreRetryMaxMs, 2000 * 2 ** Math.min(w.attempts - 1, 10));
+      w.nextMs = Date.now() + waitMs;
+      this.log.warn(`restore while running failed; retried in ${Math.round(waitMs / 1000)} s`, { error: errorMessage(err), attempt: w.attempts });
+    });
   }
 
   /** `burrow restore`: stop reading the streams, merge a snapshot, read on from the merged positions. */
@@ -740,17 +771,28 @@ export class BurrowNode {
     if (problem) return done(false, `config reload refused, keeping the running config: ${problem}`);
     const { added, removed } = membershipDiff(this.config, next);
     this.config = next;
-    for (const set of [this.replica.members, this.repairMembers]) {
-      set.clear();
-      for (const n of next.nodes) set.add(n.id);
-    }
-    this.opener?.setMembers(memberKeys(next));
+    this.takeMembers(next);
     this.supervisor?.reload(next);
     this.snapshots.reconfigure(next);
     this.peers?.added(added);
     this.peers?.removed(removed);
     return done(true, `config reloaded: members ${next.nodes.map((n) => n.id).join(', ')}`
       + `${added.length ? ` (added ${added.join(', ')})` : ''}${removed.length ? ` (removed ${removed.join(', ')})` : ''}`);
+  }
+
+  /**
+   * The member list of `config` (start, reload), with the former members still accepted, to
+   * everything that judges an origin: the applier, the schema fold, gap repair, signatures.
+   */
+  private takeMembers(config: Config): void {
+    const now = Date.now();
+    this.db.writeTx(() => this.membership.update(config.nodes, now));
+    const accepted = this.membership.accepted(now);
+    for (const set of [this.replica.members, this.repairMembers]) {
+      set.clear();
+      for (const id of accepted) set.add(id);
+    }
+    this.opener?.setMembers(this.membership.acceptedKeys(now));
   }
 
   /** An external NATS whose max_payload is below what burrow may publish would refuse those batches for ever. */
@@ -866,6 +908,7 @@ export class BurrowNode {
     // Dead letters and conflicts stay within their bounds (rows, bytes, age) even when nothing is added.
     this.db.writeTx(() => this.replica.quarantine.prune());
     this.applier.expireWaiting();
+    this.takeMembers(this.config); // former members past history_s are forgotten
     if (!newest) return;
     const belowMs = Math.min(Date.now() - this.config.cluster.historyS * 1000, newest.atMs);
     if (belowMs <= 0) return;
@@ -1057,6 +1100,8 @@ export class BurrowNode {
       schema: open ? this.schemaStatus() : null,
       history: open ? this.historyStatus() : null,
       members: this.config.nodes.map((n) => n.id),
+      // Removed from cluster.toml less than history_s ago: their messages still in flight are accepted (node/membership.ts).
+      formerMembers: open ? this.membership.former(Date.now()) : [],
       jetstreamPeers: this.peers ? { server: this.supervisor?.serverName() ?? null, removals: this.peers.removals, rejoins: this.peers.rejoins, lastError: this.peers.lastError } : null,
       config: { file: this.config.file, reloads: this.reloads.count, lastReload: this.reloads.last },
       database: { trouble: this.db.trouble, busyTimeoutMs: this.config.sqlite.busyTimeoutMs },
