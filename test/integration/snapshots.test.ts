@@ -149,6 +149,8 @@ describe('membership by SIGHUP', () => {
     c.writeConfig(ids3);
     for (const id of ids3) c.hup(id);
     await c.waitFor('n4 no longer a member', async () => (await Promise.all(ids3.map((id) => c.status(id)))).every((s) => s && !s.members.includes('n4')));
+    // Its messages still in flight are accepted alike everywhere for history_s (node/membership.ts).
+    assert.deepEqual((await c.status('n1')).formerMembers.map((f: { id: string }) => f.id), ['n4']);
     await c.stopNode('n4');
     c.sqlite3('n2', "WITH RECURSIVE n(i) AS (SELECT 2000 UNION ALL SELECT i + 1 FROM n WHERE i < 2300) INSERT INTO t SELECT i, 'after removal' FROM n;");
     await c.waitConverged('SELECT count(*) n, sum(id) s FROM t', 30_000, ids3);
