@@ -46,7 +46,8 @@ export class Membership {
     }
     for (const m of members) next.set(m.id, { key: m.publicKey, removedAtMs: null });
     this.known = next;
-    this.meta.set('members', JSON.stringify(Object.fromEntries(next)));
+    const stored = JSON.stringify(Object.fromEntries(next));
+    if (this.meta.get('members') !== stored) this.meta.set('members', stored);
   }
 
   /** Node ids whose messages are accepted at `nowMs`: members and former members within the horizon. */
