@@ -776,8 +776,22 @@ export class BurrowNode {
     this.snapshots.reconfigure(next);
     this.peers?.added(added);
     this.peers?.removed(removed);
+    if (added.length > 0) this.retryRefusedNonMembers();
     return done(true, `config reloaded: members ${next.nodes.map((n) => n.id).join(', ')}`
       + `${added.length ? ` (added ${added.join(', ')})` : ''}${removed.length ? ` (removed ${removed.join(', ')})` : ''}`);
+  }
+
+  /**
+   * A node added to cluster.toml may have sent before this node reloaded (it was started first):
+   * its messages were dead-lettered as from a non-member. They are applied now, in LWW like any
+   * late change, so the order of SIGHUPs does not leave this replica without them.
+   */
+  private retryRefusedNonMembers(): void {
+    if (this.phase !== 'running') return;
+    const ids = this.replica.quarantine.refusedNonMembers(10_000);
+    if (ids.length === 0) return;
+    const r = this.retryDead(ids);
+    this.log.info('messages refused before a member was added, applied again', { retried: r.retried, deadAgain: r.deadAgain });
   }
 
   /**

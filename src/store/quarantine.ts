@@ -92,6 +92,12 @@ export class Quarantine {
     return rows.map((r) => ({ id: Number(r.id), reason: r.reason, change: r.change, shard: r.shard === null ? null : Number(r.shard) }));
   }
 
+  /** Ids of whole messages refused because their origin or signer was not a member, oldest first (retried when members are added). */
+  refusedNonMembers(limit: number): number[] {
+    return (this.db.prepare("SELECT id FROM __burrow_dead WHERE reason LIKE 'rejected message:%not a member%' ORDER BY id LIMIT ?")
+      .pluck().all(BigInt(limit)) as bigint[]).map(Number);
+  }
+
   /** Dead letters deleted for good (`all`, or these ids); how many. */
   purgeDead(ids: readonly number[] | 'all'): number {
     if (ids === 'all') return this.db.prepare('DELETE FROM __burrow_dead').run().changes;
