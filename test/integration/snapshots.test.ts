@@ -146,8 +146,9 @@ describe('membership by SIGHUP', () => {
     c.sqlite3('n4', "INSERT INTO t VALUES (1000, 'written on n4');");
     await c.waitFor('n3 refused n4\'s batch (not a member there yet)', async () => (await c.status('n3'))?.apply.messagesRejected >= 1);
     c.hup('n3');
-    // Its reload adds n4: the refused batch is applied then.
+    // Its reload adds n4: the refused batch is applied then, and its dead letter goes.
     await c.waitConverged('SELECT count(*) n, sum(id) s FROM t', 30_000);
+    await c.waitFor('n3 holds no dead letter', async () => (await c.status('n3'))?.deadLetters === 0);
     assert.equal((await c.status('n1')).apply.messagesRejected, 0);
 
     // Removal: out of the file, SIGHUP, stop it. The others keep replicating.
