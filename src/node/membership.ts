@@ -35,8 +35,8 @@ export class Membership {
     this.known = Membership.parse(meta.get('members'));
   }
 
-  /** Take cluster.toml's member list (at start and on reload); those it dropped become former members now. In the caller's transaction. */
-  update(members: readonly MemberSpec[], nowMs: number): void {
+  /** Take cluster.toml's member list (at start and on reload); those it dropped become former members now. */
+  take(members: readonly MemberSpec[], nowMs: number): void {
     const next = new Map<string, Known>();
     const inFile = new Set(members.map((m) => m.id));
     for (const [id, k] of this.known) {
@@ -46,7 +46,11 @@ export class Membership {
     }
     for (const m of members) next.set(m.id, { key: m.publicKey, removedAtMs: null });
     this.known = next;
-    const stored = JSON.stringify(Object.fromEntries(next));
+  }
+
+  /** Keep the list in `__burrow_meta` (written only when it changed). In the caller's transaction. */
+  save(): void {
+    const stored = JSON.stringify(Object.fromEntries(this.known));
     if (this.meta.get('members') !== stored) this.meta.set('members', stored);
   }
 

@@ -800,7 +800,13 @@ export class BurrowNode {
    */
   private takeMembers(config: Config): void {
     const now = Date.now();
-    this.db.writeTx(() => this.membership.update(config.nodes, now));
+    this.membership.take(config.nodes, now);
+    try {
+      this.db.writeTx(() => this.membership.save());
+    } catch (err) {
+      // Taken in memory all the same; saved again by the minute's pass (boundHistory).
+      this.log.warn('member list not saved (database busy or failing); retried within a minute', { error: errorMessage(err) });
+    }
     const accepted = this.membership.accepted(now);
     for (const set of [this.replica.members, this.repairMembers]) {
       set.clear();

@@ -9,7 +9,8 @@ const spec = (...ids: string[]) => ids.map((id) => ({ id, publicKey: `key-${id}`
 
 /** What the node does at start and on SIGHUP: the file's members, with the former ones, to the replica's member set. */
 function reload(r: Replica, m: Membership, ids: string[], nowMs: number): void {
-  r.db.writeTx(() => m.update(spec(...ids), nowMs));
+  m.take(spec(...ids), nowMs);
+  r.db.writeTx(() => m.save());
   r.members.clear();
   for (const id of m.accepted(nowMs)) r.members.add(id);
 }
@@ -19,20 +20,26 @@ test('a member dropped from cluster.toml is accepted for history_s, then forgott
   try {
     const r = rs.node('n1');
     const m = new Membership(r.meta, 7 * dayMs);
-    r.db.writeTx(() => m.update(spec('n1', 'n2', 'n3'), 1000));
-    r.db.writeTx(() => m.update(spec('n1', 'n2'), 2000));
+    m.take(spec('n1', 'n2', 'n3'), 1000);
+    r.db.writeTx(() => m.save());
+    m.take(spec('n1', 'n2'), 2000);
+    r.db.writeTx(() => m.save());
     assert.deepEqual([...m.accepted(3000)].sort(), ['n1', 'n2', 'n3']);
     assert.deepEqual(m.acceptedKeys(3000).get('n3'), 'key-n3', 'its signatures still verify');
     assert.deepEqual(m.former(3000), [{ id: 'n3', removedAtMs: 2000, acceptedUntilMs: 2000 + 7 * dayMs }]);
     // Kept in the file: a restart (a new Membership over the same meta) with the new file still knows n3 left.
     const again = new Membership(r.meta, 7 * dayMs);
-    r.db.writeTx(() => again.update(spec('n1', 'n2'), 5000));
+    again.take(spec('n1', 'n2'), 5000);
+    r.db.writeTx(() => again.save());
     assert.deepEqual(again.former(5000).map((f) => f.removedAtMs), [2000], 'the removal time is the first reload without it');
     assert.deepEqual([...again.accepted(2000 + 7 * dayMs)].sort(), ['n1', 'n2']);
-    r.db.writeTx(() => again.update(spec('n1', 'n2'), 2000 + 7 * dayMs));
+    again.take(spec('n1', 'n2'), 2000 + 7 * dayMs);
+    r.db.writeTx(() => again.save());
     assert.equal(new Membership(r.meta, 7 * dayMs).former(0).length, 0, 'forgotten in the file too');
-    r.db.writeTx(() => again.update(spec('n1', 'n2', 'n3'), 3 * dayMs));
-    r.db.writeTx(() => again.update(spec('n1', 'n3'), 4 * dayMs));
+    again.take(spec('n1', 'n2', 'n3'), 3 * dayMs);
+    r.db.writeTx(() => again.save());
+    again.take(spec('n1', 'n3'), 4 * dayMs);
+    r.db.writeTx(() => again.save());
     assert.deepEqual([...again.accepted(4 * dayMs)].sort(), ['n1', 'n2', 'n3']);
     assert.deepEqual(again.former(4 * dayMs).map((f) => f.id), ['n2']);
   } finally {
