@@ -110,10 +110,17 @@ export async function runUp(configFile: string): Promise<number> {
     process.on('SIGHUP', () => {
       for (const c of children) if (c.exit === null) c.proc.kill('SIGHUP');
     });
+    // Started through npx or npm run: npm passes SIGTERM to the `sh -c` it runs burrow in, and that
+    // shell exits without passing it on — burrow up was left running with its nodes. When the
+    // process that started it is gone, it stops as if it got SIGTERM.
+    const parent = process.env.npm_command !== undefined ? process.ppid : null;
     const watch = setInterval(() => {
       if (children.every((c) => c.exit !== null)) {
         clearInterval(watch);
         void stop('every node exited');
+      } else if (parent !== null && process.ppid !== parent) {
+        clearInterval(watch);
+        void stop('the npm process that started it is gone');
       }
     }, 500);
   });

@@ -167,4 +167,37 @@ describe('burrow CLI', () => {
       rmSync(dir, { recursive: true, force: true });
     }
   });
+
+  // npm passes SIGTERM to the `sh -c` it runs a bin in, and that shell exits without passing it on:
+  // `npx burrow up` SIGTERMed left burrow up and its nodes running.
+  test('npx burrow up: SIGTERM to the npx process stops burrow up and every node', async () => {
+    const dir = mkdtempSync(path.join(os.tmpdir(), 'burrow-npx-'));
+    const config = path.join(dir, 'cluster.toml');
+    writeFileSync(config, `[cluster]\nname = "npx${process.pid}"\nshards = 4\nreplicas = 1\n\n[[nodes]]\nid = "n1"\ndb = "data/n1/app.db"\n`
+      + `client = "127.0.0.1:${await freePort()}"\nroute = "127.0.0.1:${await freePort()}"\nhttp = "127.0.0.1:${await freePort()}"\n`);
+    const npx = spawn('npx', ['burrow', 'up', '--config', config], { cwd: repoRoot, stdio: ['ignore', 'pipe', 'pipe'] });
+    let out = '';
+    npx.stdout.on('data', (d) => (out += d));
+    npx.stderr.on('data', (d) => (out += d));
+    const pidFiles = ['node.pid', 'nats.pid'].map((f) => path.join(dir, 'data', 'n1', f));
+    const pids = () => pidFiles.flatMap((f) => (existsSync(f) ? [Number(readFileSync(f, 'utf8'))] : []));
+    try {
+      const deadline = Date.now() + 60_000;
+      while (!/all 1 nodes ready/.test(out)) {
+        assert.ok(Date.now() < deadline, `burrow up never got ready:\n${out}`);
+        await new Promise((r) => setTimeout(r, 100));
+      }
+      const running = pids();
+      assert.equal(running.length, 2);
+      npx.kill('SIGTERM');
+      const stopBy = Date.now() + 30_000;
+      while (running.some((p) => pidAlive(p))) {
+        assert.ok(Date.now() < stopBy, `still running 30 s after SIGTERM to npx: ${running.filter((p) => pidAlive(p)).join(', ')}\n${out}`);
+        await new Promise((r) => setTimeout(r, 100));
+      }
+    } finally {
+      for (const p of pids()) if (p > 0 && pidAlive(p)) process.kill(p, 'SIGKILL');
+      rmSync(dir, { recursive: true, force: true });
+    }
+  });
 });
