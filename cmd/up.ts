@@ -77,7 +77,7 @@ export async function runUp(configFile: string): Promise<number> {
     }
     if (!allReadyReported && children.every((c) => (c as { ready?: boolean }).ready)) {
       allReadyReported = true;
-      const msg = `all ${children.length} nodes ready in ${((Date.now() - startedAt) / 1000).toFixed(1)} s — write to any replica, e.g. sqlite3 ${path.relative(process.cwd(), children[0]!.node.db)}; Ctrl-C stops the cluster`;
+      const msg = `all ${children.length} nodes ready in ${((Date.now() - startedAt) / 1000).toFixed(1)} s — write to any replica, e.g. sqlite3 ${path.relative(process.cwd(), children[0]!.node.db)}; Ctrl-C stops the cluster (burrow up: pid ${process.pid})`;
       process.stdout.write(msg + '\n');
       drawn = 0;
     }
@@ -110,20 +110,43 @@ export async function runUp(configFile: string): Promise<number> {
     process.on('SIGHUP', () => {
       for (const c of children) if (c.exit === null) c.proc.kill('SIGHUP');
     });
-    // Started through npx or npm run: npm passes SIGTERM to the `sh -c` it runs burrow in, and that
-    // shell exits without passing it on — burrow up was left running with its nodes. When the
-    // process that started it is gone, it stops as if it got SIGTERM.
-    const parent = process.env.npm_command !== undefined ? process.ppid : null;
+    const launcherGone = npmLauncherWatch();
     const watch = setInterval(() => {
       if (children.every((c) => c.exit !== null)) {
         clearInterval(watch);
         void stop('every node exited');
-      } else if (parent !== null && process.ppid !== parent) {
+      } else if (launcherGone()) {
         clearInterval(watch);
-        void stop('the npm process that started it is gone');
+        void stop('the npx/npm process that started it is gone');
       }
     }, 500);
   });
+}
+
+/**
+ * Started through npx or npm run, burrow up runs under `npm → sh -c → burrow`. npm passes SIGTERM to
+ * the shell, which exits without passing it on, and npm itself dies of SIGHUP: either way burrow up
+ * and its nodes were left running with nobody to stop them. Returns a check that is true once the
+ * shell or npm is gone. Outside npm it is always false: `nohup burrow up &` from a shell that
+ * exits must go on.
+ */
+function npmLauncherWatch(): () => boolean {
+  if (process.env.npm_command === undefined) return () => false;
+  const shell = process.ppid;
+  const npm = parentOf(shell);
+  return () => process.ppid !== shell || (npm !== null && parentOf(shell) !== npm);
+}
+
+/** The parent pid of `pid` (Linux /proc), or null when it cannot be read. */
+function parentOf(pid: number): number | null {
+  try {
+    const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
+    // Fields after the command name (which may hold spaces, in parentheses): state, ppid, …
+    const ppid = Number(stat.slice(stat.lastIndexOf(')') + 2).split(' ')[1]);
+    return Number.isInteger(ppid) && ppid > 0 ? ppid : null;
+  } catch {
+    return null;
+  }
 }
 
 function lastLogLine(file: string): string {

@@ -168,9 +168,9 @@ describe('burrow CLI', () => {
     }
   });
 
-  // npm passes SIGTERM to the `sh -c` it runs a bin in, and that shell exits without passing it on:
-  // `npx burrow up` SIGTERMed left burrow up and its nodes running.
-  test('npx burrow up: SIGTERM to the npx process stops burrow up and every node', async () => {
+  // npm passes SIGTERM to the `sh -c` it runs a bin in, and that shell exits without passing it on;
+  // SIGHUP kills npm alone: `npx burrow up` signalled left burrow up and its nodes running.
+  for (const sig of ['SIGTERM', 'SIGHUP'] as const) test(`npx burrow up: ${sig} to the npx process stops burrow up and every node`, async () => {
     const dir = mkdtempSync(path.join(os.tmpdir(), 'burrow-npx-'));
     const config = path.join(dir, 'cluster.toml');
     writeFileSync(config, `[cluster]\nname = "npx${process.pid}"\nshards = 4\nreplicas = 1\n\n[[nodes]]\nid = "n1"\ndb = "data/n1/app.db"\n`
@@ -189,10 +189,10 @@ describe('burrow CLI', () => {
       }
       const running = pids();
       assert.equal(running.length, 2);
-      npx.kill('SIGTERM');
+      npx.kill(sig);
       const stopBy = Date.now() + 30_000;
       while (running.some((p) => pidAlive(p))) {
-        assert.ok(Date.now() < stopBy, `still running 30 s after SIGTERM to npx: ${running.filter((p) => pidAlive(p)).join(', ')}\n${out}`);
+        assert.ok(Date.now() < stopBy, `still running 30 s after ${sig} to npx: ${running.filter((p) => pidAlive(p)).join(', ')}\n${out}`);
         await new Promise((r) => setTimeout(r, 100));
       }
     } finally {
