@@ -66,7 +66,7 @@ export class SchemaApplier {
 
   constructor(private readonly db: Database, private readonly store: SchemaStore, private readonly capture: Capture,
     private readonly nodeId: string,
-    /** Node ids of the cluster: entries of any other origin are rejected (updated in place on a config reload). */
+    /** Node ids accepted as origins (members and former members): entries of any other origin are rejected (updated in place on a config reload). */
     private readonly members: ReadonlySet<string>,
     private readonly log: Logger) {}
 

@@ -148,8 +148,6 @@ export class BurrowNode {
   private repair: GapRepair | null = null;
   private repairTimer: NodeJS.Timeout | null = null;
   private lastSentPruneMs = 0;
-  /** Members as gap repair sees them (updated in place on reload). */
-  private readonly repairMembers = new Set<string>();
   /** Whose messages are accepted: members and, for history_s, former members (node/membership.ts). */
   private membership!: Membership;
   private reloads: { count: number; last: { atMs: number; ok: boolean; message: string } | null } = { count: 0, last: null };
@@ -462,7 +460,7 @@ export class BurrowNode {
           this.publisher?.leaderElected(shard);
           this.inbound?.streamLeaderElected(shard);
         });
-        this.repair = new GapRepair(this.link.nc, this.config.cluster.name, this.node.id, this.repairMembers, this.gaps, {
+        this.repair = new GapRepair(this.link.nc, this.config.cluster.name, this.node.id, this.replica.members, this.gaps, {
           publishedUpto: () => this.outbox.publishedUpto(),
           sentBatches: (want, bytesMax) => this.outbox.sentBatches(want, bytesMax),
           apply: (msgs) => this.applyMessages(msgs),
@@ -807,11 +805,9 @@ export class BurrowNode {
       // Taken in memory all the same; saved again by the minute's pass (boundHistory).
       this.log.warn('member list not saved (database busy or failing); retried within a minute', { error: errorMessage(err) });
     }
-    const accepted = this.membership.accepted(now);
-    for (const set of [this.replica.members, this.repairMembers]) {
-      set.clear();
-      for (const id of accepted) set.add(id);
-    }
+    const members = this.replica.members;
+    members.clear();
+    for (const id of this.membership.accepted(now)) members.add(id);
     this.opener?.setMembers(this.membership.acceptedKeys(now));
   }
 

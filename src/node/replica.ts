@@ -55,7 +55,7 @@ export class Replica {
     readonly quarantine: Quarantine,
     readonly applier: Applier,
     readonly outbox: SqliteOutbox,
-    /** Node ids of the cluster (the applier rejects batches of any other origin); updated in place on a config reload. */
+    /** Node ids accepted as origins — members and former members (node/membership.ts); the applier, the schema fold and gap repair reject any other. Updated in place on a config reload. */
     readonly members: Set<string>,
     /** Schema replication (null when off). */
     readonly schema: ApplierSchema | null,
