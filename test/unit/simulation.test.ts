@@ -1,38 +1,24 @@
 import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
 import { test } from 'node:test';
-import { allFeatures, featureSet } from '../sim/features.ts';
-import { simulate, type SimResult } from '../sim/simulate.ts';
+import { simulate } from '../sim/simulate.ts';
+import { allFeaturesOn, runSeedsWithEveryFeature, shortSeeds } from '../sim/short-mode.ts';
 
 /**
- * The short mode of the seeded simulation (the long mode is `npm run sim -- --seeds 10000`).
- * A failure names its seed; `npm run sim -- --seed N` replays it exactly.
+ * The short mode of the seeded simulation (the long mode is `npm run sim -- --seeds 10000`), first
+ * half of its seeds; the second half is in simulation-seeds.test.ts, each feature on its own in
+ * simulation-features.test.ts (separate files: the runner gives each its own slot).
  */
 
-const all = featureSet(null, []);
-const shortSeeds = 50;
+const half = shortSeeds / 2;
 
-test(`simulation: seeds 1..${shortSeeds} with every feature converge to the (hlc, node) winners`, async () => {
-  const results: SimResult[] = [];
-  for (let seed = 1; seed <= shortSeeds; seed++) results.push(await simulate({ seed, features: all }));
-  // The runs must have done what they claim, or a passing run proves nothing.
-  const sum = (k: keyof SimResult): number => results.reduce((s, r) => s + r[k], 0);
-  assert.ok(sum('writes') > 50 * shortSeeds, `writes: ${sum('writes')}`);
-  assert.ok(sum('writesRefused') > 0, 'some writes were refused (UNIQUE, NULL keys)');
-  assert.ok(sum('rows') > 10 * shortSeeds, `rows at the end: ${sum('rows')}`);
-  for (const k of ['shadowed', 'dropped', 'duplicated', 'restarts', 'ddlApplied', 'ddlWrites', 'schemaEntries', 'wipes', 'restores'] as const) assert.ok(sum(k) > 0, `${k}: ${sum(k)}`);
-  assert.ok(results.some((r) => r.nodes === 3) && results.some((r) => r.nodes === 5), 'runs with 3 and 5 nodes');
-});
-
-test('simulation: each feature on its own converges (seeds 1..2; `npm run sim -- --features F --seeds N` for more)', async () => {
-  for (const f of allFeatures) {
-    for (let seed = 1; seed <= 2; seed++) await simulate({ seed, features: new Set([f]) });
-  }
+test(`simulation: seeds 1..${half} with every feature converge to the (hlc, node) winners`, async () => {
+  await runSeedsWithEveryFeature(1, half);
 });
 
 test('simulation: a seed replays exactly', async () => {
-  const a = await simulate({ seed: 4242, features: all });
-  const b = await simulate({ seed: 4242, features: all });
+  const a = await simulate({ seed: 4242, features: allFeaturesOn });
+  const b = await simulate({ seed: 4242, features: allFeaturesOn });
   assert.deepEqual(a, b);
 });
 
