@@ -16,8 +16,9 @@ import type { Logger } from '../util/log.ts';
  *   still failing after `escalateAfterChecks` × `stuckMs` → `escalate` (seed 202: the schema
  *   stream refused every publish for minutes after quorum kills while it still delivered).
  * - read side: a shard silent for `stuckMs` whose stream holds messages beyond this node's
- *   position → read it again with a new consumer, and if it is still stuck at the next check, a
- *   stream leader step-down. A stream that does not answer at all (no leader) for two checks in a
+ *   position → read it again with a new consumer (in the background), and if it is still stuck at
+ *   the next check, a stream leader step-down; still stuck after `escalateAfterChecks` checks →
+ *   `escalate`. A stream that does not answer at all (no leader) for two checks in a
  *   row → stream leader step-down; still no answer after `escalateAfterChecks` checks →
  *   `escalate` (the node restarts its own nats-server, rate-limited: a server whose view of the
  *   stream went stale after quorum kills re-syncs at start — chaos seed 606, nats-server 2.9.10).
@@ -47,6 +48,8 @@ export class ShardDoctor {
   /** Consecutive checks that found the shard stalled (or its stream unreachable). */
   private readonly stalled = new Map<number, { checks: number; unreachable: number; received: number }>();
   private busy = false;
+  /** Shards being read again (in the background: see reread). */
+  private readonly rereading = new Set<number>();
   /** Called when a shard's stream has not answered for `escalateAfterChecks` checks in a row. */
   escalate: ((why: string) => Promise<void>) | null = null;
   escalateAfterChecks = 4;
@@ -121,14 +124,28 @@ export class ShardDoctor {
         shard, appliedSeq: applied, streamLastSeq: state.lastSeq, waiting, checks: st.checks,
       });
       if (st.checks >= 2) await this.stepDownStream(shard, 'shard stream not delivering');
-      try {
-        await this.inbound.restartShard(shard);
-        this.stats.rereads++;
-      } catch (err) {
-        this.log.warn('reading the shard again failed (next check retries)', { shard, error: errorMessage(err) });
+      if (st.checks >= this.escalateAfterChecks && this.escalate) {
+        await this.escalate(`stream ${stream} has delivered nothing for ${st.checks} checks while it holds messages beyond this node's position`)
+          .catch((e) => this.log.warn('escalation failed', { error: errorMessage(e) }));
       }
+      this.reread(shard);
     }
     this.stats.stalledShards = [...this.stalled.keys()].sort((a, b) => a - b);
+  }
+
+  /**
+   * Read the shard again in the background: against a JetStream that cannot place a consumer,
+   * re-reading retries for minutes (Inbound.restartShard), and the doctor's next checks — the
+   * step-down, the escalation — must not wait for it (chaos seed 606 on 7468046: both doctors of
+   * a node sat in one re-read for the rest of the run while its shards stayed stuck).
+   */
+  private reread(shard: number): void {
+    if (this.rereading.has(shard)) return;
+    this.rereading.add(shard);
+    this.inbound.restartShard(shard)
+      .then(() => { this.stats.rereads++; })
+      .catch((err) => this.log.warn('reading the shard again failed (next check retries)', { shard, error: errorMessage(err) }))
+      .finally(() => this.rereading.delete(shard));
   }
 
   private async stepDownStream(shard: number, why: string): Promise<void> {

@@ -83,6 +83,26 @@ test('doctor: a silent shard whose stream holds more is read again, then its str
   assert.deepEqual(d.stats.stalledShards, []);
 });
 
+test('doctor: a re-read that does not finish (no consumer can be placed) holds nothing up: step-down, then escalation (chaos seed 606)', async () => {
+  const st = state();
+  st.silent = [2];
+  st.streams.set(2, { firstSeq: 1, lastSeq: 30 });
+  const f = fakes(st);
+  let rereads = 0;
+  const inbound = { ...f.inbound, restartShard: () => { rereads++; return new Promise<void>(() => {}); } } as unknown as Inbound;
+  const d = new ShardDoctor('t', f.link, f.publisher, inbound, { stuckMs: 0, nudgeIntervalMs: 0 }, silentLogger);
+  const why: string[] = [];
+  d.escalate = async (w) => { why.push(w); };
+  for (let i = 0; i < d.escalateAfterChecks; i++) {
+    const tick = d.tick();
+    const done = await Promise.race([tick.then(() => true), new Promise((r) => setTimeout(() => r(false), 1000))]);
+    assert.ok(done, `tick ${i + 1} returned while the re-read is still running`);
+  }
+  assert.equal(rereads, 1, 'one re-read of the shard at a time');
+  assert.ok(st.calls.includes('stream-stepdown burrow_t_2'), st.calls.join(', '));
+  assert.deepEqual(why, ['stream burrow_t_2 has delivered nothing for 4 checks while it holds messages beyond this node\'s position']);
+});
+
 test('doctor: stream step-downs are rate limited per shard', async () => {
   const st = state();
   st.silent = [7];
