@@ -118,7 +118,7 @@ export class SqliteOutbox {
    * Bound the sent log: drop batches older than `retainMs`, all but the newest `countMax`, and the
    * oldest beyond `bytesMax`. Oldest first by number, as a prefix (gap repair takes numbers below
    * the first kept as gone), stopping at the first batch every bound keeps: a pass reads what it
-   * drops plus one page. (At 1k writes/s the log reaches its 200k-batch bound within minutes; a
+   * drops plus one row. (At 1k writes/s the log reaches its 200k-batch bound within minutes; a
    * pass that summed every payload blocked the node ~140 ms there, every 10 s.)
    */
   pruneSent(retainMs: number, countMax: number, bytesMax = Number.MAX_SAFE_INTEGER): number {
@@ -127,22 +127,16 @@ export class SqliteOutbox {
     const { dropped, freed } = this.db.writeTx(() => {
       const newest = (this.db.prepare('SELECT max(bseq) FROM __burrow_sent').pluck().get() as bigint | null) ?? 0n;
       const countBelow = newest - BigInt(countMax);
-      const page = this.db.prepare('SELECT bseq, at_ms, length(payload) FROM __burrow_sent WHERE bseq > ? ORDER BY bseq LIMIT 500').raw(true);
+      // A cursor from the oldest: leaving the loop ends the read, so only what is dropped (and one row) is read.
+      const oldest = this.db.prepare('SELECT bseq, at_ms, length(payload) FROM __burrow_sent ORDER BY bseq').raw(true);
       let cut: bigint | null = null;
       let n = 0;
       let bytes = 0;
-      for (let after: bigint | null = -1n; after !== null;) {
-        const rows = page.all(after) as [bigint, bigint, bigint][];
-        after = rows.length === 500 ? rows[499]![0] : null;
-        for (const [bseq, at, len] of rows) {
-          if (bseq > countBelow && at >= oldAt && total - bytes <= bytesMax) {
-            after = null;
-            break;
-          }
-          cut = bseq;
-          n++;
-          bytes += Number(len);
-        }
+      for (const [bseq, at, len] of oldest.iterate() as IterableIterator<[bigint, bigint, bigint]>) {
+        if (bseq > countBelow && at >= oldAt && total - bytes <= bytesMax) break;
+        cut = bseq;
+        n++;
+        bytes += Number(len);
       }
       if (cut !== null) this.db.prepare('DELETE FROM __burrow_sent WHERE bseq <= ?').run(cut);
       return { dropped: n, freed: bytes };
